@@ -279,7 +279,7 @@ impl TestPostgres {
     /// Runs `psql` with `sql` against `dbname` and returns its unaligned, tuples-only output.
     pub fn psql(&self, dbname: &str, sql: &str) -> Result<String, Error> {
         let out = Command::new(pg_bin_dir().join("psql"))
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
             .arg(self.connstr(dbname))
             .arg("-c")
             .arg(sql)
