@@ -267,12 +267,18 @@ fn stored_password(value: &str) -> Option<String> {
     let (head, keys) = rest.split_once('$')?;
     let (iterations, salt) = head.split_once(':')?;
     let (stored, server) = keys.split_once(':')?;
+    // PostgreSQL hashes (as a cleartext) any verifier it cannot parse, so check what it checks:
+    // base64 everywhere, 32-byte keys.
     let b64 = |s: &str| {
         !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+            && s.len() % 4 == 0
+            && s.trim_end_matches('=').len() + 2 >= s.len()
+            && s.trim_end_matches('=')
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
     };
-    (iterations.parse::<u32>().is_ok_and(|n| n > 0) && b64(salt) && b64(stored) && b64(server))
+    let key = |s: &str| b64(s) && s.len() == 44 && s.ends_with('=') && !s.ends_with("==");
+    (iterations.parse::<u32>().is_ok_and(|n| n > 0) && b64(salt) && key(stored) && key(server))
         .then(|| value.to_owned())
 }
 
