@@ -26,14 +26,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use compute_spec::ValidatedSpec;
 use futures::future::MaybeDone;
 use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage};
 
-use crate::catalog::{CATALOG_QUERY, Catalog, parse_catalog};
+use crate::catalog::{CATALOG_QUERY, Catalog, ResultSet, parse_catalog};
 use crate::error::{OperationError, ReconcileError};
-use crate::plan::{Operation, Plan, PlanOptions, plan};
+use crate::plan::{Operation, PhaseKind, Plan, PlanOptions, plan};
 
 /// Counts round trips and connections, for benchmarks and reports.
 #[derive(Debug, Clone, Default)]
@@ -125,24 +126,30 @@ impl Session {
 
     /// Reads the catalog in one round trip, inside a `READ ONLY` transaction.
     pub async fn observe(&self) -> Result<Catalog, ReconcileError> {
-        let sql = format!("BEGIN READ ONLY; {CATALOG_QUERY}; COMMIT");
-        let messages =
-            self.client
-                .simple_query(&sql)
-                .await
-                .map_err(|source| ReconcileError::Observe {
-                    database: self.database.clone(),
-                    source,
-                })?;
+        let messages = self
+            .client
+            .simple_query(CATALOG_QUERY)
+            .await
+            .map_err(|source| ReconcileError::Observe {
+                database: self.database.clone(),
+                source,
+            })?;
         self.counters.round_trip();
-        let text = messages
-            .iter()
-            .find_map(|m| match m {
-                SimpleQueryMessage::Row(row) => row.get(0),
-                _ => None,
-            })
-            .ok_or_else(|| ReconcileError::CatalogFormat("no row".to_owned()))?;
-        parse_catalog(text).map_err(ReconcileError::CatalogFormat)
+        // Result sets are separated by CommandComplete; the first one ends `BEGIN`, the last
+        // one `COMMIT`.
+        let mut sets: Vec<ResultSet> = vec![Vec::new()];
+        for m in &messages {
+            match m {
+                SimpleQueryMessage::Row(row) => sets
+                    .last_mut()
+                    .expect("never empty")
+                    .push((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect()),
+                SimpleQueryMessage::CommandComplete(_) => sets.push(Vec::new()),
+                _ => {}
+            }
+        }
+        let sets = sets.get(1..sets.len().saturating_sub(2)).unwrap_or_default();
+        parse_catalog(sets).map_err(ReconcileError::CatalogFormat)
     }
 
     /// Runs `operations` pipelined: all are sent, then all answers awaited (one round trip).
@@ -224,11 +231,26 @@ pub enum Outcome {
     NotRun,
 }
 
+/// How long one phase took (connection included when it opened one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhaseTiming {
+    /// The phase.
+    pub kind: PhaseKind,
+    /// Its database.
+    pub database: String,
+    /// Number of operations.
+    pub operations: usize,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
 /// The result of applying a plan: one [`Outcome`] per operation, in plan order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApplyReport {
     /// One outcome per operation of [`Plan::operations`], in the same order.
     pub outcomes: Vec<Outcome>,
+    /// One entry per phase that ran.
+    pub timings: Vec<PhaseTiming>,
 }
 
 impl ApplyReport {
@@ -265,7 +287,9 @@ pub async fn apply(
     let mut outcomes = Vec::with_capacity(plan.operation_count());
     let mut own: Option<Session> = None;
     let mut failed = false;
+    let mut timings = Vec::new();
     for phase in &plan.phases {
+        let start = Instant::now();
         if failed {
             outcomes.extend(phase.operations.iter().map(|_| Outcome::NotRun));
             continue;
@@ -315,8 +339,14 @@ pub async fn apply(
                 .collect();
             tracing::warn!(phase = phase.kind.name(), database = %phase.database, ?errors, "reconcile phase failed");
         }
+        timings.push(PhaseTiming {
+            kind: phase.kind,
+            database: phase.database.clone(),
+            operations: phase.operations.len(),
+            elapsed: start.elapsed(),
+        });
     }
-    ApplyReport { outcomes }
+    ApplyReport { outcomes, timings }
 }
 
 /// What [`reconcile`] did.

@@ -1,13 +1,11 @@
 //! The observed catalog as plain data, and the one query that reads it.
 //!
 //! [`CATALOG_QUERY`] returns the whole state the planner needs (roles with every attribute and
-//! membership, databases with owner, flags and the invalid marker) as one JSON document, so
-//! observing a cluster is one statement and one round trip whatever the number of objects, and
-//! names reach Rust through JSON, never through quoting rules.
+//! membership, databases with owner, flags and the invalid marker) in one message, so observing
+//! a cluster is one round trip whatever the number of objects, and names come back as raw
+//! text, never through quoting rules.
 
 use std::collections::{BTreeMap, BTreeSet};
-
-use serde::Deserialize;
 
 /// `VALID UNTIL` of a role, as PostgreSQL stores it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -96,73 +94,63 @@ pub struct Catalog {
     pub databases: BTreeMap<String, DatabaseInfo>,
 }
 
-/// Reads roles, memberships and databases as one JSON document (one row, one column).
-pub const CATALOG_QUERY: &str = "\
-SELECT json_build_object(
-  'roles', (SELECT coalesce(json_agg(json_build_object(
-      'name', a.rolname, 'superuser', a.rolsuper, 'inherit', a.rolinherit,
-      'createrole', a.rolcreaterole, 'createdb', a.rolcreatedb, 'login', a.rolcanlogin,
-      'replication', a.rolreplication, 'bypassrls', a.rolbypassrls,
-      'connection_limit', a.rolconnlimit,
-      'valid_until', CASE WHEN a.rolvaliduntil IS NULL THEN NULL
-                          WHEN a.rolvaliduntil = 'infinity' THEN 'infinity'
-                          WHEN a.rolvaliduntil = '-infinity' THEN '-infinity'
-                          ELSE (extract(epoch FROM a.rolvaliduntil) * 1000000)::int8::text END,
-      'password', a.rolpassword,
-      'member_of', ARRAY(SELECT g.rolname FROM pg_catalog.pg_auth_members m
-                         JOIN pg_catalog.pg_authid g ON g.oid = m.roleid
-                         WHERE m.member = a.oid ORDER BY 1))), '[]'::json)
-      FROM pg_catalog.pg_authid a),
-  'databases', (SELECT coalesce(json_agg(json_build_object(
-      'name', d.datname,
-      'owner', (SELECT r.rolname FROM pg_catalog.pg_authid r WHERE r.oid = d.datdba),
-      'allow_connections', d.datallowconn, 'is_template', d.datistemplate,
-      'connection_limit', d.datconnlimit, 'invalid', d.datconnlimit = -2,
-      'all_privileges', ARRAY(SELECT r.rolname FROM pg_catalog.aclexplode(d.datacl) x
-                              JOIN pg_catalog.pg_authid r ON r.oid = x.grantee
-                              GROUP BY r.rolname
-                              HAVING count(DISTINCT x.privilege_type) = 3 ORDER BY 1))), '[]'::json)
-      FROM pg_catalog.pg_database d))::text";
+/// Reads roles, memberships, databases and database privileges: four plain queries in one
+/// simple-protocol message inside a `READ ONLY` transaction, so one round trip. Text results,
+/// one row per fact (no arrays, no JSON), so names come back byte for byte and the server does
+/// little work per role.
+pub const CATALOG_QUERY: &str = "BEGIN READ ONLY;
+SELECT a.rolname, a.rolsuper, a.rolinherit, a.rolcreaterole, a.rolcreatedb, a.rolcanlogin,
+       a.rolreplication, a.rolbypassrls, a.rolconnlimit,
+       CASE WHEN a.rolvaliduntil IS NULL THEN NULL
+            WHEN a.rolvaliduntil = 'infinity' THEN 'infinity'
+            WHEN a.rolvaliduntil = '-infinity' THEN '-infinity'
+            ELSE (extract(epoch FROM a.rolvaliduntil) * 1000000)::int8::text END,
+       a.rolpassword
+  FROM pg_catalog.pg_authid a;
+SELECT m.rolname, g.rolname
+  FROM pg_catalog.pg_auth_members x
+  JOIN pg_catalog.pg_authid m ON m.oid = x.member
+  JOIN pg_catalog.pg_authid g ON g.oid = x.roleid;
+SELECT d.datname, r.rolname, d.datallowconn, d.datistemplate, d.datconnlimit
+  FROM pg_catalog.pg_database d LEFT JOIN pg_catalog.pg_authid r ON r.oid = d.datdba;
+SELECT d.datname, r.rolname
+  FROM pg_catalog.pg_database d, pg_catalog.aclexplode(d.datacl) x
+  JOIN pg_catalog.pg_authid r ON r.oid = x.grantee
+ GROUP BY 1, 2 HAVING count(DISTINCT x.privilege_type) = 3;
+COMMIT";
 
-#[derive(Deserialize)]
-struct RawCatalog {
-    roles: Vec<RawRole>,
-    databases: Vec<RawDatabase>,
+/// One result set of [`CATALOG_QUERY`]: rows of text cells (`None` is NULL).
+pub(crate) type ResultSet = Vec<Vec<Option<String>>>;
+
+fn cell<'a>(row: &'a [Option<String>], i: usize) -> Result<&'a str, String> {
+    row.get(i)
+        .and_then(|c| c.as_deref())
+        .ok_or_else(|| format!("column {i} is missing or NULL"))
 }
 
-#[derive(Deserialize)]
-struct RawRole {
-    name: String,
-    superuser: bool,
-    inherit: bool,
-    createrole: bool,
-    createdb: bool,
-    login: bool,
-    replication: bool,
-    bypassrls: bool,
-    connection_limit: i32,
-    valid_until: Option<String>,
-    password: Option<String>,
-    member_of: Vec<String>,
+fn boolean(row: &[Option<String>], i: usize) -> Result<bool, String> {
+    match cell(row, i)? {
+        "t" => Ok(true),
+        "f" => Ok(false),
+        other => Err(format!("column {i}: not a boolean: {other:?}")),
+    }
 }
 
-#[derive(Deserialize)]
-struct RawDatabase {
-    name: String,
-    owner: Option<String>,
-    allow_connections: bool,
-    is_template: bool,
-    connection_limit: i32,
-    invalid: bool,
-    all_privileges: Vec<String>,
+fn int(row: &[Option<String>], i: usize) -> Result<i32, String> {
+    let text = cell(row, i)?;
+    text.parse()
+        .map_err(|_| format!("column {i}: not an integer: {text:?}"))
 }
 
-/// Parses the text [`CATALOG_QUERY`] returns.
-pub(crate) fn parse_catalog(text: &str) -> Result<Catalog, String> {
-    let raw: RawCatalog = serde_json::from_str(text).map_err(|e| e.to_string())?;
+/// Builds a [`Catalog`] from the four result sets of [`CATALOG_QUERY`] (roles, memberships,
+/// databases, database privileges).
+pub(crate) fn parse_catalog(sets: &[ResultSet]) -> Result<Catalog, String> {
+    let [roles, members, databases, privileges] = sets else {
+        return Err(format!("expected 4 result sets, got {}", sets.len()));
+    };
     let mut catalog = Catalog::default();
-    for r in raw.roles {
-        let valid_until = match r.valid_until.as_deref() {
+    for row in roles {
+        let valid_until = match row.get(9).and_then(|c| c.as_deref()) {
             None => None,
             Some("infinity") => Some(ValidUntil::Infinity),
             Some("-infinity") => Some(ValidUntil::NegativeInfinity),
@@ -171,34 +159,45 @@ pub(crate) fn parse_catalog(text: &str) -> Result<Catalog, String> {
             )),
         };
         catalog.roles.insert(
-            r.name,
+            cell(row, 0)?.to_owned(),
             RoleInfo {
-                superuser: r.superuser,
-                inherit: r.inherit,
-                createrole: r.createrole,
-                createdb: r.createdb,
-                login: r.login,
-                replication: r.replication,
-                bypassrls: r.bypassrls,
-                connection_limit: r.connection_limit,
+                superuser: boolean(row, 1)?,
+                inherit: boolean(row, 2)?,
+                createrole: boolean(row, 3)?,
+                createdb: boolean(row, 4)?,
+                login: boolean(row, 5)?,
+                replication: boolean(row, 6)?,
+                bypassrls: boolean(row, 7)?,
+                connection_limit: int(row, 8)?,
                 valid_until,
-                password: r.password,
-                member_of: r.member_of.into_iter().collect(),
+                password: row.get(10).cloned().flatten(),
+                member_of: BTreeSet::new(),
             },
         );
     }
-    for d in raw.databases {
+    for row in members {
+        if let Some(r) = catalog.roles.get_mut(cell(row, 0)?) {
+            r.member_of.insert(cell(row, 1)?.to_owned());
+        }
+    }
+    for row in databases {
+        let connection_limit = int(row, 4)?;
         catalog.databases.insert(
-            d.name,
+            cell(row, 0)?.to_owned(),
             DatabaseInfo {
-                owner: d.owner.unwrap_or_default(),
-                allow_connections: d.allow_connections,
-                is_template: d.is_template,
-                connection_limit: d.connection_limit,
-                invalid: d.invalid,
-                all_privileges: d.all_privileges.into_iter().collect(),
+                owner: row.get(1).cloned().flatten().unwrap_or_default(),
+                allow_connections: boolean(row, 2)?,
+                is_template: boolean(row, 3)?,
+                connection_limit,
+                invalid: connection_limit == -2,
+                all_privileges: BTreeSet::new(),
             },
         );
+    }
+    for row in privileges {
+        if let Some(d) = catalog.databases.get_mut(cell(row, 0)?) {
+            d.all_privileges.insert(cell(row, 1)?.to_owned());
+        }
     }
     Ok(catalog)
 }
