@@ -546,7 +546,20 @@ pub fn plan(
                     }),
                 }
             }
-            Some(DeltaAction::DeleteDb) => db_deltas.push((d.name.as_str(), None)),
+            Some(DeltaAction::DeleteDb) => {
+                if s.cluster.databases.iter().any(|db| db.name == d.name) {
+                    // Dropping and creating again on every run would never converge.
+                    problems.push(PlanProblem::Conflict {
+                        object: d.name.clone(),
+                        pointer,
+                        message: format!(
+                            "database {:?} is both deleted and in cluster.databases",
+                            d.name
+                        ),
+                    });
+                }
+                db_deltas.push((d.name.as_str(), None));
+            }
             Some(DeltaAction::DeleteRole) => {
                 if seen.contains(d.name.as_str()) {
                     problems.push(PlanProblem::Conflict {
