@@ -404,13 +404,56 @@ async fn passwords_never_reach_the_server_log_even_when_a_statement_fails() {
     drop(session);
     let log = pg.log();
     assert!(log.contains("already exists"), "the failure is logged");
-    assert!(log.contains("statement: COMMIT"), "statements are logged");
+    assert!(
+        log.contains("statement: CREATE DATABASE \"d\""),
+        "statements without secrets are logged:\n{log}"
+    );
+    assert!(log.contains("statement: SET log_statement = 'none'"));
     for secret in [hash, "a2tra2tr", "c3Nzc3Nz"] {
         assert!(
             !log.contains(secret),
             "secret {secret} in the server log:\n{log}"
         );
     }
+}
+
+#[tokio::test]
+async fn password_statements_are_not_sent_when_logging_cannot_be_turned_off() {
+    let pg = TestPostgres::start_with(TestPostgresConfig {
+        extra_conf: vec!["log_statement = 'all'".into()],
+        ..TestPostgresConfig::default()
+    })
+    .unwrap();
+    // A role that may create roles but may not change logging settings.
+    pg.psql(
+        "postgres",
+        "CREATE ROLE plain LOGIN CREATEROLE; CREATE ROLE neon_superuser",
+    )
+    .unwrap();
+    let hash = "fedcba9876543210fedcba9876543210";
+    let s = spec(json!({"cluster": {
+        "roles": [{"name": "a", "encrypted_password": hash, "options": [
+            {"name": "NOREPLICATION", "vartype": "bool"}, {"name": "NOBYPASSRLS", "vartype": "bool"}]}],
+        "databases": []
+    }}));
+    let mut base = config(&pg);
+    base.user("plain");
+    let counters = Counters::default();
+    let p = plan(&s, &observe(&pg).await, &PlanOptions::default()).unwrap();
+    let report = apply(&p, &base, None, &counters).await;
+    let errors: Vec<_> = report.errors().collect();
+    assert_eq!(errors.len(), 1, "{report:?}");
+    assert_eq!(
+        errors[0].sqlstate.as_deref(),
+        Some("42501"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        !observe(&pg).await.roles.contains_key("a"),
+        "nothing was sent"
+    );
+    assert!(!pg.log().contains(hash));
 }
 
 #[tokio::test]
