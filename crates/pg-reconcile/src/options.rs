@@ -78,6 +78,21 @@ fn parse_bool(value: Option<&str>) -> Option<bool> {
     }
 }
 
+/// Why `name` cannot be a PostgreSQL role or database name as given, if it cannot: empty,
+/// longer than 63 bytes (PostgreSQL would silently truncate it, so it would never compare
+/// equal), or containing NUL.
+pub(crate) fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("is empty")
+    } else if name.len() > 63 {
+        Some("is longer than 63 bytes")
+    } else if name.contains('\0') {
+        Some("contains NUL")
+    } else {
+        None
+    }
+}
+
 fn is_simple_ident(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
@@ -139,7 +154,7 @@ pub(crate) fn apply_role_options(
                 )),
             },
             "IN_ROLE" => match value {
-                Some(v) if !v.is_empty() => attrs.in_roles.push(v.to_owned()),
+                Some(v) if name_problem(v).is_none() => attrs.in_roles.push(v.to_owned()),
                 _ => problems.push(bad("the name of a role")),
             },
             _ if name.starts_with("IN_ROLE_") && value.is_none() => {
@@ -212,7 +227,9 @@ pub(crate) fn parse_database_options(
         let value = opt.value.as_deref();
         if let Some(keyword) = TEXT_DB_OPTIONS.iter().find(|k| **k == name) {
             match value {
-                Some(v) if !v.is_empty() => out.push(DatabaseOption::Text(keyword, v.to_owned())),
+                Some(v) if !v.is_empty() && !v.contains('\0') => {
+                    out.push(DatabaseOption::Text(keyword, v.to_owned()))
+                }
                 _ => problems.push(bad("a non-empty string")),
             }
             continue;

@@ -318,15 +318,17 @@ fn bad_input_is_refused_with_every_problem_located() {
                          {"name": "VALID UNTIL", "value": "soon", "vartype": "string"},
                          {"name": "IN ROLE", "value": "ghost", "vartype": "string"},
                          {"name": "IN ROLE \"x\"; DROP", "vartype": "string"}]},
-            {"name": "a"}],
-          "databases": [{"name": "d", "owner": "nobody",
+            {"name": "a"},
+            {"name": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}],
+          "databases": [{"name": "nul\u0000", "owner": ""},
+                        {"name": "d", "owner": "nobody",
                          "options": [{"name": "OID", "value": "1", "vartype": "integer"}]}]},
           "delta_operations": [{"action": "delete_role", "name": "cloud_admin"},
                                {"action": "delete_db", "name": "d"},
                                {"action": "rename_role", "name": "x"}]}"#,
         &fresh(),
         expect![[r#"
-            cannot plan the spec: 13 problem(s)
+            cannot plan the spec: 17 problem(s)
               /cluster/roles/0/options/0: option "SUPERUSER" of "a" is not allowed (allowed: LOGIN, NOLOGIN, CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS, INHERIT (and their NO forms), CONNECTION LIMIT, VALID UNTIL, IN ROLE)
               /cluster/roles/0/options/1: option "LOGIN; DROP ROLE x" of "a" is not allowed (allowed: LOGIN, NOLOGIN, CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS, INHERIT (and their NO forms), CONNECTION LIMIT, VALID UNTIL, IN ROLE)
               /cluster/roles/0/options/2: option "CONNECTION LIMIT" of "a" needs an integer, -1 for no limit
@@ -334,11 +336,15 @@ fn bad_input_is_refused_with_every_problem_located() {
               /cluster/roles/0/options/5: option "IN ROLE \"x\"; DROP" of "a" needs plain lower-case role names; use {"name":"IN ROLE","value":NAME}
               /cluster/roles/0/encrypted_password: encrypted_password of role "a" is neither an md5 hash (32 hex digits, optionally prefixed by md5) nor a SCRAM-SHA-256 verifier
               /cluster/roles/1/name: role "a" is listed twice
+              /cluster/roles/2/name: name "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" is longer than 63 bytes
               /delta_operations/0: role "cloud_admin" is managed by the compute
               /delta_operations/1: database "d" is both deleted and in cluster.databases
               /delta_operations/2: rename_role of "x" without new_name
               /cluster/roles/0/options: role "a" is to be a member of "ghost", which does not exist
-              /cluster/databases/0/owner: owner "nobody" of database "d" is not a spec role and does not exist
-              /cluster/databases/0/options/0: option "OID" of "d" is not allowed (allowed: TEMPLATE, ENCODING, STRATEGY, LOCALE, LC_COLLATE, LC_CTYPE, ICU_LOCALE, LOCALE_PROVIDER, COLLATION_VERSION, TABLESPACE, ALLOW_CONNECTIONS, CONNECTION LIMIT, IS_TEMPLATE)"#]],
+              /cluster/databases/0/name: name "nul\0" contains NUL
+              /cluster/databases/0/owner: name "" is empty
+              /cluster/databases/0/owner: owner "" of database "nul\0" is not a spec role and does not exist
+              /cluster/databases/1/owner: owner "nobody" of database "d" is not a spec role and does not exist
+              /cluster/databases/1/options/0: option "OID" of "d" is not allowed (allowed: TEMPLATE, ENCODING, STRATEGY, LOCALE, LC_COLLATE, LC_CTYPE, ICU_LOCALE, LOCALE_PROVIDER, COLLATION_VERSION, TABLESPACE, ALLOW_CONNECTIONS, CONNECTION LIMIT, IS_TEMPLATE)"#]],
     );
 }
