@@ -1,0 +1,173 @@
+//! Proof against the real server: every value of a rendered `postgresql.conf`, hostile ones
+//! included, is read back by PostgreSQL 15 (`postgres -C NAME -D DIR`) as exactly the spec value.
+
+use std::path::Path;
+
+use compute_spec::ValidatedSpec;
+use pg_config::{
+    ConfigOptions, FileOptions, POSTGRESQL_CONF, render_postgresql_conf, write_file_atomically,
+};
+use serde_json::json;
+
+/// Values that break naive quoting: quotes, backslashes, comment and assignment characters,
+/// unicode, empty, very long, padding, `$`, `%`, tab, and injection attempts.
+fn hostile_values() -> Vec<String> {
+    let mut values: Vec<String> = [
+        "it's",
+        "''",
+        "'",
+        "\"double\"",
+        "\\",
+        "\\\\n",
+        "C:\\path\\",
+        "\\'",
+        "# not a comment",
+        "value # trailing",
+        "a = b",
+        "x=y",
+        "🐘 ünïcødé ✓",
+        "",
+        "  padded both sides  ",
+        " leading",
+        "trailing ",
+        "$1 $$ $x$ ${HOME}",
+        "%s %I %% %m",
+        "tab\there",
+        "'; include '/etc/passwd",
+        "x' \ninclude 'y",
+        "on",
+        "-1",
+        "1.5",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    values.push("long 'quoted' \\ value ".repeat(500));
+    values
+}
+
+/// `postgres -C name -D pgdata`, run as the unprivileged user; the value without the newline,
+/// or `None` when the server does not know the parameter.
+fn show(pgdata: &Path, name: &str) -> Option<String> {
+    let postgres = test_postgres::pg_bin_dir().join("postgres");
+    let out = test_postgres::command_as_pg_user(postgres)
+        .unwrap()
+        .arg("-C")
+        .arg(name)
+        .arg("-D")
+        .arg(pgdata)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        assert!(
+            stderr.contains("unrecognized configuration parameter"),
+            "postgres -C {name}: {stderr}"
+        );
+        return None;
+    }
+    let text = String::from_utf8(out.stdout).unwrap();
+    Some(text.strip_suffix('\n').unwrap_or(&text).to_owned())
+}
+
+#[test]
+fn postgres_reads_back_every_value() {
+    let dir = tempfile::tempdir().unwrap();
+    test_postgres::chown_to_pg_user(dir.path()).unwrap();
+    let pgdata = dir.path().join("pgdata");
+    test_postgres::initdb(&pgdata, "cloud_admin").unwrap();
+
+    // (name, vartype, value, what the server must show)
+    let mut expected: Vec<(String, &str, String, String)> = Vec::new();
+    for (i, value) in hostile_values().into_iter().enumerate() {
+        // Custom placeholders keep any text; every vartype must survive, not just `string`.
+        for vartype in ["string", "integer", "bool", "enum", "real"] {
+            let name = format!("test.{vartype}_{i}");
+            expected.push((name, vartype, value.clone(), value.clone()));
+        }
+    }
+    // Real parameters of each vartype (the server shows integers in their base unit).
+    for (name, vartype, value, shown) in [
+        (
+            "log_line_prefix",
+            "string",
+            "%m [%p] it's # = \\ $x$ 🐘 ",
+            None,
+        ),
+        ("fsync", "bool", "off", None),
+        ("max_connections", "integer", "77", None),
+        ("work_mem", "integer", "4MB", Some("4096")),
+        ("statement_timeout", "integer", "1 min", Some("60000")),
+        ("random_page_cost", "real", "1.5", None),
+        ("wal_level", "enum", "logical", None),
+        ("search_path", "string", "\"my schema\", public", None),
+    ] {
+        expected.push((
+            name.to_owned(),
+            vartype,
+            value.to_owned(),
+            shown.unwrap_or(value).to_owned(),
+        ));
+    }
+    let settings: Vec<_> = expected
+        .iter()
+        .map(|(name, vartype, value, _)| json!({"name": name, "vartype": vartype, "value": value}))
+        .collect();
+    let spec = json!({
+        "format_version": 1.0,
+        "mode": {"Static": "1/2A"},
+        "tenant_id": "0123456789abcdef0123456789abcdef",
+        "timeline_id": "fedcba9876543210fedcba9876543210",
+        "project_id": "it's a 'project' \\",
+        "safekeeper_connstrings": ["sk1:5454", "sk2:5454"],
+        "safekeepers_generation": 3,
+        "pageserver_connstring": "host=ps port=6400 password='x\\'y'",
+        "cluster": {"roles": [], "databases": [], "settings": settings,
+                    "postgresql_conf": "port = 5999\nmax_connections = 10\n"},
+    });
+    let spec = ValidatedSpec::from_json(&spec.to_string()).unwrap();
+    let options = ConfigOptions {
+        privileged_role_name: "super \"user\" 'x'".to_owned(),
+        extension_server_port: Some(3081),
+        ..ConfigOptions::default()
+    };
+    let conf = render_postgresql_conf(&spec, &options);
+    let owner = test_postgres::unprivileged_user()
+        .unwrap()
+        .map(|(uid, gid)| (uid.as_raw(), gid.as_raw()));
+    let file_options = FileOptions {
+        owner,
+        ..FileOptions::default()
+    };
+    write_file_atomically(
+        &pgdata.join(POSTGRESQL_CONF),
+        conf.as_bytes(),
+        &file_options,
+    )
+    .unwrap();
+
+    for (name, _, value, shown) in &expected {
+        // A value with a newline cannot be written: it is left out (validation rejects it
+        // anyway), and the rest of the file is still read.
+        let shown = (!value.contains('\n')).then_some(shown.as_str());
+        assert_eq!(show(&pgdata, name).as_deref(), shown, "{name} = {value:?}");
+    }
+    for (name, shown) in [
+        ("port", "5999"),
+        ("neon.tenant_id", "0123456789abcdef0123456789abcdef"),
+        ("neon.timeline_id", "fedcba9876543210fedcba9876543210"),
+        ("neon.project_id", "it's a 'project' \\"),
+        ("neon.safekeepers", "g#3:sk1:5454,sk2:5454"),
+        (
+            "neon.pageserver_connstring",
+            "host=ps port=6400 password='x\\'y'",
+        ),
+        ("neon.compute_mode", "static"),
+        ("neon.privileged_role_name", "super \"user\" 'x'"),
+        ("neon.extension_server_port", "3081"),
+        ("hot_standby", "on"),
+        ("recovery_target_lsn", "1/2A"),
+    ] {
+        assert_eq!(show(&pgdata, name).as_deref(), Some(shown), "{name}");
+    }
+}
