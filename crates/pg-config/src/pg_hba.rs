@@ -3,14 +3,21 @@
 //! compute_ctl adds one line so that clients can log in from anywhere with a password:
 //! [`HBA_ACCESS_LINE`]. It is added once: an exact whole-line match means "already there".
 //!
-//! Nothing else is needed for compute_ctl's own superuser connection (`--connstr`):
-//! `pg_hba.conf` is read top-down and the first matching line decides. Both sources of a data
-//! directory already end with lines that let the local superuser in before ours is reached:
-//! the pageserver's basebackup ships a `pg_hba.conf` that trusts local connections, and in
-//! standalone mode compute_ctl runs `initdb --auth=trust`, whose file trusts the unix socket,
-//! `127.0.0.1/32` and `::1/128`. Appending ours *after* them keeps loopback password-less for
-//! compute_ctl and requires an md5/SCRAM password from everyone else. (`md5` in pg_hba also
-//! accepts SCRAM verifiers.)
+//! Nothing else is needed for compute_ctl's own superuser connection (`--connstr`, over
+//! loopback or the unix socket): `pg_hba.conf` is read top-down and the first matching line
+//! decides, and ours is appended *after* what the data directory already has.
+//!
+//! - Standalone mode: compute_ctl runs `initdb --auth=trust` (as `test_postgres::initdb`
+//!   does), whose file trusts the unix socket, `127.0.0.1/32` and `::1/128` (and replication
+//!   on them). Those lines come first, so compute_ctl connects without a password, while
+//!   every other address reaches our line and needs the role's password (`md5` in pg_hba also
+//!   accepts SCRAM verifiers).
+//! - From a basebackup: the `pg_hba.conf` is whatever the pageserver ships; compute_ctl relies
+//!   on it letting the local superuser in, as upstream does. The test pageserver must ship one
+//!   that trusts loopback.
+//!
+//! A file that has no line letting the superuser in locally is not repaired here: that is a
+//! decision about authentication this crate does not make.
 
 use std::borrow::Cow;
 

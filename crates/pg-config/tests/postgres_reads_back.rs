@@ -1,11 +1,13 @@
 //! Proof against the real server: every value of a rendered `postgresql.conf`, hostile ones
-//! included, is read back by PostgreSQL 15 (`postgres -C NAME -D DIR`) as exactly the spec value.
+//! included, is read back by PostgreSQL 15 (`postgres -C NAME -D DIR`, then `current_setting` on the
+//! started server) as exactly the spec value, and the `pg_hba.conf` access line is accepted.
 
 use std::path::Path;
 
 use compute_spec::ValidatedSpec;
 use pg_config::{
-    ConfigOptions, FileOptions, POSTGRESQL_CONF, render_postgresql_conf, write_file_atomically,
+    ConfigOptions, FileOptions, PG_HBA_CONF, POSTGRESQL_CONF, render_postgresql_conf,
+    with_hba_access_line, write_file_atomically,
 };
 use serde_json::json;
 
@@ -76,6 +78,15 @@ fn postgres_reads_back_every_value() {
     test_postgres::chown_to_pg_user(dir.path()).unwrap();
     let pgdata = dir.path().join("pgdata");
     test_postgres::initdb(&pgdata, "cloud_admin").unwrap();
+    let socket_dir = dir.path().join("sock");
+    std::fs::create_dir(&socket_dir).unwrap();
+    test_postgres::chown_to_pg_user(&socket_dir).unwrap();
+    let port = test_postgres::free_port();
+    let verbatim = format!(
+        "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = {}\n\
+         max_connections = 10\n",
+        pg_quote::quote_conf_value(&socket_dir.to_string_lossy())
+    );
 
     // (name, vartype, value, what the server must show)
     let mut expected: Vec<(String, &str, String, String)> = Vec::new();
@@ -123,7 +134,7 @@ fn postgres_reads_back_every_value() {
         "safekeepers_generation": 3,
         "pageserver_connstring": "host=ps port=6400 password='x\\'y'",
         "cluster": {"roles": [], "databases": [], "settings": settings,
-                    "postgresql_conf": "port = 5999\nmax_connections = 10\n"},
+                    "postgresql_conf": verbatim},
     });
     let spec = ValidatedSpec::from_json(&spec.to_string()).unwrap();
     let options = ConfigOptions {
@@ -146,14 +157,19 @@ fn postgres_reads_back_every_value() {
     )
     .unwrap();
 
-    for (name, _, value, shown) in &expected {
+    // `postgres -C` for both rendering paths (always quoted; bare when plain, else quoted);
+    // bool, enum and real take the second path and are checked on the running server below.
+    for (name, _, value, shown) in expected
+        .iter()
+        .filter(|(_, vartype, ..)| ["string", "integer"].contains(vartype))
+    {
         // A value with a newline cannot be written: it is left out (validation rejects it
         // anyway), and the rest of the file is still read.
         let shown = (!value.contains('\n')).then_some(shown.as_str());
         assert_eq!(show(&pgdata, name).as_deref(), shown, "{name} = {value:?}");
     }
     for (name, shown) in [
-        ("port", "5999"),
+        ("port", port.to_string().as_str()),
         ("neon.tenant_id", "0123456789abcdef0123456789abcdef"),
         ("neon.timeline_id", "fedcba9876543210fedcba9876543210"),
         ("neon.project_id", "it's a 'project' \\"),
@@ -169,5 +185,104 @@ fn postgres_reads_back_every_value() {
         ("recovery_target_lsn", "1/2A"),
     ] {
         assert_eq!(show(&pgdata, name).as_deref(), Some(shown), "{name}");
+    }
+
+    // The access line is accepted by the server, and a running server shows the same values.
+    let hba_path = pgdata.join(PG_HBA_CONF);
+    let hba = std::fs::read_to_string(&hba_path).unwrap();
+    let hba = with_hba_access_line(&hba);
+    write_file_atomically(&hba_path, hba.as_bytes(), &file_options).unwrap();
+    let server = Server::start(&pgdata, &dir.path().join("server.log"));
+    let connstr = format!("host=127.0.0.1 port={port} user=cloud_admin dbname=postgres");
+    let last_rule = server.psql(
+        &connstr,
+        "select type, database, user_name, address, auth_method, error \
+         from pg_hba_file_rules order by line_number desc limit 1",
+    );
+    assert_eq!(last_rule, "host|{all}|{all}|all|md5|\n");
+    // One query compares every value on the server (in base units, as `postgres -C` shows
+    // them); it returns the names that differ.
+    let pairs: Vec<String> = expected
+        .iter()
+        .filter(|(_, _, value, _)| !value.contains('\n'))
+        .map(|(name, _, _, shown)| {
+            format!(
+                "({}, {})",
+                pg_quote::quote_literal(name),
+                pg_quote::quote_literal(shown)
+            )
+        })
+        .collect();
+    let sql = format!(
+        "select n from (values {}) v(n, e) where coalesce((select setting from pg_settings \
+         where name = n), current_setting(n)) is distinct from e",
+        pairs.join(", ")
+    );
+    assert_eq!(server.psql(&connstr, &sql), "", "settings that differ");
+    assert_eq!(
+        server.psql(&connstr, "show neon.privileged_role_name"),
+        "super \"user\" 'x'\n"
+    );
+}
+
+/// A server started with `pg_ctl` on a data directory; stopped on drop.
+struct Server<'a> {
+    pgdata: &'a Path,
+}
+
+impl<'a> Server<'a> {
+    fn start(pgdata: &'a Path, log: &Path) -> Server<'a> {
+        let status = test_postgres::command_as_pg_user(test_postgres::pg_bin_dir().join("pg_ctl"))
+            .unwrap()
+            .arg("-D")
+            .arg(pgdata)
+            .args(["start", "-w", "-t", "60", "-l"])
+            .arg(log)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        Server { pgdata }
+    }
+
+    fn psql(&self, connstr: &str, sql: &str) -> String {
+        let out = std::process::Command::new(test_postgres::pg_bin_dir().join("psql"))
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                connstr,
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for Server<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut cmd) =
+            test_postgres::command_as_pg_user(test_postgres::pg_bin_dir().join("pg_ctl"))
+        {
+            let _ = cmd
+                .arg("-D")
+                .arg(self.pgdata)
+                .args(["stop", "-m", "immediate", "-w"])
+                .status();
+        }
     }
 }
