@@ -36,7 +36,8 @@ use compute_spec::{ComputeMode, ValidatedSpec};
 pub use files::{FileOptions, WriteFileError, WriteStep, write_file_atomically};
 pub use pg_hba::{HBA_ACCESS_LINE, with_hba_access_line};
 pub use postgresql_conf::{
-    ConfigOptions, MANAGED_BEGIN, MANAGED_END, TEMP_OVERRIDE_CONF, render_postgresql_conf,
+    ConfigOptions, MANAGED_BEGIN, MANAGED_END, SettingLineError, TEMP_OVERRIDE_CONF,
+    render_postgresql_conf, render_setting_line,
 };
 
 /// File name of the main configuration file in PGDATA.

@@ -27,7 +27,8 @@
 //! integer with optional unit letters such as `128MB`, a decimal such as `1.5`); anything else
 //! is quoted, which PostgreSQL reads as the same value for every parameter type. A value that
 //! cannot be written at all (a newline or NUL, which validation rejects) and a name that is not
-//! a valid parameter name are left out with a comment that names the spec location only.
+//! a valid parameter name (only `ident` or `ident.ident` parse; PostgreSQL 15 rejects `a.b.c`
+//! and `$`) are left out with a comment naming the spec location; see [`render_setting_line`].
 
 use std::collections::HashSet;
 
@@ -229,40 +230,26 @@ fn render_settings(conf: &mut Conf, settings: &[GenericOption]) {
     let mut lines = Vec::with_capacity(settings.len());
     for (index, option) in settings.iter().enumerate().rev() {
         let pointer = format!("/cluster/settings/{index}");
-        if !is_valid_name(&option.name) {
-            lines.push(format!(
-                "# {pointer}: not a valid parameter name, not written"
-            ));
-            continue;
-        }
+        let line = match render_setting_line(option) {
+            Ok(line) => line,
+            Err(error) => {
+                lines.push(format!("# {pointer}: {error}"));
+                continue;
+            }
+        };
         let key = option.name.to_ascii_lowercase();
         if conf.owned.contains(&key) {
             lines.push(format!(
                 "# {pointer}: {} is set above by compute_ctl",
                 option.name
             ));
-            continue;
-        }
-        if !seen.insert(key) {
+        } else if !seen.insert(key) {
             lines.push(format!(
                 "# {pointer}: {} is set again later in the spec",
                 option.name
             ));
-            continue;
-        }
-        let Some(value) = &option.value else {
-            lines.push(format!(
-                "# {pointer}: {} has no value, not written",
-                option.name
-            ));
-            continue;
-        };
-        match render_value(&option.vartype, value) {
-            Some(value) => lines.push(format!("{} = {value}", option.name)),
-            None => lines.push(format!(
-                "# {pointer}: the value of {} cannot be written (newline or NUL)",
-                option.name
-            )),
+        } else {
+            lines.push(line);
         }
     }
     for line in lines.iter().rev() {
@@ -271,9 +258,60 @@ fn render_settings(conf: &mut Conf, settings: &[GenericOption]) {
     }
 }
 
+/// Why a setting cannot be written as a postgresql.conf line. Spec validation rejects all of
+/// these; the renderer still never writes a broken line (it writes a comment instead).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingLineError {
+    /// The name is not an identifier or two identifiers joined by a dot (postgresql.conf
+    /// cannot quote names). The name is not repeated: it may be anything.
+    #[error("not a valid parameter name, not written")]
+    InvalidName,
+    /// The setting has no value.
+    #[error("{name} has no value, not written")]
+    NoValue {
+        /// The setting's name.
+        name: String,
+    },
+    /// The value has a newline, carriage return or NUL, which no postgresql.conf text carries.
+    #[error("the value of {name} cannot be written (newline or NUL)")]
+    UnwritableValue {
+        /// The setting's name.
+        name: String,
+    },
+}
+
+/// One `name = value` line (without the newline) for a setting, spelled by its vartype:
+/// `string` values always quoted, other values bare only when they are one plain token,
+/// quoted otherwise. Also what compute_ctl uses for lines it writes elsewhere, such as the
+/// override file ([`TEMP_OVERRIDE_CONF`]).
+///
+/// ```
+/// use compute_spec::GenericOption;
+/// let option = GenericOption {
+///     name: "neon.max_cluster_size".into(),
+///     value: Some("-1".into()),
+///     vartype: "integer".into(),
+/// };
+/// assert_eq!(pg_config::render_setting_line(&option).unwrap(), "neon.max_cluster_size = -1");
+/// ```
+pub fn render_setting_line(option: &GenericOption) -> Result<String, SettingLineError> {
+    if !is_valid_name(&option.name) {
+        return Err(SettingLineError::InvalidName);
+    }
+    let name = || option.name.clone();
+    let value = option
+        .value
+        .as_deref()
+        .ok_or_else(|| SettingLineError::NoValue { name: name() })?;
+    let text = render_value(&option.vartype, value)
+        .ok_or_else(|| SettingLineError::UnwritableValue { name: name() })?;
+    Ok(format!("{} = {text}", option.name))
+}
+
 /// The text of a setting value: bare when it is one plain lexer token and the vartype is not
 /// `string`, quoted otherwise; `None` when no postgresql.conf text can carry it.
-pub(crate) fn render_value(vartype: &str, value: &str) -> Option<String> {
+fn render_value(vartype: &str, value: &str) -> Option<String> {
     if value.contains(['\n', '\r', '\0']) {
         return None;
     }
@@ -315,7 +353,7 @@ fn is_plain_token(value: &str) -> bool {
 /// Whether `name` can be written as a parameter name: an ASCII identifier, or two joined by a
 /// dot (a custom placeholder such as `neon.safekeepers`). Names cannot be quoted in
 /// postgresql.conf, so anything else is left out.
-pub(crate) fn is_valid_name(name: &str) -> bool {
+fn is_valid_name(name: &str) -> bool {
     let identifier = |part: &str| {
         let mut bytes = part.bytes();
         matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
@@ -400,6 +438,35 @@ mod tests {
         check("bool", "x\0", None);
         check("weird", "é", Some("'é'"));
         check("bool", "' ; x = 'y", Some("''' ; x = ''y'"));
+    }
+
+    #[test]
+    fn setting_lines() {
+        let check = |name: &str, value: Option<&str>, vartype: &str, expect: &str| {
+            let option = GenericOption {
+                name: name.to_owned(),
+                value: value.map(str::to_owned),
+                vartype: vartype.to_owned(),
+            };
+            let got = match render_setting_line(&option) {
+                Ok(line) => line,
+                Err(e) => format!("error: {e}"),
+            };
+            assert_eq!(got, expect, "{name:?} {value:?} {vartype}");
+        };
+        check("work_mem", Some("4MB"), "integer", "work_mem = 4MB");
+        check("a.b", Some("x y"), "string", "a.b = 'x y'");
+        check("x", Some("1 # c"), "integer", "x = '1 # c'");
+        check("x", Some("on"), "no-such-vartype", "x = on");
+        check("x", Some("a=b"), "no-such-vartype", "x = 'a=b'");
+        check("x", None, "integer", "error: x has no value, not written");
+        let unwritable = "error: the value of x cannot be written (newline or NUL)";
+        check("x", Some("1\ny = 2"), "integer", unwritable);
+        check("x", Some("a\r"), "string", unwritable);
+        let invalid = "error: not a valid parameter name, not written";
+        check("a.b.c", Some("1"), "integer", invalid); // PostgreSQL 15: syntax error
+        check("a$b", Some("1"), "integer", invalid); // `$` is not in the lexer's names
+        check("x = 1\ny", Some("1"), "integer", invalid);
     }
 
     #[test]

@@ -41,8 +41,9 @@ fn upstream_fixtures() {
     );
 }
 
-/// A spec with every storage field, a spec setting that collides with a compute_ctl-owned
-/// name, a duplicated setting, a null value, a bad name and values that need quoting.
+/// A spec with every storage field, spec settings that collide with compute_ctl-owned names,
+/// a duplicated setting and values that need quoting. (Settings that validation rejects — bad
+/// names, null values, newlines — are covered by `render_setting_line`'s unit tests.)
 fn storage_spec(mode: &str, extra: &str) -> ValidatedSpec {
     let text = format!(
         r#"{{
@@ -64,13 +65,11 @@ fn storage_spec(mode: &str, extra: &str) -> ValidatedSpec {
         "cluster": {{
             "roles": [], "databases": [],
             "settings": [
-                {{"name": "neon.safekeepers", "value": "old:1", "vartype": "string"}},
+                {{"name": "neon.safekeepers", "value": "sk1:5454,sk2:5454,sk3:5454", "vartype": "string"}},
                 {{"name": "Hot_Standby", "value": "off", "vartype": "bool"}},
                 {{"name": "work_mem", "value": "1MB", "vartype": "integer"}},
                 {{"name": "work_mem", "value": "4MB", "vartype": "integer"}},
-                {{"name": "statement_timeout", "value": null, "vartype": "integer"}},
-                {{"name": "bad name", "value": "1", "vartype": "integer"}},
-                {{"name": "log_min_duration_statement", "value": "1 # x", "vartype": "integer"}},
+                {{"name": "default_transaction_isolation", "value": "repeatable read", "vartype": "enum"}},
                 {{"name": "shared_preload_libraries", "value": "neon, pg_stat_statements", "vartype": "string"}},
                 {{"name": "test.quote", "value": "it's a \\ 'test'", "vartype": "string"}}
             ]
@@ -113,9 +112,7 @@ fn modes() {
             Hot_Standby = off
             # /cluster/settings/2: work_mem is set again later in the spec
             work_mem = 4MB
-            # /cluster/settings/4: statement_timeout has no value, not written
-            # /cluster/settings/5: not a valid parameter name, not written
-            log_min_duration_statement = '1 # x'
+            default_transaction_isolation = 'repeatable read'
             shared_preload_libraries = 'neon, pg_stat_statements'
             test.quote = 'it''s a \\ ''test'''
             # Managed by compute_ctl: end
@@ -151,9 +148,7 @@ fn modes() {
             # /cluster/settings/1: Hot_Standby is set above by compute_ctl
             # /cluster/settings/2: work_mem is set again later in the spec
             work_mem = 4MB
-            # /cluster/settings/4: statement_timeout has no value, not written
-            # /cluster/settings/5: not a valid parameter name, not written
-            log_min_duration_statement = '1 # x'
+            default_transaction_isolation = 'repeatable read'
             shared_preload_libraries = 'neon, pg_stat_statements'
             test.quote = 'it''s a \\ ''test'''
             # Managed by compute_ctl: end
@@ -202,10 +197,8 @@ fn modes() {
             # /cluster/settings/1: Hot_Standby is set above by compute_ctl
             # /cluster/settings/2: work_mem is set again later in the spec
             work_mem = 4MB
-            # /cluster/settings/4: statement_timeout has no value, not written
-            # /cluster/settings/5: not a valid parameter name, not written
-            log_min_duration_statement = '1 # x'
-            # /cluster/settings/7: shared_preload_libraries is set above by compute_ctl
+            default_transaction_isolation = 'repeatable read'
+            # /cluster/settings/5: shared_preload_libraries is set above by compute_ctl
             test.quote = 'it''s a \\ ''test'''
             # Managed by compute_ctl: end
             include_if_exists = 'compute_ctl_temp_override.conf'
@@ -242,6 +235,7 @@ fn standalone_and_verbatim() {
     );
     let spec = ValidatedSpec::from_json(
         r#"{"format_version": 1.0,
+            "safekeeper_connstrings": ["sk1:5454"],
             "pageserver_connection_info": {"shard_count": 0,
                 "shards": {"0000": {"pageservers": [{"grpc_url": "grpc://ps:51051"}]}}},
             "cluster": {"roles": [], "databases": [], "settings": []}}"#,
