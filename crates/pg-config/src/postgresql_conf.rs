@@ -6,9 +6,10 @@
 //! 2. the settings compute_ctl owns, each only when it has a value: storage
 //!    (`neon.stripe_size`, `neon.pageserver_connstring`, `neon.safekeepers` with the `g#N:`
 //!    generation prefix, `neon.tenant_id`, `neon.timeline_id`, `neon.project_id`,
-//!    `neon.branch_id`, `neon.endpoint_id`), locale, `neon.compute_mode` and the mode lines
-//!    (`hot_standby`, `recovery_target_lsn`), `neon.privileged_role_name`, the extension server
-//!    port, subscriber and log-export lines, and the pgaudit block;
+//!    `neon.branch_id`, `neon.endpoint_id`), TLS, locale, `neon.compute_mode` and the mode
+//!    lines (`hot_standby`, `recovery_target_lsn`), `dynamic_shared_memory_type`,
+//!    `neon.privileged_role_name`, the extension server port, subscriber and log-export lines,
+//!    and the pgaudit block (upstream's order);
 //! 3. `cluster.settings` between [`MANAGED_BEGIN`] and [`MANAGED_END`];
 //! 4. `include_if_exists = 'compute_ctl_temp_override.conf'` ([`TEMP_OVERRIDE_CONF`]).
 //!
@@ -32,7 +33,7 @@
 
 use std::collections::HashSet;
 
-use compute_spec::{ComputeAudit, ComputeMode, GenericOption, ValidatedSpec};
+use compute_spec::{ComputeAudit, ComputeFeature, ComputeMode, GenericOption, ValidatedSpec};
 use pg_quote::quote_conf_value;
 
 /// File name of the override file included last; compute_ctl writes temporary settings there
@@ -57,6 +58,14 @@ pub struct ConfigOptions {
     /// server messages and formats do not depend on the environment. Default `C.UTF-8`, as
     /// upstream on Linux.
     pub locale: Option<String>,
+    /// compute_ctl has TLS files (`compute_ctl_config.tls`) and copies them into PGDATA as
+    /// `server.crt`/`server.key`. With the spec feature `tls_experimental`, `ssl = on` and the
+    /// two file names are written. Default false.
+    pub tls: bool,
+    /// The kernel does strict overcommit accounting (`/proc/sys/vm/overcommit_memory` is `2`,
+    /// read by the caller): `dynamic_shared_memory_type = mmap` is written, since POSIX shared
+    /// memory is then counted twice. Default false.
+    pub strict_overcommit: bool,
 }
 
 impl Default for ConfigOptions {
@@ -65,6 +74,8 @@ impl Default for ConfigOptions {
             privileged_role_name: "neon_superuser".to_owned(),
             extension_server_port: None,
             locale: Some("C.UTF-8".to_owned()),
+            tls: false,
+            strict_overcommit: false,
         }
     }
 }
@@ -129,6 +140,11 @@ pub fn render_postgresql_conf(spec: &ValidatedSpec, options: &ConfigOptions) -> 
     }
     conf.blank();
 
+    if options.tls && compute.features.contains(&ComputeFeature::TlsExperimental) {
+        conf.owned_token("ssl", "on");
+        conf.owned_string("ssl_cert_file", "server.crt");
+        conf.owned_string("ssl_key_file", "server.key");
+    }
     if let Some(locale) = &options.locale {
         for name in ["lc_messages", "lc_monetary", "lc_time", "lc_numeric"] {
             conf.owned_string(name, locale);
@@ -143,6 +159,9 @@ pub fn render_postgresql_conf(spec: &ValidatedSpec, options: &ConfigOptions) -> 
             conf.owned_token("hot_standby", "on");
             conf.owned_string("recovery_target_lsn", &lsn.to_string());
         }
+    }
+    if options.strict_overcommit {
+        conf.owned_token("dynamic_shared_memory_type", "mmap");
     }
     conf.owned_string("neon.privileged_role_name", &options.privileged_role_name);
     if let Some(port) = options.extension_server_port {

@@ -161,11 +161,14 @@ fn modes() {
         privileged_role_name: "my'admin".to_owned(),
         extension_server_port: Some(3081),
         locale: None,
+        tls: true,
+        strict_overcommit: true,
     };
     check(
         &storage_spec(
             r#"{"Static": "1/A0B0C0"}"#,
             r#""audit_log_level": "Hipaa", "drop_subscriptions_before_start": true,
+               "features": ["tls_experimental"],
                "logs_export_host": "logs:514","#,
         ),
         &options,
@@ -180,9 +183,13 @@ fn modes() {
             neon.branch_id = 'br-2'
             neon.endpoint_id = 'ep-3'
 
+            ssl = on
+            ssl_cert_file = 'server.crt'
+            ssl_key_file = 'server.key'
             neon.compute_mode = 'static'
             hot_standby = on
             recovery_target_lsn = '1/A0B0C0'
+            dynamic_shared_memory_type = mmap
             neon.privileged_role_name = 'my''admin'
             neon.extension_server_port = 3081
             neon.disable_logical_replication_subscribers = true
