@@ -19,16 +19,21 @@
 
 mod config;
 mod id;
+mod locate;
 mod lsn;
+mod rules;
+mod shape;
 mod spec;
 mod status;
 mod validate;
+mod values;
 
 pub use config::{
     ComputeConfig, ComputeCtlConfig, ControlPlaneComputeStatus, ControlPlaneConfigResponse, JwkSet,
-    SpecDocument,
+    SpecDocument, json_schema,
 };
 pub use id::{IdParseError, TenantId, TimelineId};
+pub use locate::{Location, location_of_offset};
 pub use lsn::{Lsn, LsnParseError};
 pub use spec::{
     Cluster, ComputeAudit, ComputeFeature, ComputeMode, ComputeSpec, Database, DeltaAction,
@@ -37,4 +42,7 @@ pub use spec::{
     TlsConfig, UnknownFields,
 };
 pub use status::ComputeStatus;
-pub use validate::{Diagnostic, Severity, StorageSettings, ValidatedSpec, ValidationReport};
+pub use validate::{
+    DEFAULT_PROVIDED_ROLES, Diagnostic, Severity, StorageSettings, ValidatedSpec, Validation,
+    ValidationOptions, ValidationReport, codes, locate_diagnostics, validate_json,
+};
