@@ -387,3 +387,50 @@ pub(crate) fn kind_of(value: &Value) -> &'static str {
         Value::Object(_) => "an object",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The field tables must list exactly the properties of the generated schema, so unknown
+    /// field detection and the types cannot drift apart.
+    #[test]
+    fn field_tables_match_the_schema() {
+        let schema = crate::json_schema();
+        for (name, mut fields) in field_tables() {
+            let mut props: Vec<&str> = schema["$defs"][name]["properties"]
+                .as_object()
+                .unwrap_or_else(|| panic!("no {name} in the schema"))
+                .keys()
+                .map(String::as_str)
+                .collect();
+            if name == "Database" {
+                // Derived, output-only fields: tolerated on input, absent from the schema.
+                props.extend(["restrict_conn", "invalid"]);
+            }
+            props.sort_unstable();
+            fields.sort_unstable();
+            assert_eq!(fields, props, "{name}");
+        }
+    }
+
+    #[test]
+    fn suggests_near_misses_only() {
+        let check = |key: &str, expect: &str| {
+            let d = unknown_field("/cluster/roles/0", key, "role", ROLE_FIELDS);
+            assert_eq!(d.message, expect);
+        };
+        check(
+            "encrypted_pasword",
+            "unknown field `encrypted_pasword` in role; it is ignored (did you mean `encrypted_password`?)",
+        );
+        check(
+            "nme",
+            "unknown field `nme` in role; it is ignored (did you mean `name`?)",
+        );
+        check(
+            "superuser",
+            "unknown field `superuser` in role; it is ignored",
+        );
+    }
+}
