@@ -76,3 +76,35 @@ fn broken_specs_match_their_snapshots() {
         }
     }
 }
+
+/// Every truncation and many single-byte corruptions of a real spec: never a panic, always at
+/// least one error once the text is broken, and every diagnostic located.
+#[test]
+fn corrupted_specs_get_located_diagnostics() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../specs/upstream/latest_docker-compose_config@6a35a3e9f1.json");
+    let text = std::fs::read_to_string(path).unwrap();
+    let options = ValidationOptions::default();
+    let check = |input: &str, what: &str| {
+        let validation = validate_json(input, &options);
+        for d in &validation.report.diagnostics {
+            assert!(d.location.is_some(), "{what}: unlocated {d:?}");
+        }
+        validation
+    };
+    for end in (0..text.len()).filter(|&i| text.is_char_boundary(i)) {
+        let validation = check(&text[..end], &format!("truncated at {end}"));
+        if text[..end].trim_end() != text.trim_end() {
+            assert!(validation.report.has_errors(), "truncated at {end}");
+        }
+    }
+    let bytes = text.as_bytes();
+    for i in (0..bytes.len()).filter(|&i| bytes[i].is_ascii()) {
+        for replacement in [b'"', b'{', b']', b'x'] {
+            let mut corrupted = bytes.to_vec();
+            corrupted[i] = replacement;
+            let corrupted = String::from_utf8(corrupted).unwrap();
+            check(&corrupted, &format!("byte {i} → {}", replacement as char));
+        }
+    }
+}
