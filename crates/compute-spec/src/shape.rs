@@ -348,6 +348,34 @@ impl ShapeWalk<'_> {
     }
 }
 
+/// Unknown fields remembered by a typed spec (for specs that did not come from text).
+pub(crate) fn typed_unknown_fields(spec: &crate::ComputeSpec, out: &mut Vec<Diagnostic>) {
+    let mut report = |pointer: &str, fields: &crate::UnknownFields, what: &str, table: &[Field]| {
+        for key in fields.keys() {
+            out.push(unknown_field(pointer, key, what, table));
+        }
+    };
+    report("", &spec.unknown_fields, "spec", SPEC_FIELDS);
+    report(
+        "/cluster",
+        &spec.cluster.unknown_fields,
+        "cluster",
+        CLUSTER_FIELDS,
+    );
+    for (i, role) in spec.cluster.roles.iter().enumerate() {
+        report(
+            &format!("/cluster/roles/{i}"),
+            &role.unknown_fields,
+            "role",
+            ROLE_FIELDS,
+        );
+    }
+    for (i, db) in spec.cluster.databases.iter().enumerate() {
+        let pointer = format!("/cluster/databases/{i}");
+        report(&pointer, &db.unknown_fields, "database", DATABASE_FIELDS);
+    }
+}
+
 fn unknown_field(pointer: &str, key: &str, what: &str, fields: &[Field]) -> Diagnostic {
     let suggestion = fields
         .iter()

@@ -426,7 +426,8 @@ impl ValidatedSpec {
     }
 
     /// Validates an already-parsed spec with default options (pointers relative to the spec;
-    /// no line:column).
+    /// no line:column). Unknown fields the spec remembers are reported as warnings, except
+    /// those of options and delta operations, which the types do not keep.
     pub fn from_spec(spec: ComputeSpec) -> Result<ValidatedSpec, ValidationReport> {
         Self::from_spec_with(spec, &ValidationOptions::default())
     }
@@ -437,6 +438,7 @@ impl ValidatedSpec {
         options: &ValidationOptions,
     ) -> Result<ValidatedSpec, ValidationReport> {
         let mut diagnostics = Vec::new();
+        crate::shape::typed_unknown_fields(&spec, &mut diagnostics);
         rules::check(&spec, "", options, &mut diagnostics);
         let report = ValidationReport { diagnostics };
         if report.has_errors() {
@@ -467,5 +469,63 @@ impl ValidatedSpec {
     /// Gives up the spec.
     pub fn into_spec(self) -> ComputeSpec {
         self.spec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codes_of(text: &str) -> Vec<(&'static str, String)> {
+        validate_json(text, &ValidationOptions::default())
+            .report
+            .diagnostics
+            .into_iter()
+            .map(|d| (d.code, d.pointer))
+            .collect()
+    }
+
+    #[test]
+    fn api_shapes() {
+        // The wrapper shape with a valid spec validates; storage comes from the GUCs.
+        let text = r#"{"spec": {"format_version": 1.0, "mode": {"Static": "0/16B3748"},
+            "cluster": {"roles": [], "databases": [], "settings": [
+              {"name": "neon.tenant_id", "value": "b0554b632bd4d547a63b86c3630317e8", "vartype": "string"},
+              {"name": "neon.pageserver_connstring", "value": "host=ps port=6400", "vartype": "string"}]}},
+            "compute_ctl_config": {"jwks": {"keys": []}}}"#;
+        let spec = ValidatedSpec::from_json(text).unwrap();
+        assert_eq!(
+            spec.storage().tenant_id.map(|t| t.to_string()).as_deref(),
+            Some("b0554b632bd4d547a63b86c3630317e8")
+        );
+        assert!(spec.storage().pageserver.is_some());
+        assert!(spec.storage().safekeepers.is_empty()); // Static: no safekeepers needed
+        assert!(spec.warnings().is_empty());
+
+        // from_spec reports remembered unknown fields as warnings, and rules as errors.
+        let mut parsed: ComputeSpec = serde_json::from_str(
+            r#"{"format_version": 1.0, "cluster": {"roles": [{"name": "a", "superuser": true}],
+                "databases": []}, "operaton_uuid": "x"}"#,
+        )
+        .unwrap();
+        let ok = ValidatedSpec::from_spec(parsed.clone()).unwrap();
+        let warnings: Vec<_> = ok.warnings().iter().map(|d| d.pointer.as_str()).collect();
+        assert_eq!(warnings, ["/operaton_uuid", "/cluster/roles/0/superuser"]);
+        parsed.cluster.roles.push(parsed.cluster.roles[0].clone());
+        let err = ValidatedSpec::from_spec(parsed).unwrap_err();
+        assert_eq!(err.error_count(), 1);
+        assert_eq!(err.to_string(), "spec is invalid: 1 error(s)");
+    }
+
+    #[test]
+    fn too_large_and_not_object() {
+        let options = ValidationOptions {
+            max_bytes: 10,
+            ..ValidationOptions::default()
+        };
+        let v = validate_json("{\"format_version\": 1.0}", &options);
+        assert_eq!(v.report.diagnostics[0].code, codes::TOO_LARGE);
+        assert_eq!(codes_of("42"), [(codes::INVALID_TYPE, String::new())]);
+        assert_eq!(codes_of("null"), [(codes::INVALID_TYPE, String::new())]);
     }
 }
