@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use compute_spec::Severity;
+use compute_spec::{Severity, codes};
 
 use crate::FileReport;
 
@@ -26,14 +26,16 @@ pub fn human(reports: &[FileReport], out: &mut dyn Write) -> std::io::Result<()>
                 Some(l) => format!("{}:{}:{}", report.file, l.line, l.column),
                 None => report.file.clone(),
             };
-            let pointer = if d.pointer.is_empty() {
-                "the document root"
-            } else {
-                &d.pointer
+            // Text-level problems (not JSON, not UTF-8, too large) have no pointer to show.
+            let text_level = [codes::SYNTAX, codes::INVALID_UTF8, codes::TOO_LARGE];
+            let pointer = match d.pointer.as_str() {
+                _ if text_level.contains(&d.code) => String::new(),
+                "" => " (at the document root)".to_owned(),
+                p => format!(" (at {p})"),
             };
             writeln!(
                 out,
-                "{at}: {}[{}]: {} (at {pointer})",
+                "{at}: {}[{}]: {}{pointer}",
                 d.severity, d.code, d.message
             )?;
         }

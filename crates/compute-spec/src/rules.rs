@@ -91,6 +91,17 @@ pub(crate) fn check(
             ),
         );
     }
+    for (i, feature) in spec.features.iter().enumerate() {
+        if let crate::ComputeFeature::Unknown(name) = feature {
+            r.warning(
+                codes::UNKNOWN_FEATURE,
+                &format!("/features/{i}"),
+                format!(
+                    "unknown feature flag {name:?}; it is ignored (known: activity_monitor_experimental, tls_experimental)"
+                ),
+            );
+        }
+    }
     let roles = check_roles(&mut r, spec);
     check_databases(&mut r, spec, &roles, options);
     check_delta_operations(&mut r, spec);
@@ -298,7 +309,7 @@ fn check_delta_operations(r: &mut Rules<'_>, spec: &ComputeSpec) {
                     );
                 } else if declared.contains(op.name.as_str()) {
                     r.error(
-                        codes::DELTA_RENAME_ONTO_EXISTING,
+                        codes::DELTA_RENAME_SOURCE_DECLARED,
                         &format!("{at}/name"),
                         format!(
                             "{what} {:?} is renamed to {new_name:?}, but the spec still declares {:?}: it would be created again",
@@ -542,11 +553,9 @@ fn check_storage(r: &mut Rules<'_>, spec: &ComputeSpec) {
     if !spec.safekeeper_connstrings.is_empty() {
         let mut seen = HashSet::new();
         for (i, sk) in spec.safekeeper_connstrings.iter().enumerate() {
-            r.config_text(
-                "safekeeper address",
-                sk,
-                &format!("/safekeeper_connstrings/{i}"),
-            );
+            let at = format!("/safekeeper_connstrings/{i}");
+            r.config_text("safekeeper address", sk, &at);
+            check_safekeeper_address(r, sk, &at);
             if !seen.insert(sk.trim()) && spec.mode.is_primary() {
                 r.error(
                     codes::DUPLICATE_SAFEKEEPER,
@@ -567,6 +576,7 @@ fn check_storage(r: &mut Rules<'_>, spec: &ComputeSpec) {
     } else if let Some((i, value)) = guc.filter(|_| spec.mode.is_primary()) {
         let mut seen = HashSet::new();
         for sk in guc_list(value) {
+            check_safekeeper_address(r, &sk, &format!("/cluster/settings/{i}/value"));
             if !seen.insert(sk.clone()) {
                 r.error(
                     codes::DUPLICATE_SAFEKEEPER,
@@ -600,6 +610,23 @@ fn check_storage(r: &mut Rules<'_>, spec: &ComputeSpec) {
                 ),
             );
         }
+    }
+}
+
+/// A safekeeper is `host:port` (IPv6 hosts in brackets), port 1..=65535.
+fn check_safekeeper_address(r: &mut Rules<'_>, address: &str, at: &str) {
+    let address = address.trim();
+    let ok = address.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && !host.contains(char::is_whitespace)
+            && port.parse::<u16>().is_ok_and(|p| p > 0)
+    });
+    if !ok {
+        r.error(
+            codes::INVALID_SAFEKEEPER_ADDRESS,
+            at,
+            format!("safekeeper address {address:?} is not host:port"),
+        );
     }
 }
 

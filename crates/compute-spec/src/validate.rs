@@ -58,6 +58,8 @@ pub mod codes {
     /// A rename onto a name that exists at that point (declared by the spec, or produced by an
     /// earlier operation), or onto itself.
     pub const DELTA_RENAME_ONTO_EXISTING: &str = "delta-rename-onto-existing";
+    /// A rename of a name the spec still declares: the old name would be created again.
+    pub const DELTA_RENAME_SOURCE_DECLARED: &str = "delta-rename-source-declared";
     /// A rename whose result is not declared in the spec: it refers to nothing the spec keeps.
     pub const DELTA_RENAME_TARGET_UNDECLARED: &str = "delta-rename-target-undeclared";
     /// A deletion of a name the spec declares: it is dropped and created again.
@@ -92,6 +94,10 @@ pub mod codes {
     /// A value containing a newline or other control character that could inject a line into
     /// a config file.
     pub const CONFIG_INJECTION: &str = "config-injection";
+    /// A feature flag this crate does not know (kept, ignored).
+    pub const UNKNOWN_FEATURE: &str = "unknown-feature";
+    /// A safekeeper address that is not `host:port`.
+    pub const INVALID_SAFEKEEPER_ADDRESS: &str = "invalid-safekeeper-address";
     /// A sharded pageserver configuration without a stripe size.
     pub const MISSING_STRIPE_SIZE: &str = "missing-stripe-size";
 }
