@@ -187,11 +187,20 @@ fn check_databases(
             && !roles.contains(db.owner.as_str())
             && !options.provided_roles.contains(&db.owner)
         {
+            let suggestion = roles
+                .iter()
+                .copied()
+                .chain(options.provided_roles.iter().map(String::as_str))
+                .map(|name| (strsim::jaro_winkler(&db.owner, name), name))
+                .filter(|(score, _)| *score >= 0.85)
+                .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(a.1)))
+                .map(|(_, name)| format!(" (did you mean {name:?}?)"))
+                .unwrap_or_default();
             r.error(
                 codes::UNKNOWN_OWNER,
                 &format!("{at}/owner"),
                 format!(
-                    "owner {:?} of database {:?} is neither a role of the spec nor a role the compute provides",
+                    "owner {:?} of database {:?} is neither a role of the spec nor a role the compute provides{suggestion}",
                     db.owner, db.name
                 ),
             );
