@@ -265,6 +265,15 @@ pub struct Validation {
 pub fn validate_json(text: &str, options: &ValidationOptions) -> Validation {
     let mut diagnostics = Vec::new();
     let (spec, spec_pointer) = parse_document(text, options, &mut diagnostics);
+    if spec.is_none() && !diagnostics.iter().any(|d| d.severity == Severity::Error) {
+        // Defensive: a document that yields no spec must never look clean.
+        diagnostics.push(Diagnostic::new(
+            codes::INVALID_TYPE,
+            Severity::Error,
+            spec_pointer.to_owned(),
+            "the document does not hold a usable spec",
+        ));
+    }
     if let Some(spec) = &spec {
         rules::check(spec, spec_pointer, options, &mut diagnostics);
     }
@@ -362,7 +371,15 @@ fn parse_document(
                 return (None, "/spec");
             }
             Some(spec) => (spec, "/spec"),
-            None => return (None, "/spec"),
+            None => {
+                diagnostics.push(Diagnostic::new(
+                    codes::NO_SPEC,
+                    Severity::Error,
+                    String::new(),
+                    "the document has no spec (a ComputeConfig without `spec` starts an empty compute): there is no spec to check",
+                ));
+                return (None, "/spec");
+            }
         }
     } else {
         (&value, "")
