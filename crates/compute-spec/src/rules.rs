@@ -550,6 +550,42 @@ fn check_storage(r: &mut Rules<'_>, spec: &ComputeSpec) {
             );
         }
     }
+    if let Some(info) = &spec.pageserver_connection_info {
+        check_connection_info(r, info);
+        // The legacy forms, when also given, must name the same pageservers.
+        let urls: Vec<&str> = info
+            .shards
+            .values()
+            .filter_map(|shard| shard.pageservers.first()?.libpq_url.as_deref())
+            .map(str::trim)
+            .collect();
+        let legacy = [(
+            spec.pageserver_connstring.as_deref(),
+            "/pageserver_connstring".to_owned(),
+            "pageserver_connstring",
+        )]
+        .into_iter()
+        .chain(setting(spec, "neon.pageserver_connstring").map(|(i, v)| {
+            (
+                Some(v),
+                format!("/cluster/settings/{i}/value"),
+                "neon.pageserver_connstring",
+            )
+        }));
+        for (value, at, name) in legacy {
+            let Some(value) = value else { continue };
+            let listed: Vec<&str> = value.split(',').map(str::trim).collect();
+            if !urls.is_empty() && listed != urls {
+                r.error(
+                    codes::CONFLICTING_STORAGE_SETTING,
+                    &at,
+                    format!(
+                        "{name} names other pageservers than pageserver_connection_info, which wins"
+                    ),
+                );
+            }
+        }
+    }
     if let (Some(top), Some((i, guc))) = (spec.shard_stripe_size, setting(spec, "neon.stripe_size"))
     {
         if guc.trim().parse::<u32>().ok() != Some(top) {
@@ -629,6 +665,52 @@ fn check_storage(r: &mut Rules<'_>, spec: &ComputeSpec) {
                 ),
             );
         }
+    }
+}
+
+/// Shard indexes are 4 hex digits, shard number then shard count, matching `shard_count`.
+fn check_connection_info(r: &mut Rules<'_>, info: &PageserverConnectionInfo) {
+    let expected = usize::from(info.shard_count.max(1));
+    for (key, shard) in &info.shards {
+        let at = format!(
+            "/pageserver_connection_info/shards/{}",
+            crate::shape::escape_pointer(key)
+        );
+        let parsed = (key.len() == 4 && key.bytes().all(|b| b.is_ascii_hexdigit())).then(|| {
+            (
+                u8::from_str_radix(&key[..2], 16).ok(),
+                u8::from_str_radix(&key[2..], 16).ok(),
+            )
+        });
+        match parsed {
+            Some((Some(number), Some(count))) if count == info.shard_count && usize::from(number) < expected => {}
+            _ => r.error(
+                codes::INVALID_SHARD_INDEX,
+                &at,
+                format!(
+                    "shard index {key:?} is not 4 hex digits <number><count> with count {:02x} and number below {expected}",
+                    info.shard_count
+                ),
+            ),
+        }
+        if shard.pageservers.is_empty() {
+            r.error(
+                codes::INVALID_SHARD_INDEX,
+                &format!("{at}/pageservers"),
+                format!("shard {key:?} lists no pageserver"),
+            );
+        }
+    }
+    if info.shards.len() != expected {
+        r.error(
+            codes::INVALID_SHARD_INDEX,
+            "/pageserver_connection_info/shards",
+            format!(
+                "{} shard(s) listed, {expected} expected for shard_count {}",
+                info.shards.len(),
+                info.shard_count
+            ),
+        );
     }
 }
 

@@ -102,6 +102,9 @@ pub mod codes {
     pub const UNKNOWN_FEATURE: &str = "unknown-feature";
     /// A safekeeper address that is not `host:port`.
     pub const INVALID_SAFEKEEPER_ADDRESS: &str = "invalid-safekeeper-address";
+    /// A pageserver shard index that is not `<number><count>` in hex matching `shard_count`,
+    /// a shard without pageservers, or the wrong number of shards.
+    pub const INVALID_SHARD_INDEX: &str = "invalid-shard-index";
     /// A sharded pageserver configuration without a stripe size.
     pub const MISSING_STRIPE_SIZE: &str = "missing-stripe-size";
 }
