@@ -194,7 +194,11 @@ pub fn locate_diagnostics(text: &str, diagnostics: &mut [Diagnostic]) {
         .map(|d| d.pointer.as_str());
     let found = locate_pointers(text, wanted);
     for d in diagnostics.iter_mut().filter(|d| d.location.is_none()) {
-        d.location = found.get(&d.pointer).copied();
+        // An unknown field is shown at its key; everything else at the offending value.
+        d.location = found.get(&d.pointer).map(|l| match (d.code, l.member) {
+            (codes::UNKNOWN_FIELD, Some(member)) => member,
+            _ => l.value,
+        });
     }
     diagnostics.sort_by_key(|d| d.location.unwrap_or(Location { line: 0, column: 0 }));
 }
