@@ -42,7 +42,7 @@ pub(super) fn check_delta_operations(
             DeltaAction::DeleteRole | DeltaAction::RenameRole => (0, "role", &spec_roles),
             DeltaAction::DeleteDb | DeltaAction::RenameDb => (1, "database", &spec_dbs),
         };
-        r.identifier(what, &op.name, &format!("{at}/name"));
+        r.identifier(what, &op.name, || format!("{at}/name"));
         if kind == 0 && options.provided_roles.contains(&op.name) {
             r.error(
                 codes::DELTA_PROVIDED_ROLE,
@@ -102,7 +102,7 @@ pub(super) fn check_delta_operations(
                     continue;
                 };
                 let new_at = format!("{at}/new_name");
-                r.identifier(what, new_name, &new_at);
+                r.identifier(what, new_name, || new_at.clone());
                 if new_name == op.name {
                     r.error(
                         codes::DELTA_RENAME_ONTO_EXISTING,

@@ -8,7 +8,7 @@ mod storage;
 
 pub(crate) use storage::resolve_storage;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::spec::{ComputeSpec, GenericOption};
 use crate::validate::{Diagnostic, Severity, ValidationOptions, codes};
@@ -37,26 +37,30 @@ impl Rules<'_> {
         self.push(code, Severity::Warning, at, message);
     }
 
-    /// Checks a role or database name (`what`), its length and characters.
-    fn identifier(&mut self, what: &str, name: &str, at: &str) {
-        if name.is_empty() {
-            self.error(codes::EMPTY_IDENTIFIER, at, format!("{what} name is empty"));
+    /// Checks a role or database name (`what`), its length and characters. The pointer is
+    /// built only when there is something to report.
+    fn identifier(&mut self, what: &str, name: &str, at: impl FnOnce() -> String) {
+        let problem = if name.is_empty() {
+            Some((codes::EMPTY_IDENTIFIER, format!("{what} name is empty")))
         } else if name.contains('\0') {
-            self.error(
+            Some((
                 codes::IDENTIFIER_NUL,
-                at,
                 format!("{what} name contains a NUL character, which PostgreSQL cannot store"),
-            );
+            ))
         } else if name.len() > values::MAX_IDENTIFIER_BYTES {
-            self.error(
+            Some((
                 codes::IDENTIFIER_TOO_LONG,
-                at,
                 format!(
                     "{what} name {name:?} is {} bytes long; PostgreSQL truncates names to {} bytes",
                     name.len(),
                     values::MAX_IDENTIFIER_BYTES
                 ),
-            );
+            ))
+        } else {
+            None
+        };
+        if let Some((code, message)) = problem {
+            self.error(code, &at(), message);
         }
     }
 
@@ -112,16 +116,16 @@ pub(crate) fn check(
     storage::check_config_fields(&mut r, spec);
 }
 
-fn check_roles<'s>(r: &mut Rules<'_>, spec: &'s ComputeSpec) -> HashSet<&'s str> {
-    let mut seen: HashMap<&str, usize> = HashMap::new();
+fn check_roles<'s>(r: &mut Rules<'_>, spec: &'s ComputeSpec) -> HashMap<&'s str, usize> {
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(spec.cluster.roles.len());
     for (i, role) in spec.cluster.roles.iter().enumerate() {
-        let at = format!("/cluster/roles/{i}");
-        r.identifier("role", &role.name, &format!("{at}/name"));
+        let at = |suffix: &str| format!("/cluster/roles/{i}{suffix}");
+        r.identifier("role", &role.name, || at("/name"));
         if let Some(first) = seen.insert(&role.name, i) {
             seen.insert(&role.name, first);
             r.error(
                 codes::DUPLICATE_ROLE,
-                &format!("{at}/name"),
+                &at("/name"),
                 format!(
                     "role {:?} is declared twice (first at /cluster/roles/{first})",
                     role.name
@@ -131,7 +135,7 @@ fn check_roles<'s>(r: &mut Rules<'_>, spec: &'s ComputeSpec) -> HashSet<&'s str>
         if role.name.starts_with("pg_") {
             r.error(
                 codes::RESERVED_ROLE_NAME,
-                &format!("{at}/name"),
+                &at("/name"),
                 format!(
                     "role name {:?} is reserved: PostgreSQL refuses to create roles named pg_*",
                     role.name
@@ -143,7 +147,7 @@ fn check_roles<'s>(r: &mut Rules<'_>, spec: &'s ComputeSpec) -> HashSet<&'s str>
                 Ok(()) => {}
                 Err(HashProblem::Md5WithoutPrefix) => r.warning(
                     codes::MD5_WITHOUT_PREFIX,
-                    &format!("{at}/encrypted_password"),
+                    &at("/encrypted_password"),
                     format!(
                         "password hash of role {:?} is an md5 hash without the `md5` prefix; \
                          it never compares equal to the stored hash, so the password is reset \
@@ -153,32 +157,32 @@ fn check_roles<'s>(r: &mut Rules<'_>, spec: &'s ComputeSpec) -> HashSet<&'s str>
                 ),
                 Err(HashProblem::Invalid(why)) => r.error(
                     codes::INVALID_PASSWORD_HASH,
-                    &format!("{at}/encrypted_password"),
+                    &at("/encrypted_password"),
                     format!("password hash of role {:?} is malformed: {why}", role.name),
                 ),
             }
         }
-        check_options(r, role.options.as_deref(), &format!("{at}/options"));
+        check_options(r, role.options.as_deref(), || at("/options"));
     }
-    seen.into_keys().collect()
+    seen
 }
 
 fn check_databases(
     r: &mut Rules<'_>,
     spec: &ComputeSpec,
-    roles: &HashSet<&str>,
+    roles: &HashMap<&str, usize>,
     options: &ValidationOptions,
 ) {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, db) in spec.cluster.databases.iter().enumerate() {
-        let at = format!("/cluster/databases/{i}");
-        r.identifier("database", &db.name, &format!("{at}/name"));
-        r.identifier("owner", &db.owner, &format!("{at}/owner"));
+        let at = |suffix: &str| format!("/cluster/databases/{i}{suffix}");
+        r.identifier("database", &db.name, || at("/name"));
+        r.identifier("owner", &db.owner, || at("/owner"));
         if let Some(first) = seen.insert(&db.name, i) {
             seen.insert(&db.name, first);
             r.error(
                 codes::DUPLICATE_DATABASE,
-                &format!("{at}/name"),
+                &at("/name"),
                 format!(
                     "database {:?} is declared twice (first at /cluster/databases/{first})",
                     db.name
@@ -186,11 +190,11 @@ fn check_databases(
             );
         }
         if !db.owner.is_empty()
-            && !roles.contains(db.owner.as_str())
+            && !roles.contains_key(db.owner.as_str())
             && !options.provided_roles.contains(&db.owner)
         {
             let suggestion = roles
-                .iter()
+                .keys()
                 .copied()
                 .chain(options.provided_roles.iter().map(String::as_str))
                 .map(|name| (strsim::jaro_winkler(&db.owner, name), name))
@@ -200,19 +204,20 @@ fn check_databases(
                 .unwrap_or_default();
             r.error(
                 codes::UNKNOWN_OWNER,
-                &format!("{at}/owner"),
+                &at("/owner"),
                 format!(
                     "owner {:?} of database {:?} is neither a role of the spec nor a role the compute provides{suggestion}",
                     db.owner, db.name
                 ),
             );
         }
-        check_options(r, db.options.as_deref(), &format!("{at}/options"));
+        check_options(r, db.options.as_deref(), || at("/options"));
     }
 }
 
-fn check_options(r: &mut Rules<'_>, options: Option<&[GenericOption]>, at: &str) {
+fn check_options(r: &mut Rules<'_>, options: Option<&[GenericOption]>, at: impl Fn() -> String) {
     for (i, option) in options.unwrap_or_default().iter().enumerate() {
+        let at = at();
         r.config_text("option name", &option.name, &format!("{at}/{i}/name"));
         if let Some(value) = &option.value {
             r.config_text("option value", value, &format!("{at}/{i}/value"));
