@@ -280,6 +280,63 @@ async fn deleting_a_role_with_objects_in_several_databases_and_foreign_grants() 
 }
 
 #[tokio::test]
+async fn upstream_fixture_spec_converges_with_its_delta_operations() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../specs/upstream/latest_libs_compute_api_tests_cluster_spec@6a35a3e9f1.json"
+    );
+    let s = ValidatedSpec::from_json(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let pg = TestPostgres::start().unwrap();
+    // The state the fixture's delta operations expect: a role to rename (md5 password, which
+    // the rename clears), a role to delete that owns a table, databases to rename and delete.
+    for statement in [
+        format!(
+            "CREATE ROLE \"zenith new\" LOGIN PASSWORD 'md5{}'",
+            md5_of(7)
+        ),
+        "CREATE ROLE zenith2".to_owned(),
+        "CREATE DATABASE \"DB\"".to_owned(),
+        "CREATE DATABASE zenith_test".to_owned(),
+        "GRANT CREATE ON SCHEMA public TO zenith2; SET ROLE zenith2; CREATE TABLE t2 (x int)"
+            .to_owned(),
+    ] {
+        pg.psql("postgres", &statement).unwrap();
+    }
+    let text = converge(&pg, &s).await;
+    assert!(
+        text.contains(r#"ALTER ROLE "zenith new" RENAME TO "zenith ""new""";"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"ALTER DATABASE "DB" RENAME TO "DB2";"#),
+        "{text}"
+    );
+    let catalog = observe(&pg).await;
+    assert!(!catalog.roles.contains_key("zenith2") && !catalog.roles.contains_key("zenith new"));
+    assert!(
+        !catalog.databases.contains_key("zenith_test") && !catalog.databases.contains_key("DB")
+    );
+    let renamed = &catalog.roles["zenith \"new\""];
+    let want = s
+        .spec()
+        .cluster
+        .roles
+        .iter()
+        .find(|r| r.name == "zenith \"new\"")
+        .unwrap();
+    let want = want.encrypted_password.as_deref().unwrap();
+    assert_eq!(
+        renamed
+            .password
+            .as_deref()
+            .map(|p| p.trim_start_matches("md5")),
+        Some(want.trim_start_matches("md5"))
+    );
+    assert_eq!(catalog.databases["DB2"].owner, "alexk");
+    assert_converged(&pg, &s).await;
+}
+
+#[tokio::test]
 async fn invalid_database_is_dropped_and_recreated() {
     let pg = TestPostgres::start().unwrap();
     let s = spec(json!({"cluster": {
