@@ -60,6 +60,13 @@ pub struct Cli {
     /// Print the JSON Schema of a spec document and exit.
     #[arg(long, conflicts_with_all = ["files", "pgbin", "deny_warnings"])]
     pub print_schema: bool,
+    /// Print the reconcile plan of the (single) spec against the live server at `--connstr`,
+    /// observed in a read-only transaction: nothing is changed. Passwords are redacted.
+    #[arg(long, requires = "connstr", conflicts_with_all = ["print_schema", "format"])]
+    pub plan: bool,
+    /// Connection string (URL or key=value) of the server to plan against, as its superuser.
+    #[arg(long, value_name = "URL", requires = "plan")]
+    pub connstr: Option<String>,
     /// Inputs larger than this many bytes are rejected unread.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     pub max_bytes: usize,
@@ -82,6 +89,11 @@ pub struct FileReport {
     /// Every finding, in source order.
     pub diagnostics: Vec<Diagnostic>,
 }
+
+/// Diagnostic code: a role or database option that the reconciler's allow-list refuses.
+pub const OPTION_NOT_ALLOWED: &str = "option-not-allowed";
+/// Diagnostic code: an allowed option whose value the reconciler cannot render.
+pub const BAD_OPTION_VALUE: &str = "bad-option-value";
 
 /// Exit status: no findings.
 pub const EXIT_CLEAN: u8 = 0;
@@ -149,6 +161,10 @@ fn run_inner(
             diagnostics,
         });
     }
+    let (errors, _) = render::counts(&reports);
+    if cli.plan && !trouble && errors == 0 {
+        return print_plan(cli, &reports, &options, out);
+    }
     match cli.format {
         Format::Human => render::human(&reports, out)?,
         Format::Json => render::json(&reports, out)?,
@@ -168,6 +184,41 @@ fn run_inner(
     } else {
         EXIT_CLEAN
     })
+}
+
+/// `--plan`: validate the single input, then plan it against the server read-only.
+fn print_plan(
+    cli: &Cli,
+    reports: &[FileReport],
+    options: &ValidationOptions,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
+    use anyhow::Context as _;
+    let [path] = cli.files.as_slice() else {
+        anyhow::bail!("--plan takes exactly one spec file");
+    };
+    anyhow::ensure!(
+        path.as_os_str() != "-",
+        "--plan reads its spec from a file, not stdin"
+    );
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    let spec = compute_spec::ValidatedSpec::from_json_with(&text, options)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let connstr = cli.connstr.as_deref().unwrap_or_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let plan = runtime
+        .block_on(pg_reconcile::plan_read_only(
+            &spec,
+            &pg_reconcile::PlanOptions::default(),
+            connstr,
+        ))
+        .context("plan against the server")?;
+    render::human(reports, out)?;
+    write!(out, "{plan}")?;
+    Ok(EXIT_CLEAN)
 }
 
 /// Reads a file (or stdin for `-`), at most `max + 1` bytes so that huge inputs are not read
@@ -225,6 +276,31 @@ pub fn check_bytes(
         }
     };
     let mut validation = compute_spec::validate_json(text, options);
+    if let Some(spec) = &validation.spec {
+        // What the reconciler would refuse on any cluster: options off its allow-list and
+        // values it cannot render. Found here so that no compute starts with them.
+        let problems = pg_reconcile::check_options(spec);
+        if !problems.is_empty() {
+            validation
+                .report
+                .diagnostics
+                .extend(problems.iter().map(|p| {
+                    let code = match p {
+                        pg_reconcile::PlanProblem::UnknownOption { .. } => OPTION_NOT_ALLOWED,
+                        _ => BAD_OPTION_VALUE,
+                    };
+                    let pointer = format!("{}{}", validation.spec_pointer, p.pointer());
+                    let message = p.to_string();
+                    // PlanProblem's text starts with its pointer; the diagnostic shows it apart.
+                    let message = message
+                        .strip_prefix(&format!("{}: ", p.pointer()))
+                        .unwrap_or(&message)
+                        .to_owned();
+                    Diagnostic::new(code, Severity::Error, pointer, message)
+                }));
+            compute_spec::locate_diagnostics(text, &mut validation.report.diagnostics);
+        }
+    }
     if let (Some(pgbin), Some(spec)) = (pgbin, &validation.spec) {
         let extra = pgbin.check_spec(spec, validation.spec_pointer)?;
         if !extra.is_empty() {

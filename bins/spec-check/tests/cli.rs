@@ -228,3 +228,75 @@ fn print_schema_describes_the_spec() {
     assert!(required.contains(&"cluster".into()), "{required:?}");
     assert!(defs["Role"]["properties"]["encrypted_password"].is_object());
 }
+
+/// Role and database options the reconciler would refuse are reported before any compute
+/// starts, located at the option.
+#[test]
+fn options_off_the_reconcile_allow_list_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_temp(
+        &dir,
+        "options.json",
+        br#"{"format_version": 1.0, "cluster": {
+  "roles": [{"name": "alice", "options": [
+    {"name": "SUPERUSER", "vartype": "bool"},
+    {"name": "CONNECTION LIMIT", "value": "lots", "vartype": "integer"}]}],
+  "databases": [{"name": "app", "owner": "alice",
+    "options": [{"name": "OID", "value": "1", "vartype": "integer"}]}]}}"#,
+    );
+    let out = spec_check(&[&file], None);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].contains(":3:"), "{text}");
+    assert!(lines[0].contains("error[option-not-allowed]"), "{text}");
+    assert!(
+        lines[0].ends_with("(at /cluster/roles/0/options/0)"),
+        "{text}"
+    );
+    assert!(lines[1].contains("error[bad-option-value]"), "{text}");
+    assert!(lines[2].contains("error[option-not-allowed]"), "{text}");
+    assert!(
+        lines[2].contains("/cluster/databases/0/options/0"),
+        "{text}"
+    );
+}
+
+/// `--plan --connstr` prints what would run against a live server, and changes nothing.
+#[test]
+fn plan_against_a_live_server_changes_nothing() {
+    let pg = test_postgres::TestPostgres::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_temp(
+        &dir,
+        "spec.json",
+        br#"{"format_version": 1.0, "cluster": {
+  "roles": [{"name": "alice", "encrypted_password": "SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0c2FsdA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}],
+  "databases": [{"name": "app", "owner": "alice"}]}}"#,
+    );
+    let url = pg.url();
+    let out = spec_check(&["--plan", "--connstr", &url, &file], None);
+    let text = stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("CREATE ROLE \"alice\""), "{text}");
+    assert!(text.contains("CREATE DATABASE \"app\""), "{text}");
+    assert!(
+        !text.contains("SCRAM-SHA-256$"),
+        "password not redacted: {text}"
+    );
+    let roles = pg
+        .psql(
+            "postgres",
+            "select count(*) from pg_roles where rolname = 'alice'",
+        )
+        .unwrap();
+    assert_eq!(roles.trim(), "0");
+    // --plan needs --connstr.
+    assert_eq!(spec_check(&["--plan", &file], None).status.code(), Some(2));
+}

@@ -88,6 +88,21 @@ pub enum PlanProblem {
     },
 }
 
+impl PlanProblem {
+    /// JSON pointer of the spec value the problem is about.
+    pub fn pointer(&self) -> &str {
+        match self {
+            PlanProblem::UnknownOption { pointer, .. }
+            | PlanProblem::BadOptionValue { pointer, .. }
+            | PlanProblem::BadPassword { pointer, .. }
+            | PlanProblem::UnknownOwner { pointer, .. }
+            | PlanProblem::UnknownParentRole { pointer, .. }
+            | PlanProblem::BadName { pointer, .. }
+            | PlanProblem::Conflict { pointer, .. } => pointer,
+        }
+    }
+}
+
 /// The planner refused the spec; nothing was planned, so nothing will change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct PlanError {

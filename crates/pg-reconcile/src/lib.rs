@@ -80,4 +80,5 @@ pub use apply::{
 };
 pub use catalog::{CATALOG_QUERY, Catalog, DatabaseInfo, RoleInfo, ValidUntil};
 pub use error::{OperationError, PlanError, PlanProblem, ReconcileError, sqlstate_is_retryable};
+pub use options::check_options;
 pub use plan::{ObjectRef, Operation, Phase, PhaseKind, Plan, PlanOptions, Statement, plan};

@@ -407,6 +407,29 @@ pub(crate) fn render_valid_until(v: ValidUntil) -> String {
     }
 }
 
+/// Problems with a spec's role and database options that do not depend on the cluster's
+/// state — options off the allow-list and values that cannot be rendered — i.e. what
+/// [`crate::plan`] refuses on any catalog. `spec-check` and compute_ctl's `/configure` call it
+/// so that such a spec is rejected before anything runs.
+///
+/// Pointers are relative to the spec object (prefix them with `/spec` for a wrapper document).
+pub fn check_options(spec: &compute_spec::ComputeSpec) -> Vec<PlanProblem> {
+    let mut problems = Vec::new();
+    let cluster = &spec.cluster;
+    for (i, role) in cluster.roles.iter().enumerate() {
+        let mut attrs = RoleAttributes::spec_defaults();
+        let options = role.options.as_deref().unwrap_or_default();
+        let pointer = format!("/cluster/roles/{i}");
+        apply_role_options(&role.name, &pointer, options, &mut attrs, &mut problems);
+    }
+    for (i, db) in cluster.databases.iter().enumerate() {
+        let options = db.options.as_deref().unwrap_or_default();
+        let pointer = format!("/cluster/databases/{i}");
+        parse_database_options(&db.name, &pointer, options, &mut problems);
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

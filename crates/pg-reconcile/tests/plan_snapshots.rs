@@ -346,15 +346,16 @@ fn bad_input_is_refused_with_every_problem_located() {
               Error /cluster/databases/0/owner empty-identifier
               Error /cluster/databases/1/owner unknown-owner
               Error /delta_operations/0/name delta-provided-role
-              Warning /delta_operations/1/name delta-deletes-declared
+              Error /delta_operations/1/name delta-deletes-declared
               Error /delta_operations/2 delta-missing-new-name
         "#]],
     );
 }
 
 /// What validation lets through but the planner still refuses: options off the allow-list,
-/// option values it cannot render, memberships in roles that will not exist, and a database
-/// both deleted and declared (it would be dropped on every run).
+/// option values it cannot render, and memberships in roles that will not exist. (A database
+/// both deleted and declared is refused by validation already, `delta-deletes-declared`; the
+/// planner keeps its own check as a second line.)
 #[test]
 fn planner_refuses_what_it_cannot_render() {
     check(
@@ -367,18 +368,52 @@ fn planner_refuses_what_it_cannot_render() {
                                       {"name": "IN ROLE", "value": "ghost", "vartype": "string"},
                                       {"name": "IN ROLE \"x\"; DROP", "vartype": "string"}]}],
           "databases": [{"name": "d", "owner": "a",
-                         "options": [{"name": "OID", "value": "1", "vartype": "integer"}]}]},
-          "delta_operations": [{"action": "delete_db", "name": "d"}]}"#,
+                         "options": [{"name": "OID", "value": "1", "vartype": "integer"}]}]}}"#,
         &fresh(),
         expect![[r#"
-            cannot plan the spec: 8 problem(s)
+            cannot plan the spec: 7 problem(s)
               /cluster/roles/0/options/0: option "SUPERUSER" of "a" is not allowed (allowed: LOGIN, NOLOGIN, CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS, INHERIT (and their NO forms), CONNECTION LIMIT, VALID UNTIL, IN ROLE)
               /cluster/roles/0/options/1: option "LOGIN; DROP ROLE x" of "a" is not allowed (allowed: LOGIN, NOLOGIN, CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS, INHERIT (and their NO forms), CONNECTION LIMIT, VALID UNTIL, IN ROLE)
               /cluster/roles/0/options/2: option "CONNECTION LIMIT" of "a" needs an integer, -1 for no limit
               /cluster/roles/0/options/3: option "VALID UNTIL" of "a" needs 'infinity' or a timestamp YYYY-MM-DD[ HH:MM[:SS[.ffffff]]][Z|+HH[:MM]]
               /cluster/roles/0/options/5: option "IN ROLE \"x\"; DROP" of "a" needs plain lower-case role names; use {"name":"IN ROLE","value":NAME}
-              /delta_operations/0: database "d" is both deleted and in cluster.databases
               /cluster/roles/0/options: role "a" is to be a member of "ghost", which does not exist
               /cluster/databases/0/options/0: option "OID" of "d" is not allowed (allowed: TEMPLATE, ENCODING, STRATEGY, LOCALE, LC_COLLATE, LC_CTYPE, ICU_LOCALE, LOCALE_PROVIDER, COLLATION_VERSION, TABLESPACE, ALLOW_CONNECTIONS, CONNECTION LIMIT, IS_TEMPLATE)"#]],
     );
+}
+
+/// `check_options` finds, without any catalog, the option problems the planner would refuse,
+/// and nothing in a spec whose options are all renderable.
+#[test]
+fn check_options_finds_static_option_problems() {
+    let spec = compute_spec::ValidatedSpec::from_json(
+        r#"{"format_version": 1.0, "cluster": {
+          "roles": [
+            {"name": "a", "options": [{"name": "SUPERUSER", "vartype": "bool"},
+                                      {"name": "CREATEDB", "vartype": "bool"},
+                                      {"name": "CONNECTION LIMIT", "value": "lots", "vartype": "integer"}]},
+            {"name": "b", "options": [{"name": "IN ROLE", "value": "a", "vartype": "string"}]}],
+          "databases": [{"name": "d", "owner": "a",
+                         "options": [{"name": "OID", "value": "1", "vartype": "integer"},
+                                     {"name": "TEMPLATE", "value": "template0", "vartype": "enum"}]}]}}"#,
+    )
+    .unwrap();
+    let found: Vec<String> = pg_reconcile::check_options(spec.spec())
+        .iter()
+        .map(|p| p.pointer().to_owned())
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "/cluster/roles/0/options/0",
+            "/cluster/roles/0/options/2",
+            "/cluster/databases/0/options/0"
+        ]
+    );
+    let clean = compute_spec::ValidatedSpec::from_json(
+        r#"{"format_version": 1.0, "cluster": {"roles": [{"name": "a",
+            "options": [{"name": "LOGIN", "vartype": "bool"}]}], "databases": []}}"#,
+    )
+    .unwrap();
+    assert!(pg_reconcile::check_options(clean.spec()).is_empty());
 }

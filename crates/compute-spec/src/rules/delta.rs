@@ -66,11 +66,11 @@ pub(super) fn check_delta_operations(
         match action {
             DeltaAction::DeleteRole | DeltaAction::DeleteDb => {
                 if declared.contains(op.name.as_str()) {
-                    r.warning(
+                    r.error(
                         codes::DELTA_DELETES_DECLARED,
                         &format!("{at}/name"),
                         format!(
-                            "{what} {:?} is deleted, but the spec declares it: it is dropped and created again",
+                            "{what} {:?} is deleted, but the spec declares it: every start would drop it and create it again, losing its contents",
                             op.name
                         ),
                     );
