@@ -1,2 +1,50 @@
-//! Converges roles and databases of a running PostgreSQL to a validated spec: observe the
-//! catalog, plan operations as data, apply them in one place. (Skeleton: filled by its issue.)
+//! Converges the roles and databases of a running PostgreSQL to a validated spec: **observe**
+//! the catalog (one query), **plan** operations as data (a pure function), **apply** them
+//! (one connection per database with work, one round trip per phase).
+//!
+//! This crate owns the role/database semantics of compute_ctl: password comparison, the
+//! allow-list of role and database options, renames, deletions with their reassignments and
+//! revocations, invalid databases, and the privileged role. It does not decide *when* to
+//! reconcile (compute_ctl), does not parse or validate the spec (`compute-spec`), does not
+//! write configuration files (`pg-config`) and does not quote by itself (`pg-quote` does, for
+//! every name and value placed in SQL). Extensions, schema permissions and migrations are not
+//! handled here.
+//!
+//! Entry points (stable):
+//! - [`plan`]`(&ValidatedSpec, &Catalog, &PlanOptions) -> Result<Plan, PlanError>`: pure.
+//! - [`reconcile`]`(&ValidatedSpec, &PlanOptions, &tokio_postgres::Config, &Counters)
+//!   -> Result<Reconciled, ReconcileError>`: connect to the system database, observe, plan,
+//!   apply; per-operation [`Outcome`]s in [`Reconciled::report`].
+//! - [`plan_read_only`]`(&ValidatedSpec, &PlanOptions, connstr) -> Result<Plan, ReconcileError>`:
+//!   for `spec-check --plan --connstr URL`; observes inside a `READ ONLY` transaction.
+//! - Lower level: [`Session::connect`], [`Session::observe`], [`apply`].
+//!
+//! A [`Plan`] prints as SQL with a reason per statement and passwords redacted:
+//!
+//! ```
+//! use compute_spec::ValidatedSpec;
+//! use pg_reconcile::{Catalog, PlanOptions, plan};
+//!
+//! let spec = ValidatedSpec::from_json(r#"{"format_version": 1.0, "cluster": {
+//!     "roles": [{"name": "alice", "encrypted_password": "0123456789abcdef0123456789abcdef"}],
+//!     "databases": [{"name": "app", "owner": "alice"}]}}"#).unwrap();
+//! let plan = plan(&spec, &Catalog::default(), &PlanOptions::default()).unwrap();
+//! let text = plan.to_string();
+//! assert!(text.contains(r#"CREATE ROLE "alice" INHERIT CREATEROLE"#));
+//! assert!(text.contains("PASSWORD '<redacted>'") && !text.contains("0123456789abcdef"));
+//! assert!(text.contains(r#"CREATE DATABASE "app" OWNER "alice";  -- database "app": create: absent"#));
+//! ```
+#![warn(missing_docs)]
+
+mod apply;
+mod catalog;
+mod error;
+mod options;
+mod plan;
+
+pub use apply::{
+    ApplyReport, Counters, Outcome, PhaseTiming, Reconciled, Session, apply, plan_read_only, reconcile,
+};
+pub use catalog::{CATALOG_QUERY, Catalog, DatabaseInfo, RoleInfo, ValidUntil};
+pub use error::{OperationError, PlanError, PlanProblem, ReconcileError, sqlstate_is_retryable};
+pub use plan::{ObjectRef, Operation, Phase, PhaseKind, Plan, PlanOptions, Statement, plan};

@@ -1,0 +1,173 @@
+//! Benchmark: 5,000 roles and 100 databases applied to an empty cluster, then the steady state
+//! (unchanged spec) on the same cluster, against a baseline of the same minimal DDL run as one
+//! `psql -f` script on a fresh cluster in the same run.
+//!
+//! `cargo bench -p pg-reconcile --bench reconcile` (env: `BENCH_ROLES`, `BENCH_DBS`,
+//! `BENCH_REPS` fresh-cluster repetitions, `BENCH_STEADY` steady-state repetitions).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use compute_spec::ValidatedSpec;
+use pg_reconcile::{Counters, PlanOptions, reconcile};
+use test_postgres::TestPostgres;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn md5(i: usize) -> String {
+    format!("{i:032x}")
+}
+
+fn spec(roles: usize, dbs: usize) -> ValidatedSpec {
+    let roles_json: Vec<serde_json::Value> = (0..roles)
+        .map(|i| serde_json::json!({"name": format!("role {i}"), "encrypted_password": md5(i)}))
+        .collect();
+    let dbs_json: Vec<serde_json::Value> = (0..dbs)
+        .map(|i| serde_json::json!({"name": format!("db {i}"), "owner": format!("role {i}")}))
+        .collect();
+    let doc = serde_json::json!({"format_version": 1.0,
+        "cluster": {"roles": roles_json, "databases": dbs_json}});
+    ValidatedSpec::from_json(&doc.to_string()).expect("valid spec")
+}
+
+/// The same statements the reconciler sends on a fresh cluster, without the pipelining and
+/// without the log-suppressing transactions.
+fn baseline_script(roles: usize, dbs: usize) -> String {
+    let mut s = String::from(
+        "CREATE ROLE neon_superuser CREATEDB CREATEROLE NOLOGIN REPLICATION BYPASSRLS \
+         IN ROLE pg_read_all_data, pg_write_all_data;\n",
+    );
+    for i in 0..roles {
+        s.push_str(&format!(
+            "CREATE ROLE \"role {i}\" INHERIT CREATEROLE CREATEDB BYPASSRLS REPLICATION LOGIN \
+             IN ROLE neon_superuser PASSWORD 'md5{}';\n",
+            md5(i)
+        ));
+    }
+    for i in 0..dbs {
+        s.push_str(&format!(
+            "CREATE DATABASE \"db {i}\" OWNER \"role {i}\";\n\
+             GRANT ALL PRIVILEGES ON DATABASE \"db {i}\" TO neon_superuser;\n"
+        ));
+    }
+    s
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing special. Run a tiny
+    // configuration unless asked for the real one, so test runs stay fast.
+    let bench = std::env::args().any(|a| a == "--bench");
+    let roles = env("BENCH_ROLES", if bench { 5000 } else { 20 });
+    let dbs = env("BENCH_DBS", if bench { 100 } else { 2 });
+    let reps = env("BENCH_REPS", if bench { 3 } else { 1 });
+    let steady_reps = env("BENCH_STEADY", if bench { 21 } else { 3 });
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let spec = spec(roles, dbs);
+    let options = PlanOptions::default();
+    let script_dir = tempfile::tempdir().expect("tempdir");
+    let script = script_dir.path().join("baseline.sql");
+    std::fs::write(&script, baseline_script(roles, dbs)).expect("write script");
+
+    let mut fresh = Vec::new();
+    let mut baseline = Vec::new();
+    let mut steady = Vec::new();
+    let mut fresh_round_trips = 0;
+    let mut steady_round_trips = Vec::new();
+    for rep in 0..reps {
+        // Baseline on its own fresh cluster.
+        let pg = TestPostgres::start().expect("start postgres");
+        let start = Instant::now();
+        let out = Command::new(test_postgres::pg_bin_dir().join("psql"))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(pg.connstr("postgres"))
+            .arg("-f")
+            .arg(&script)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run psql");
+        baseline.push(start.elapsed());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        drop(pg);
+
+        // The reconciler on another fresh cluster, then the steady state on it.
+        let pg = TestPostgres::start().expect("start postgres");
+        let config: tokio_postgres::Config = pg.connstr("postgres").parse().expect("config");
+        let counters = Counters::default();
+        let start = Instant::now();
+        let done = runtime
+            .block_on(reconcile(&spec, &options, &config, &counters))
+            .expect("reconcile");
+        fresh.push(start.elapsed());
+        assert!(done.report.is_success(), "{:?}", done.report.errors().next());
+        assert_eq!(done.plan.operation_count(), 1 + roles + 2 * dbs);
+        fresh_round_trips = counters.round_trips() + counters.connections();
+        for t in &done.report.timings {
+            eprintln!("  {:?} {:?}: {} ops {:.1} ms", t.kind, t.database, t.operations, ms(t.elapsed));
+        }
+        {
+            let t0 = Instant::now();
+            let c = Counters::default();
+            let session = runtime.block_on(pg_reconcile::Session::connect(&config, "postgres", &c)).unwrap();
+            let t1 = Instant::now();
+            let catalog = runtime.block_on(session.observe()).unwrap();
+            let t2 = Instant::now();
+            let p = pg_reconcile::plan(&spec, &catalog, &options).unwrap();
+            let t3 = Instant::now();
+            assert!(p.is_empty());
+            eprintln!("  steady parts: connect {:.1} ms, observe {:.1} ms, plan {:.1} ms",
+                ms(t1 - t0), ms(t2 - t1), ms(t3 - t2));
+        }
+        for _ in 0..steady_reps {
+            let counters = Counters::default();
+            let start = Instant::now();
+            let done = runtime
+                .block_on(reconcile(&spec, &options, &config, &counters))
+                .expect("reconcile");
+            steady.push(start.elapsed());
+            assert!(done.plan.is_empty(), "{}", done.plan);
+            steady_round_trips.push((counters.round_trips(), counters.connections()));
+        }
+        eprintln!(
+            "rep {rep}: baseline {:.0} ms, fresh apply {:.0} ms",
+            ms(*baseline.last().unwrap()),
+            ms(*fresh.last().unwrap())
+        );
+    }
+    let (b, f, s) = (median(baseline), median(fresh), median(steady.clone()));
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("roles={roles} databases={dbs} fresh-cluster reps={reps} steady reps={steady_reps}");
+    println!("baseline psql -f (median):      {:9.1} ms", ms(b));
+    println!(
+        "fresh apply (median):           {:9.1} ms  ratio to baseline {:.2}  \
+         ({fresh_round_trips} round trips incl. connections)",
+        ms(f),
+        f.as_secs_f64() / b.as_secs_f64()
+    );
+    println!(
+        "steady state (median):          {:9.1} ms  min {:.1} ms max {:.1} ms  \
+         round trips/connections {:?}",
+        ms(s),
+        ms(*steady.iter().min().unwrap()),
+        ms(*steady.iter().max().unwrap()),
+        steady_round_trips[0]
+    );
+    println!("load average at end: {}", loadavg.trim());
+}

@@ -1,0 +1,396 @@
+//! All I/O of the crate: connecting, observing the catalog, and running a plan.
+//!
+//! Each phase runs on one connection to its database with every statement sent before any
+//! answer is awaited (tokio-postgres pipelines requests that are in flight together), so a
+//! phase costs one round trip. Each statement is its own simple-protocol `Query` message and so
+//! its own implicit transaction: `CREATE DATABASE` and `DROP DATABASE` are allowed, and one
+//! failing statement does not undo or block the others.
+//!
+//! A statement that carries a password is sent as three messages in a row: `BEGIN` with
+//! `SET LOCAL log_statement = 'none'`, `log_min_error_statement = 'panic'` and
+//! `log_min_duration_statement = -1`; the statement; `COMMIT`. The settings must be in force
+//! *before* the message with the password is parsed (PostgreSQL decides to log a simple query
+//! before running any of it), hence the separate first message; `SET LOCAL` ends with the
+//! transaction, so nothing leaks into later statements. If the statement fails, `COMMIT` just
+//! ends the aborted transaction.
+//!
+//! `neon.forward_ddl = off` is set in the startup packet of every connection (options
+//! `-c neon.forward_ddl=off`): with the neon extension it stops DDL forwarding to the control
+//! plane; on vanilla PostgreSQL it defines a harmless placeholder setting. It costs no round
+//! trip.
+//!
+//! Note: tokio-postgres logs every statement text at `debug` level through the `log` crate;
+//! keep the `tokio_postgres` target at `info` or above, or password hashes reach the log.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use compute_spec::ValidatedSpec;
+use futures::future::MaybeDone;
+use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage};
+
+use crate::catalog::{CATALOG_QUERY, Catalog, ResultSet, parse_catalog};
+use crate::error::{OperationError, ReconcileError};
+use crate::plan::{Operation, PhaseKind, Plan, PlanOptions, plan};
+
+/// Counts round trips and connections, for benchmarks and reports.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    round_trips: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
+}
+
+impl Counters {
+    /// Request/response exchanges awaited so far (one per phase or catalog query; connection
+    /// start-up not included).
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// Connections opened so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    fn round_trip(&self) {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// An open connection to one database, with its counters.
+pub struct Session {
+    client: Client,
+    database: String,
+    counters: Counters,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Session {
+    /// Connects to `database` with `base` (its own dbname is replaced), without TLS, setting
+    /// `application_name` and `neon.forward_ddl = off`.
+    pub async fn connect(
+        base: &Config,
+        database: &str,
+        counters: &Counters,
+    ) -> Result<Session, ReconcileError> {
+        let mut config = base.clone();
+        config.dbname(database);
+        if config.get_application_name().is_none() {
+            config.application_name("compute_ctl:apply_config");
+        }
+        let options = match config.get_options() {
+            Some(o) if !o.is_empty() => format!("{o} -c neon.forward_ddl=off"),
+            _ => "-c neon.forward_ddl=off".to_owned(),
+        };
+        config.options(&options);
+        let (client, connection) =
+            config
+                .connect(NoTls)
+                .await
+                .map_err(|source| ReconcileError::Connect {
+                    database: database.to_owned(),
+                    source,
+                })?;
+        counters.connections.fetch_add(1, Ordering::Relaxed);
+        let task = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "reconcile connection ended");
+            }
+        });
+        Ok(Session {
+            client,
+            database: database.to_owned(),
+            counters: counters.clone(),
+            task,
+        })
+    }
+
+    /// The database this session is connected to.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// The client, for callers that need more than this crate offers.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Reads the catalog in one round trip, inside a `READ ONLY` transaction.
+    pub async fn observe(&self) -> Result<Catalog, ReconcileError> {
+        let messages = self
+            .client
+            .simple_query(CATALOG_QUERY)
+            .await
+            .map_err(|source| ReconcileError::Observe {
+                database: self.database.clone(),
+                source,
+            })?;
+        self.counters.round_trip();
+        // Result sets are separated by CommandComplete; the first one ends `BEGIN`, the last
+        // one `COMMIT`.
+        let mut sets: Vec<ResultSet> = vec![Vec::new()];
+        for m in &messages {
+            match m {
+                SimpleQueryMessage::Row(row) => sets
+                    .last_mut()
+                    .expect("never empty")
+                    .push((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect()),
+                SimpleQueryMessage::CommandComplete(_) => sets.push(Vec::new()),
+                _ => {}
+            }
+        }
+        let sets = sets.get(1..sets.len().saturating_sub(2)).unwrap_or_default();
+        parse_catalog(sets).map_err(ReconcileError::CatalogFormat)
+    }
+
+    /// Runs `operations` pipelined: all are sent, then all answers awaited (one round trip).
+    /// Returns one result per operation, in order.
+    pub async fn run(&self, operations: &[Operation]) -> Vec<Result<(), OperationError>> {
+        if operations.is_empty() {
+            return Vec::new();
+        }
+        let futures: Vec<_> = operations.iter().map(|op| self.run_one(op)).collect();
+        let results = join_in_send_order(futures).await;
+        self.counters.round_trip();
+        results
+    }
+
+    async fn run_one(&self, op: &Operation) -> Result<(), OperationError> {
+        let error = |e: tokio_postgres::Error| OperationError::from_pg(op.object.to_string(), &e);
+        if !op.statement.has_secret() {
+            return self
+                .client
+                .simple_query(op.statement.expose_sql())
+                .await
+                .map(drop)
+                .map_err(error);
+        }
+        let (begin, statement, commit) = futures::join!(
+            self.client.simple_query(QUIET_BEGIN),
+            self.client.simple_query(op.statement.expose_sql()),
+            self.client.simple_query("COMMIT"),
+        );
+        begin.map_err(error)?;
+        statement.map_err(error)?;
+        commit.map_err(error)?;
+        Ok(())
+    }
+}
+
+/// Opens a transaction in which the next statement is never written to the server log.
+const QUIET_BEGIN: &str = "BEGIN; SET LOCAL log_statement = 'none'; \
+     SET LOCAL log_min_error_statement = 'panic'; SET LOCAL log_min_duration_statement = -1";
+
+type BoxedFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Polls every future once in order (each sends its request on first poll, so requests leave
+/// in operation order), then awaits them all together. `join_all` alone does not promise the
+/// order of first polls for long lists.
+async fn join_in_send_order<'a, T: Send + 'a>(
+    futures: Vec<impl Future<Output = T> + Send + 'a>,
+) -> Vec<T> {
+    let mut slots: Vec<Pin<Box<MaybeDone<BoxedFuture<'a, T>>>>> = futures
+        .into_iter()
+        .map(|f| {
+            Box::pin(futures::future::maybe_done(
+                Box::pin(f) as BoxedFuture<'a, T>
+            ))
+        })
+        .collect();
+    std::future::poll_fn(|cx| {
+        for slot in &mut slots {
+            let _ = slot.as_mut().poll(cx);
+        }
+        std::task::Poll::Ready(())
+    })
+    .await;
+    futures::future::join_all(slots.iter_mut().map(|s| s.as_mut())).await;
+    slots
+        .iter_mut()
+        .map(|s| s.as_mut().take_output().expect("joined"))
+        .collect()
+}
+
+/// What happened to one operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The statement succeeded.
+    Ok,
+    /// The statement failed (or its connection could not be opened).
+    Failed(OperationError),
+    /// Not run, because an earlier phase failed.
+    NotRun,
+}
+
+/// How long one phase took (connection included when it opened one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhaseTiming {
+    /// The phase.
+    pub kind: PhaseKind,
+    /// Its database.
+    pub database: String,
+    /// Number of operations.
+    pub operations: usize,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// The result of applying a plan: one [`Outcome`] per operation, in plan order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// One outcome per operation of [`Plan::operations`], in the same order.
+    pub outcomes: Vec<Outcome>,
+    /// One entry per phase that ran.
+    pub timings: Vec<PhaseTiming>,
+}
+
+impl ApplyReport {
+    /// Whether every operation succeeded.
+    pub fn is_success(&self) -> bool {
+        self.outcomes.iter().all(|o| *o == Outcome::Ok)
+    }
+
+    /// The errors, in plan order.
+    pub fn errors(&self) -> impl Iterator<Item = &OperationError> {
+        self.outcomes.iter().filter_map(|o| match o {
+            Outcome::Failed(e) => Some(e),
+            _ => None,
+        })
+    }
+
+    /// Whether every failure may go away by running again (false when there is none).
+    pub fn is_retryable(&self) -> bool {
+        let mut errors = self.errors().peekable();
+        errors.peek().is_some() && errors.all(OperationError::is_retryable)
+    }
+}
+
+/// Runs `plan`, phase by phase, connecting with `base` (dbname replaced per phase). `system`,
+/// when given, is reused for phases on its database. Stops after the first phase with a
+/// failure: later phases depend on earlier ones; their operations are reported
+/// [`Outcome::NotRun`], and the next run plans them again from the catalog.
+pub async fn apply(
+    plan: &Plan,
+    base: &Config,
+    system: Option<&Session>,
+    counters: &Counters,
+) -> ApplyReport {
+    let mut outcomes = Vec::with_capacity(plan.operation_count());
+    let mut own: Option<Session> = None;
+    let mut failed = false;
+    let mut timings = Vec::new();
+    for phase in &plan.phases {
+        let start = Instant::now();
+        if failed {
+            outcomes.extend(phase.operations.iter().map(|_| Outcome::NotRun));
+            continue;
+        }
+        if system.is_none_or(|s| s.database != phase.database)
+            && own.as_ref().is_none_or(|s| s.database != phase.database)
+        {
+            own = None;
+            match Session::connect(base, &phase.database, counters).await {
+                Ok(s) => own = Some(s),
+                Err(e) => {
+                    let retryable = e.is_retryable();
+                    tracing::warn!(database = %phase.database, error = %e, "reconcile: cannot connect");
+                    outcomes.extend(phase.operations.iter().map(|op| {
+                        Outcome::Failed(OperationError {
+                            object: op.object.to_string(),
+                            sqlstate: None,
+                            message: e.to_string(),
+                            retryable,
+                        })
+                    }));
+                    failed = true;
+                    continue;
+                }
+            }
+        }
+        let session = match system {
+            Some(s) if s.database == phase.database => s,
+            _ => own.as_ref().expect("connected above"),
+        };
+        for result in session.run(&phase.operations).await {
+            match result {
+                Ok(()) => outcomes.push(Outcome::Ok),
+                Err(e) => {
+                    failed = true;
+                    outcomes.push(Outcome::Failed(e));
+                }
+            }
+        }
+        if failed {
+            let errors: Vec<String> = outcomes
+                .iter()
+                .filter_map(|o| match o {
+                    Outcome::Failed(e) => Some(e.to_string()),
+                    _ => None,
+                })
+                .collect();
+            tracing::warn!(phase = phase.kind.name(), database = %phase.database, ?errors, "reconcile phase failed");
+        }
+        timings.push(PhaseTiming {
+            kind: phase.kind,
+            database: phase.database.clone(),
+            operations: phase.operations.len(),
+            elapsed: start.elapsed(),
+        });
+    }
+    ApplyReport { outcomes, timings }
+}
+
+/// What [`reconcile`] did.
+#[derive(Debug, Clone)]
+pub struct Reconciled {
+    /// The plan that was applied.
+    pub plan: Plan,
+    /// The outcome of each operation.
+    pub report: ApplyReport,
+}
+
+/// Connects to the system database, observes, plans and applies: the entry point for
+/// compute_ctl. Fails without changing anything when the spec cannot be planned.
+pub async fn reconcile(
+    spec: &ValidatedSpec,
+    options: &PlanOptions,
+    base: &Config,
+    counters: &Counters,
+) -> Result<Reconciled, ReconcileError> {
+    let session = Session::connect(base, &options.system_database, counters).await?;
+    let catalog = session.observe().await?;
+    let plan = plan(spec, &catalog, options)?;
+    let report = apply(&plan, base, Some(&session), counters).await;
+    Ok(Reconciled { plan, report })
+}
+
+/// Connects to the system database, observes inside a `READ ONLY` transaction and plans, without
+/// changing anything: the entry point for `spec-check --plan --connstr URL`. `connstr` is a
+/// libpq URL or key=value string.
+pub async fn plan_read_only(
+    spec: &ValidatedSpec,
+    options: &PlanOptions,
+    connstr: &str,
+) -> Result<Plan, ReconcileError> {
+    let base: Config = connstr.parse().map_err(|source| ReconcileError::Connect {
+        database: options.system_database.clone(),
+        source,
+    })?;
+    let database = base
+        .get_dbname()
+        .map(str::to_owned)
+        .unwrap_or_else(|| options.system_database.clone());
+    let counters = Counters::default();
+    let session = Session::connect(&base, &database, &counters).await?;
+    let catalog = session.observe().await?;
+    Ok(plan(spec, &catalog, options)?)
+}

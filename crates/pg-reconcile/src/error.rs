@@ -1,0 +1,191 @@
+//! Errors: why a spec cannot be planned ([`PlanError`]), why a statement failed
+//! ([`OperationError`]), and why observing or applying could not proceed ([`ReconcileError`]).
+
+use std::fmt;
+
+/// One reason the planner refuses a spec. Each names the object and where it is in the spec.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanProblem {
+    /// An option name not on the allow-list.
+    #[error("{pointer}: option {option:?} of {object:?} is not allowed (allowed: {allowed})")]
+    UnknownOption {
+        /// The role or database.
+        object: String,
+        /// JSON pointer of the option.
+        pointer: String,
+        /// The option name as given.
+        option: String,
+        /// The allowed names.
+        allowed: &'static str,
+    },
+    /// An allowed option with a value that cannot be understood.
+    #[error("{pointer}: option {option:?} of {object:?} needs {expected}")]
+    BadOptionValue {
+        /// The role or database.
+        object: String,
+        /// JSON pointer of the option.
+        pointer: String,
+        /// The option name as given.
+        option: String,
+        /// What the value must look like.
+        expected: String,
+    },
+    /// `encrypted_password` is neither an md5 hash nor a SCRAM-SHA-256 verifier (a cleartext
+    /// password would be hashed by the server, logged by some settings, and never compare
+    /// equal).
+    #[error(
+        "{pointer}: encrypted_password of role {role:?} is neither an md5 hash (32 hex digits, \
+         optionally prefixed by md5) nor a SCRAM-SHA-256 verifier"
+    )]
+    BadPassword {
+        /// The role.
+        role: String,
+        /// JSON pointer of the password.
+        pointer: String,
+    },
+    /// A database owner that is neither a spec role nor an existing role.
+    #[error(
+        "{pointer}: owner {owner:?} of database {database:?} is not a spec role and does not exist"
+    )]
+    UnknownOwner {
+        /// The database.
+        database: String,
+        /// The owner named by the spec.
+        owner: String,
+        /// JSON pointer of the owner.
+        pointer: String,
+    },
+    /// A membership (`IN ROLE`) in a role that is neither a spec role nor an existing role.
+    #[error("{pointer}: role {role:?} is to be a member of {parent:?}, which does not exist")]
+    UnknownParentRole {
+        /// The member role.
+        role: String,
+        /// The role it is to be a member of.
+        parent: String,
+        /// JSON pointer of the option.
+        pointer: String,
+    },
+    /// Two parts of the spec contradict each other.
+    #[error("{pointer}: {message}")]
+    Conflict {
+        /// The role or database.
+        object: String,
+        /// JSON pointer of the offending entry.
+        pointer: String,
+        /// What contradicts what.
+        message: String,
+    },
+}
+
+/// The planner refused the spec; nothing was planned, so nothing will change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct PlanError {
+    /// Every problem found, in spec order.
+    pub problems: Vec<PlanProblem>,
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot plan the spec: {} problem(s)",
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A statement PostgreSQL rejected, or could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{object}: {}{message}", sqlstate.as_deref().map(|s| format!("SQLSTATE {s}: ")).unwrap_or_default())]
+pub struct OperationError {
+    /// The role or database the statement acted on, e.g. `role "alice"`.
+    pub object: String,
+    /// The SQLSTATE, when the server answered with an error.
+    pub sqlstate: Option<String>,
+    /// The server's message (never contains the statement text), or the client error.
+    pub message: String,
+    /// Whether running again later may succeed without changing the spec.
+    pub retryable: bool,
+}
+
+impl OperationError {
+    /// Whether running again later may succeed without changing the spec.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    pub(crate) fn from_pg(object: String, e: &tokio_postgres::Error) -> OperationError {
+        match e.as_db_error() {
+            Some(db) => OperationError {
+                object,
+                sqlstate: Some(db.code().code().to_owned()),
+                message: db.message().to_owned(),
+                retryable: sqlstate_is_retryable(db.code().code()),
+            },
+            None => OperationError {
+                object,
+                sqlstate: None,
+                message: e.to_string(),
+                retryable: true,
+            },
+        }
+    }
+}
+
+/// Classes and codes after which a later run may succeed unchanged: connection loss (08),
+/// serialization failure and deadlock (40), resources (53), object in use or lock not available
+/// (55006, 55P03), operator intervention (57P01–57P05), system errors (58).
+pub fn sqlstate_is_retryable(code: &str) -> bool {
+    matches!(&code[..2.min(code.len())], "08" | "40" | "53" | "58")
+        || matches!(
+            code,
+            "55006" | "55P03" | "57P01" | "57P02" | "57P03" | "57P05"
+        )
+}
+
+/// Observing, planning or applying could not proceed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReconcileError {
+    /// Could not connect to a database.
+    #[error("connect to database {database:?}: {source}")]
+    Connect {
+        /// The database.
+        database: String,
+        /// The client error.
+        source: tokio_postgres::Error,
+    },
+    /// The catalog query failed.
+    #[error("observe the catalog of database {database:?}: {source}")]
+    Observe {
+        /// The database.
+        database: String,
+        /// The client error.
+        source: tokio_postgres::Error,
+    },
+    /// The catalog query returned something unexpected.
+    #[error("observe the catalog: unexpected answer: {0}")]
+    CatalogFormat(String),
+    /// The spec cannot be planned.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+}
+
+impl ReconcileError {
+    /// Whether running again later may succeed without changing the spec.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ReconcileError::Connect { source, .. } | ReconcileError::Observe { source, .. } => {
+                source
+                    .as_db_error()
+                    .is_none_or(|db| sqlstate_is_retryable(db.code().code()))
+            }
+            ReconcileError::CatalogFormat(_) | ReconcileError::Plan(_) => false,
+        }
+    }
+}

@@ -1,0 +1,581 @@
+//! Observe, plan and apply against a real PostgreSQL 15 started by the test.
+
+use compute_spec::ValidatedSpec;
+use pg_reconcile::{
+    Catalog, Counters, Outcome, PhaseKind, PlanOptions, Session, apply, plan, plan_read_only,
+    reconcile,
+};
+use serde_json::{Value, json};
+use test_postgres::{TestPostgres, TestPostgresConfig};
+use tokio_postgres::Config;
+
+const SCRAM: &str = "SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0c2FsdA==$a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=:c3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3M=";
+
+/// Names from upstream's catalog test.
+fn hostile_names() -> Vec<String> {
+    let mut names: Vec<String> = [
+        "name with spaces",
+        "trailing tab\t",
+        "%20",
+        "\"name\";\\n select 1;",
+        "'; DROP TABLE x; --",
+        "#hash",
+        "&amp",
+        "a=b",
+        "🐘 emoji",
+        "\";$$ $x$ %I",
+        "\"",
+        "'",
+        "$",
+        "$$",
+        "$x$",
+        "x",
+        "xx",
+        "$xx$",
+    ]
+    .map(str::to_owned)
+    .into();
+    names.push("x".repeat(63));
+    names
+}
+
+fn spec(value: Value) -> ValidatedSpec {
+    let mut value = value;
+    value["format_version"] = json!(1.0);
+    ValidatedSpec::from_json(&value.to_string()).unwrap()
+}
+
+fn config(pg: &TestPostgres) -> Config {
+    pg.connstr("postgres").parse().unwrap()
+}
+
+fn md5_of(i: usize) -> String {
+    format!("{i:032x}")
+}
+
+/// Runs `query` in database `db` (any name: no connection-string quoting involved) and returns
+/// the first column of every row, one per line.
+async fn sql(pg: &TestPostgres, db: &str, query: &str) -> Result<String, String> {
+    let mut c = config(pg);
+    c.dbname(db);
+    let (client, connection) = c
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    tokio::spawn(connection);
+    let rows = client
+        .simple_query(query)
+        .await
+        .map_err(|e| format!("{db:?}: {e:?}"))?;
+    Ok(rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("").to_owned()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+async fn observe(pg: &TestPostgres) -> Catalog {
+    let session = Session::connect(&config(pg), "postgres", &Counters::default())
+        .await
+        .unwrap();
+    session.observe().await.unwrap()
+}
+
+/// Reconciles and asserts every operation succeeded; returns the plan's text.
+async fn converge(pg: &TestPostgres, spec: &ValidatedSpec) -> String {
+    let done = reconcile(
+        spec,
+        &PlanOptions::default(),
+        &config(pg),
+        &Counters::default(),
+    )
+    .await
+    .unwrap();
+    let errors: Vec<String> = done.report.errors().map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{}", done.plan);
+    assert_eq!(done.report.outcomes.len(), done.plan.operation_count());
+    done.plan.to_string()
+}
+
+/// Plans against the live cluster and asserts there is nothing to do, in one round trip.
+async fn assert_converged(pg: &TestPostgres, spec: &ValidatedSpec) {
+    let counters = Counters::default();
+    let done = reconcile(spec, &PlanOptions::default(), &config(pg), &counters)
+        .await
+        .unwrap();
+    assert!(done.plan.is_empty(), "not converged:\n{}", done.plan);
+    assert_eq!((counters.round_trips(), counters.connections()), (1, 1));
+}
+
+#[tokio::test]
+async fn hostile_names_as_roles_databases_and_owners_converge() {
+    let pg = TestPostgres::start().unwrap();
+    let names = hostile_names();
+    let roles: Vec<Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| json!({"name": n, "encrypted_password": md5_of(i)}))
+        .collect();
+    // Each database is owned by the role of the next name, so owner ≠ name.
+    let dbs: Vec<Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| json!({"name": n, "owner": names[(i + 1) % names.len()]}))
+        .collect();
+    let s = spec(json!({"cluster": {"roles": roles, "databases": dbs}}));
+    let text = converge(&pg, &s).await;
+    assert!(!text.contains(&md5_of(3)), "plan text must not show hashes");
+    let catalog = observe(&pg).await;
+    for (i, n) in names.iter().enumerate() {
+        let role = catalog.roles.get(n).unwrap_or_else(|| panic!("role {n:?}"));
+        assert_eq!(
+            role.password.as_deref(),
+            Some(&*format!("md5{}", md5_of(i)))
+        );
+        assert!(role.login && role.createdb && role.member_of.contains("neon_superuser"));
+        let db = catalog
+            .databases
+            .get(n)
+            .unwrap_or_else(|| panic!("db {n:?}"));
+        assert_eq!(&db.owner, &names[(i + 1) % names.len()]);
+        assert!(db.all_privileges.contains("neon_superuser"), "{n:?}");
+    }
+    assert_converged(&pg, &s).await;
+
+    // Rename a hostile database and delete a hostile role that owns objects in two hostile
+    // databases (one connection per database, by name, with no URL rewriting).
+    let victim = &names[9]; // `";$$ $x$ %I`
+    for db in [&names[1], &names[13]] {
+        let role = pg_quote::quote_ident(victim);
+        sql(
+            &pg,
+            db,
+            &format!(
+                "GRANT CREATE ON SCHEMA public TO {role}; SET ROLE {role}; \
+                 CREATE TABLE owned_by_victim (x int); \
+                 CREATE FUNCTION victim_fn() RETURNS int LANGUAGE sql AS 'select 1'"
+            ),
+        )
+        .await
+        .unwrap();
+    }
+    let mut remaining: Vec<Value> = names
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| *n != victim)
+        .map(|(i, n)| json!({"name": n, "encrypted_password": md5_of(i)}))
+        .collect();
+    remaining.push(json!({"name": "new owner"}));
+    let dbs: Vec<Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let owner = &names[(i + 1) % names.len()];
+            let owner = if owner == victim { "new owner" } else { owner };
+            let name = if n == &names[2] { "renamed %20" } else { n };
+            json!({"name": name, "owner": owner})
+        })
+        .collect();
+    let s2 = spec(json!({
+        "cluster": {"roles": remaining, "databases": dbs},
+        "delta_operations": [
+            {"action": "delete_role", "name": victim},
+            {"action": "rename_db", "name": names[2], "new_name": "renamed %20"}
+        ]
+    }));
+    converge(&pg, &s2).await;
+    let catalog = observe(&pg).await;
+    assert!(!catalog.roles.contains_key(victim));
+    assert!(catalog.databases.contains_key("renamed %20"));
+    assert!(!catalog.databases.contains_key(&names[2]));
+    // Objects went to each database's owner.
+    let owner_of_1 = &names[2];
+    let out = sql(
+        &pg,
+        &names[1],
+        "select pg_get_userbyid(relowner) from pg_class where relname = 'owned_by_victim'",
+    )
+    .await
+    .unwrap();
+    assert_eq!(&out, owner_of_1);
+    assert_converged(&pg, &s2).await;
+}
+
+#[tokio::test]
+async fn deleting_a_role_with_objects_in_several_databases_and_foreign_grants() {
+    let pg = TestPostgres::start().unwrap();
+    let s1 = spec(json!({"cluster": {
+        "roles": [{"name": "owner1"}, {"name": "victim"}, {"name": "grantor"}],
+        "databases": [{"name": "d1", "owner": "owner1"}, {"name": "d2", "owner": "owner1"}]
+    }}));
+    converge(&pg, &s1).await;
+    pg.psql(
+        "d1",
+        "GRANT CREATE ON SCHEMA public TO victim; SET ROLE owner1; CREATE TABLE shared (x int); CREATE SCHEMA s; \
+         GRANT SELECT ON shared TO grantor WITH GRANT OPTION; \
+         GRANT USAGE ON SCHEMA s TO grantor WITH GRANT OPTION; \
+         SET ROLE grantor; GRANT SELECT ON shared TO victim; GRANT USAGE ON SCHEMA s TO victim; \
+         SET ROLE victim; CREATE TABLE mine1 (x int);",
+    )
+    .unwrap();
+    pg.psql(
+        "d2",
+        "GRANT CREATE ON SCHEMA public TO victim; SET ROLE victim; CREATE TABLE mine2 (x int); CREATE SEQUENCE seq2; \
+         CREATE FUNCTION f2() RETURNS int LANGUAGE sql AS 'select 1';",
+    )
+    .unwrap();
+    // What upstream did before #10299 fails: DROP OWNED does not revoke foreign grants.
+    let err = pg
+        .psql(
+            "d1",
+            "BEGIN; REASSIGN OWNED BY victim TO owner1; DROP OWNED BY victim; DROP ROLE victim;",
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot be dropped"), "{err}");
+
+    let s2 = spec(json!({"cluster": {
+        "roles": [{"name": "owner1"}, {"name": "grantor"}],
+        "databases": [{"name": "d1", "owner": "owner1"}, {"name": "d2", "owner": "owner1"}]},
+        "delta_operations": [{"action": "delete_role", "name": "victim"}]
+    }));
+    let text = converge(&pg, &s2).await;
+    assert!(
+        text.contains("delete-role-references on database \"d2\""),
+        "{text}"
+    );
+    let catalog = observe(&pg).await;
+    assert!(!catalog.roles.contains_key("victim"));
+    let owners = pg
+        .psql(
+            "d2",
+            "select string_agg(relname || '=' || pg_get_userbyid(relowner), ',' order by relname) \
+             from pg_class where relname in ('mine2', 'seq2')",
+        )
+        .unwrap();
+    assert_eq!(owners.trim(), "mine2=owner1,seq2=owner1");
+    let owner = pg
+        .psql(
+            "d1",
+            "select pg_get_userbyid(relowner) from pg_class where relname = 'mine1'",
+        )
+        .unwrap();
+    assert_eq!(owner.trim(), "owner1");
+    // The grant from the other grantor is gone, the grantor's own privilege stays.
+    let acl = pg
+        .psql(
+            "d1",
+            "select relacl::text from pg_class where relname = 'shared'",
+        )
+        .unwrap();
+    assert!(
+        acl.contains("grantor=r*/owner1") && !acl.contains("victim"),
+        "{acl}"
+    );
+    // Re-running (as after a crash once the role is gone) plans nothing.
+    assert_converged(&pg, &s2).await;
+}
+
+#[tokio::test]
+async fn invalid_database_is_dropped_and_recreated() {
+    let pg = TestPostgres::start().unwrap();
+    let s = spec(json!({"cluster": {
+        "roles": [{"name": "app"}],
+        "databases": [{"name": "broken db", "owner": "app"}, {"name": "gone", "owner": "app"}]
+    }}));
+    converge(&pg, &s).await;
+    pg.psql(
+        "postgres",
+        "UPDATE pg_database SET datconnlimit = -2 WHERE datname IN ('broken db', 'gone')",
+    )
+    .unwrap();
+    let catalog = observe(&pg).await;
+    assert!(catalog.databases["broken db"].invalid);
+    let s2 = spec(json!({"cluster": {
+        "roles": [{"name": "app"}],
+        "databases": [{"name": "broken db", "owner": "app"}]
+    }}));
+    let text = converge(&pg, &s2).await;
+    assert!(
+        text.starts_with("-- phase 1 drop-invalid-databases"),
+        "{text}"
+    );
+    let catalog = observe(&pg).await;
+    assert!(!catalog.databases["broken db"].invalid);
+    assert!(!catalog.databases.contains_key("gone"));
+    sql(&pg, "broken db", "select 1").await.unwrap();
+    assert_converged(&pg, &s2).await;
+}
+
+#[tokio::test]
+async fn renames_keep_attributes_and_reset_md5_passwords() {
+    let pg = TestPostgres::start().unwrap();
+    let s1 = spec(json!({"cluster": {
+        "roles": [
+            {"name": "old md5", "encrypted_password": "md5".to_owned() + &md5_of(1),
+             "options": [{"name": "CONNECTION LIMIT", "value": "7", "vartype": "integer"}]},
+            {"name": "old scram", "encrypted_password": SCRAM}],
+        "databases": [{"name": "old db", "owner": "old md5"}, {"name": "template db", "owner": "old scram",
+            "options": [{"name": "IS_TEMPLATE", "value": "true", "vartype": "bool"}]}]
+    }}));
+    converge(&pg, &s1).await;
+    let s2 = spec(json!({"cluster": {
+        "roles": [
+            // The md5 hash given without its prefix equals the stored one.
+            {"name": "new md5", "encrypted_password": md5_of(1),
+             "options": [{"name": "CONNECTION LIMIT", "value": "7", "vartype": "integer"}]},
+            {"name": "new scram", "encrypted_password": SCRAM}],
+        "databases": [{"name": "new db", "owner": "new md5"}]},
+        "delta_operations": [
+            {"action": "rename_role", "name": "old md5", "new_name": "new md5"},
+            {"action": "rename_role", "name": "old scram", "new_name": "new scram"},
+            {"action": "rename_db", "name": "old db", "new_name": "new db"},
+            {"action": "delete_db", "name": "template db"}]
+    }));
+    let text = converge(&pg, &s2).await;
+    // Only the md5 password is set again (the rename cleared it); the SCRAM one survives.
+    assert!(
+        text.contains("ALTER ROLE \"new md5\" PASSWORD '<redacted>';"),
+        "{text}"
+    );
+    assert!(!text.contains("ALTER ROLE \"new scram\""), "{text}");
+    let catalog = observe(&pg).await;
+    let r = &catalog.roles["new md5"];
+    assert_eq!(r.password.as_deref(), Some(&*format!("md5{}", md5_of(1))));
+    assert_eq!(r.connection_limit, 7);
+    assert_eq!(catalog.roles["new scram"].password.as_deref(), Some(SCRAM));
+    assert!(!catalog.roles.contains_key("old md5"));
+    assert_eq!(catalog.databases["new db"].owner, "new md5");
+    assert!(!catalog.databases.contains_key("template db"));
+    // The same spec again: renames already done, nothing to do.
+    assert_converged(&pg, &s2).await;
+}
+
+#[tokio::test]
+async fn passwords_never_reach_the_server_log_even_when_a_statement_fails() {
+    let pg = TestPostgres::start_with(TestPostgresConfig {
+        extra_conf: vec![
+            "log_statement = 'all'".into(),
+            "log_min_duration_statement = 0".into(),
+            "log_min_error_statement = 'info'".into(),
+        ],
+        ..TestPostgresConfig::default()
+    })
+    .unwrap();
+    let hash = "0123456789abcdef0123456789abcdef";
+    // The privileged role exists already, so the stale plan below fails on the roles.
+    converge(
+        &pg,
+        &spec(json!({"cluster": {"roles": [], "databases": []}})),
+    )
+    .await;
+    let s = spec(json!({"cluster": {
+        "roles": [{"name": "a", "encrypted_password": hash}, {"name": "b", "encrypted_password": SCRAM}],
+        "databases": [{"name": "d", "owner": "a"}]
+    }}));
+    let options = PlanOptions::default();
+    let counters = Counters::default();
+    let session = Session::connect(&config(&pg), "postgres", &counters)
+        .await
+        .unwrap();
+    let stale = session.observe().await.unwrap();
+    let p = plan(&s, &stale, &options).unwrap();
+    let first = apply(&p, &config(&pg), Some(&session), &counters).await;
+    assert!(first.is_success(), "{first:?}");
+    // Applying the same plan again, as if another actor had created the roles meanwhile: the
+    // CREATE ROLE statements (with their passwords) fail.
+    let again = apply(&p, &config(&pg), Some(&session), &counters).await;
+    let errors: Vec<_> = again.errors().collect();
+    assert_eq!(errors.len(), 2, "{again:?}");
+    let e = errors.iter().find(|e| e.object == "role \"a\"").unwrap();
+    assert_eq!(e.sqlstate.as_deref(), Some("42710"));
+    assert!(!e.is_retryable());
+    assert!(
+        e.to_string()
+            .starts_with("role \"a\": SQLSTATE 42710: role \"a\" already exists")
+    );
+    // Later phases did not run.
+    assert!(again.outcomes.contains(&Outcome::NotRun));
+    // The next run converges.
+    assert_converged(&pg, &s).await;
+    drop(session);
+    let log = pg.log();
+    assert!(log.contains("already exists"), "the failure is logged");
+    assert!(log.contains("statement: COMMIT"), "statements are logged");
+    for secret in [hash, "a2tra2tr", "c3Nzc3Nz"] {
+        assert!(
+            !log.contains(secret),
+            "secret {secret} in the server log:\n{log}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn read_only_plan_changes_nothing_and_forward_ddl_is_off() {
+    let pg = TestPostgres::start().unwrap();
+    let s = spec(
+        json!({"cluster": {"roles": [{"name": "r"}], "databases": [{"name": "d", "owner": "r"}]}}),
+    );
+    let p = plan_read_only(&s, &PlanOptions::default(), &pg.url())
+        .await
+        .unwrap();
+    assert_eq!(
+        p.phases.iter().map(|p| p.kind).collect::<Vec<_>>(),
+        [
+            PhaseKind::CreatePrivilegedRole,
+            PhaseKind::CreateAndAlterRoles,
+            PhaseKind::CreateAndAlterDatabases
+        ]
+    );
+    let catalog = observe(&pg).await;
+    assert!(!catalog.roles.contains_key("r") && !catalog.roles.contains_key("neon_superuser"));
+    let session = Session::connect(&config(&pg), "postgres", &Counters::default())
+        .await
+        .unwrap();
+    let rows = session
+        .client()
+        .simple_query("SHOW neon.forward_ddl")
+        .await
+        .unwrap();
+    let value = rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+        _ => None,
+    });
+    assert_eq!(value.as_deref(), Some("off"));
+}
+
+mod property {
+    //! Random specs, applied, read back equal to the spec.
+
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    #[derive(Debug, Clone)]
+    struct RoleCase {
+        name: String,
+        password: u8,
+        createdb: Option<bool>,
+        login: Option<bool>,
+        inherit: Option<bool>,
+        connection_limit: Option<i32>,
+    }
+
+    fn role_case() -> impl Strategy<Value = RoleCase> {
+        (
+            "[a-z$\" '%;#🐘]{1,12}",
+            0u8..4,
+            proptest::option::of(any::<bool>()),
+            proptest::option::of(any::<bool>()),
+            proptest::option::of(any::<bool>()),
+            proptest::option::of(-1i32..100),
+        )
+            .prop_map(
+                |(name, password, createdb, login, inherit, connection_limit)| RoleCase {
+                    name,
+                    password,
+                    createdb,
+                    login,
+                    inherit,
+                    connection_limit,
+                },
+            )
+    }
+
+    fn password(case: &RoleCase, i: usize) -> Option<String> {
+        match case.password {
+            0 => None,
+            1 => Some(md5_of(i + 1000)),
+            2 => Some(format!("md5{}", md5_of(i + 2000))),
+            _ => Some(SCRAM.to_owned()),
+        }
+    }
+
+    fn to_spec(roles: &[RoleCase], dbs: &[(String, usize)]) -> ValidatedSpec {
+        let roles_json: Vec<Value> = roles
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut options = Vec::new();
+                let mut flag = |name: &str, v: Option<bool>| {
+                    if let Some(v) = v {
+                        options.push(json!({"name": name, "value": v.to_string(), "vartype": "bool"}));
+                    }
+                };
+                flag("CREATEDB", r.createdb);
+                flag("LOGIN", r.login);
+                flag("INHERIT", r.inherit);
+                if let Some(n) = r.connection_limit {
+                    options.push(json!({"name": "CONNECTION LIMIT", "value": n.to_string(), "vartype": "integer"}));
+                }
+                json!({"name": r.name, "encrypted_password": password(r, i), "options": options})
+            })
+            .collect();
+        let dbs_json: Vec<Value> = dbs
+            .iter()
+            .map(|(name, owner)| json!({"name": name, "owner": roles[*owner].name}))
+            .collect();
+        spec(json!({"cluster": {"roles": roles_json, "databases": dbs_json}}))
+    }
+
+    #[test]
+    fn random_specs_read_back_equal() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let pg = TestPostgres::start().unwrap();
+        let strategy = proptest::collection::vec(role_case(), 1..6).prop_flat_map(|roles| {
+            let n = roles.len();
+            (
+                Just(roles),
+                proptest::collection::vec(("[a-z$ '\"=]{1,10}", 0..n), 0..3),
+            )
+        });
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases: 16,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        });
+        runner
+            .run(&strategy, |(mut roles, mut dbs)| {
+                let mut seen = BTreeSet::new();
+                roles.retain(|r| seen.insert(r.name.clone()));
+                let mut seen = BTreeSet::new();
+                dbs.retain(|(n, _)| {
+                    !["postgres", "template0", "template1"].contains(&n.as_str())
+                        && seen.insert(n.clone())
+                });
+                for d in &mut dbs {
+                    d.1 %= roles.len();
+                }
+                let s = to_spec(&roles, &dbs);
+                runtime.block_on(async {
+                    converge(&pg, &s).await;
+                    let catalog = observe(&pg).await;
+                    for (i, r) in roles.iter().enumerate() {
+                        let got = &catalog.roles[&r.name];
+                        let want_pw = password(r, i).map(|p| {
+                            if p.starts_with("SCRAM") || p.starts_with("md5") {
+                                p
+                            } else {
+                                format!("md5{p}")
+                            }
+                        });
+                        assert_eq!(got.password, want_pw, "{:?}", r.name);
+                        assert_eq!(got.createdb, r.createdb.unwrap_or(true));
+                        assert_eq!(got.login, r.login.unwrap_or(true));
+                        assert_eq!(got.inherit, r.inherit.unwrap_or(true));
+                        assert_eq!(got.connection_limit, r.connection_limit.unwrap_or(-1));
+                        assert!(got.member_of.contains("neon_superuser"));
+                    }
+                    for (name, owner) in &dbs {
+                        assert_eq!(catalog.databases[name].owner, roles[*owner].name);
+                    }
+                    assert_converged(&pg, &s).await;
+                });
+                Ok(())
+            })
+            .unwrap();
+    }
+}
