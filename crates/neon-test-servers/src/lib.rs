@@ -41,6 +41,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod fixture;
 pub mod pageserver;
 pub mod safekeeper;
 pub mod sync_standin;

@@ -440,7 +440,9 @@ fn produce(
                 .flush()
         }
         CompressionMode::Zstd => {
-            let zst = zstd::stream::write::Encoder::new(out, 1)?;
+            let mut zst = zstd::stream::write::Encoder::new(out, 1)?;
+            // With a checksum the decoder detects corrupted literals too.
+            zst.include_checksum(true)?;
             write_pgdata_tar(source, zst, hostile.as_ref())?
                 .finish()?
                 .flush()
