@@ -2,6 +2,7 @@
 //! postgres otherwise (see `neon_test_servers::sync_standin`).
 
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
@@ -25,10 +26,11 @@ fn main() -> ExitCode {
     }
     if let Some(path) = config.record() {
         let pgdata = std::env::var("PGDATA").unwrap_or_default();
-        let line = format!(
-            "PGDATA={pgdata} token={}\n",
-            if token.is_some() { "set" } else { "unset" }
-        );
+        let uid = std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(u32::MAX);
+        let token = if token.is_some() { "set" } else { "unset" };
+        let line = format!("PGDATA={pgdata} token={token} uid={uid}\n");
         let _ = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
