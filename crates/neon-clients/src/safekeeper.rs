@@ -286,7 +286,7 @@ pub async fn timeline_status(
             addr: addr.to_owned(),
             reason: e.to_string(),
         })?;
-    config.options(&format!(
+    config.options(format!(
         "-c timeline_id={timeline_id} tenant_id={tenant_id}"
     ));
     config.connect_timeout(timeout);
