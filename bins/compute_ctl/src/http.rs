@@ -169,6 +169,7 @@ pub struct StatusResponse {
 
 /// The current status object.
 pub fn status_response(compute: &Compute) -> StatusResponse {
+    let activity = compute.activity.snapshot();
     compute.with(|s| {
         let storage = s.spec.as_ref().map(|spec| spec.storage());
         StatusResponse {
@@ -176,9 +177,12 @@ pub fn status_response(compute: &Compute) -> StatusResponse {
             tenant: storage.and_then(|st| st.tenant_id).map(|t| t.to_string()),
             timeline: storage.and_then(|st| st.timeline_id).map(|t| t.to_string()),
             status: s.status,
-            last_active: None,
+            last_active: activity.last_active_rfc3339(),
             error: s.error.clone(),
-            activity_reason: None,
+            activity_reason: activity
+                .reason
+                .and_then(|r| serde_json::to_value(r).ok())
+                .and_then(|v| v.as_str().map(str::to_owned)),
             last_apply: s.last_apply.clone(),
         }
     })
@@ -193,6 +197,10 @@ async fn metrics_json(State(state): State<HttpState>) -> Response {
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
+    let activity = state.compute.activity.snapshot();
+    let m = &state.compute.metrics;
+    m.pg_current_downtime_ms.set(activity.current_downtime_ms);
+    m.pg_downtime_ms_total.set(activity.total_downtime_ms);
     (
         [(
             header::CONTENT_TYPE,

@@ -100,6 +100,7 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
         compute,
         opts,
         run_as,
+        cancel: CancellationToken::new(),
     };
     let code = supervise(&ctx, &auth).await;
 
@@ -248,11 +249,19 @@ async fn run_compute(
     shutdown: &mut watch::Receiver<Option<ShutdownRequest>>,
 ) -> i32 {
     let compute = &ctx.compute;
+    let start = startup::start_compute(ctx, spec);
+    tokio::pin!(start);
     let started = tokio::select! {
-        r = startup::start_compute(ctx, spec) => r,
+        r = &mut start => r,
         request = requested(shutdown) => {
-            // Dropping the start future stops what it started (initdb killed, postgres SIGQUIT).
             tracing::info!(mode = ?request.mode, "startup interrupted by a termination request");
+            // The long steps stop on the token (a sync-safekeepers child is killed); a
+            // postmaster already started gets an immediate shutdown when dropped.
+            ctx.cancel.cancel();
+            if let Ok(Ok(mut pm)) = tokio::time::timeout(Duration::from_secs(10), &mut start).await {
+                pm.signal(postgres_signal(request.mode));
+                pm.wait().await;
+            }
             let _ = compute.transition(ComputeStatus::Terminated);
             return 0;
         }
@@ -273,6 +282,12 @@ async fn run_compute(
     }
 
     let configurator = tokio::spawn(configurator(ctx.clone()));
+    let monitor_cancel = CancellationToken::new();
+    let monitor = compute_monitor::spawn(
+        compute_monitor::MonitorConfig::new(ctx.opts.pg_config.clone()),
+        compute.activity.clone(),
+        monitor_cancel.clone(),
+    );
     let exit = loop {
         if let Some(request) = *shutdown.borrow_and_update() {
             postmaster.signal(postgres_signal(request.mode));
@@ -287,13 +302,17 @@ async fn run_compute(
         }
     };
     configurator.abort();
+    monitor_cancel.cancel();
+    let _ = monitor.await;
     let code = process::exit_code(exit);
     let request = *shutdown.borrow();
     if matches!(
         compute.status(),
         ComputeStatus::TerminationPendingFast | ComputeStatus::TerminationPendingImmediate
     ) {
-        // Storage mode: the shutdown sync-safekeepers sets `terminate_lsn` here (neon-clients).
+        if let Some(lsn) = startup::shutdown_sync(ctx, spec).await {
+            compute.with(|s| s.terminate_lsn = Some(lsn.to_string()));
+        }
         let _ = compute.transition(ComputeStatus::Terminated);
         tracing::info!(%exit, "postgres stopped");
     } else {

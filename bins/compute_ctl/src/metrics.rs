@@ -110,7 +110,7 @@ pub struct Metrics {
     /// Current Postgres downtime seen by the monitor, ms.
     pub pg_current_downtime_ms: Gauge<u64, AtomicU64>,
     /// Total Postgres downtime seen by the monitor, ms.
-    pub pg_downtime_ms_total: Counter,
+    pub pg_downtime_ms_total: Gauge<u64, AtomicU64>,
 }
 
 fn phase_histogram() -> Histogram {
@@ -149,9 +149,9 @@ impl Metrics {
             "Current Postgres downtime seen by the compute monitor, in ms",
             pg_current_downtime_ms.clone(),
         );
-        let pg_downtime_ms_total = Counter::default();
+        let pg_downtime_ms_total = Gauge::<u64, AtomicU64>::default();
         registry.register(
-            "compute_pg_downtime_ms",
+            "compute_pg_downtime_ms_total",
             "Total Postgres downtime seen by the compute monitor, in ms",
             pg_downtime_ms_total.clone(),
         );

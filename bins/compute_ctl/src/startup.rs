@@ -3,19 +3,19 @@
 //! config files, `postgres` until `ready`, and the catalog configuration. Also the
 //! reconfiguration of a running compute.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use compute_spec::{ComputeMode, ValidatedSpec};
+use compute_spec::{ComputeMode, Lsn, ValidatedSpec};
+use tokio_util::sync::CancellationToken;
 
 use crate::catalog;
 use crate::cli::Options;
 use crate::config_files::{self, ConfigContext};
 use crate::metrics::{Phase, StartupMetrics};
 use crate::process::{self, Postmaster, ReadinessWatch, RunAs};
-use crate::state::{ApplySummary, Compute};
+use crate::state::{ApplySummary, Compute, OperationResult};
 
 /// What the startup steps need.
 #[derive(Debug, Clone)]
@@ -26,6 +26,8 @@ pub struct StartContext {
     pub opts: Arc<Options>,
     /// User for Postgres programs.
     pub run_as: Option<RunAs>,
+    /// Cancels the long steps (sync-safekeepers child, basebackup) of an interrupted start.
+    pub cancel: CancellationToken,
 }
 
 impl StartContext {
@@ -40,6 +42,7 @@ impl StartContext {
         ConfigContext {
             privileged_role_name: &self.opts.privileged_role_name,
             internal_http_port: self.opts.internal_http_port,
+            owner: self.owner(),
         }
     }
 
@@ -52,7 +55,6 @@ impl StartContext {
 /// was started is stopped (immediate) before returning.
 pub async fn start_compute(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<Postmaster> {
     let pgdata = ctx.opts.pgdata.clone();
-    let started = Instant::now();
 
     let t = Instant::now();
     let (force, owner) = (ctx.opts.force_wipe, ctx.owner());
@@ -74,8 +76,7 @@ pub async fn start_compute(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::
 
     let t = Instant::now();
     write_config(ctx, spec)?;
-    config_files::ensure_hba_line(&pgdata)?;
-    chown_tree(&pgdata, ctx.owner())?;
+    config_files::ensure_hba_line(&pgdata, &ctx.config_context())?;
     ctx.record(Phase::WriteConfig, t.elapsed(), |_, _| {});
 
     let t = Instant::now();
@@ -92,7 +93,6 @@ pub async fn start_compute(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::
         }
         ctx.record(Phase::Config, t.elapsed(), |m, ms| m.config_ms = ms);
     }
-    let _ = started;
     Ok(postmaster)
 }
 
@@ -127,49 +127,128 @@ fn write_config(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<()> 
     config_files::write_config_files(&ctx.opts.pgdata, spec, &ctx.config_context())
 }
 
-/// The LSN to take the basebackup at: synced safekeepers (Primary with safekeepers), the
-/// mode's LSN (Static), or 0 = latest.
-async fn storage_lsn(
-    ctx: &StartContext,
+fn tenant_and_timeline(
     spec: &ValidatedSpec,
-) -> anyhow::Result<compute_spec::Lsn> {
+) -> anyhow::Result<(compute_spec::TenantId, compute_spec::TimelineId)> {
+    let storage = spec.storage();
+    match (storage.tenant_id, storage.timeline_id) {
+        (Some(tenant), Some(timeline)) => Ok((tenant, timeline)),
+        _ => bail!("the spec names a pageserver but no tenant_id and timeline_id"),
+    }
+}
+
+/// Limit of one `--sync-safekeepers` run.
+const SYNC_SAFEKEEPERS_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn sync_config(ctx: &StartContext, spec: &ValidatedSpec) -> neon_clients::SyncSafekeepersConfig {
+    neon_clients::SyncSafekeepersConfig {
+        pgbin: ctx.opts.pgbin.clone(),
+        pgdata: ctx.opts.pgdata.clone(),
+        auth_token: spec.spec().storage_auth_token.clone(),
+        run_as: ctx.owner(),
+        timeout: SYNC_SAFEKEEPERS_TIMEOUT,
+    }
+}
+
+/// The LSN to take the basebackup at: synced safekeepers (Primary with safekeepers: the
+/// `TIMELINE_STATUS` fast path first, then `--sync-safekeepers`), the mode's LSN (Static), or
+/// 0 = latest.
+async fn storage_lsn(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<Lsn> {
+    let storage = spec.storage();
     match spec.spec().mode {
         ComputeMode::Static(lsn) => Ok(lsn),
-        ComputeMode::Replica => Ok(compute_spec::Lsn(0)),
-        ComputeMode::Primary if spec.storage().safekeepers.is_empty() => Ok(compute_spec::Lsn(0)),
+        ComputeMode::Replica => Ok(Lsn(0)),
+        ComputeMode::Primary if storage.safekeepers.is_empty() => Ok(Lsn(0)),
         ComputeMode::Primary => {
-            let _ = ctx;
-            // neon-clients: fast path (TIMELINE_STATUS) then `postgres --sync-safekeepers`.
-            bail!("sync safekeepers: storage mode needs the neon-clients crate, not merged yet")
+            let (tenant_id, timeline_id) = tenant_and_timeline(spec)?;
+            let fast = neon_clients::FastPathConfig {
+                safekeepers: storage.safekeepers.clone(),
+                tenant_id,
+                timeline_id,
+                auth_token: spec.spec().storage_auth_token.clone(),
+                timeout: Duration::from_millis(100),
+            };
+            let synced = neon_clients::sync_safekeepers_fast_then_full(
+                &fast,
+                &sync_config(ctx, spec),
+                &ctx.cancel,
+            )
+            .await
+            .context("sync safekeepers")?;
+            ctx.record(Phase::SyncSkCheck, synced.check_duration, |m, ms| {
+                m.sync_sk_check_ms = ms
+            });
+            if let Some(full) = synced.sync_duration {
+                ctx.record(Phase::SyncSafekeepers, full, |m, ms| {
+                    m.sync_safekeepers_ms = ms
+                });
+            }
+            tracing::info!(lsn = %synced.lsn, method = ?synced.method, "safekeepers synced");
+            Ok(synced.lsn)
         }
     }
 }
 
-async fn basebackup(
-    ctx: &StartContext,
-    spec: &ValidatedSpec,
-    lsn: compute_spec::Lsn,
-) -> anyhow::Result<()> {
-    let _ = (ctx, spec, lsn);
-    // neon-clients: basebackup at `lsn` unpacked into PGDATA, with stats.
-    bail!("fetch basebackup: storage mode needs the neon-clients crate, not merged yet")
-}
-
-/// Gives `path` and everything below it to `owner`.
-fn chown_tree(path: &Path, owner: Option<(u32, u32)>) -> anyhow::Result<()> {
-    let Some((uid, gid)) = owner else {
-        return Ok(());
+async fn basebackup(ctx: &StartContext, spec: &ValidatedSpec, lsn: Lsn) -> anyhow::Result<()> {
+    let (tenant_id, timeline_id) = tenant_and_timeline(spec)?;
+    let info = spec
+        .storage()
+        .pageserver
+        .as_ref()
+        .context("no pageserver in the spec")?;
+    let connstr = neon_clients::shard0_connstr(info)?;
+    let request = neon_clients::BasebackupRequest {
+        tenant_id,
+        timeline_id,
+        lsn,
+        mode: spec.spec().mode,
+        gzip: true,
     };
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
-        .with_context(|| format!("chown {}", path.display()))?;
-    let meta =
-        std::fs::symlink_metadata(path).with_context(|| format!("stat {}", path.display()))?;
-    if meta.is_dir() {
-        for entry in std::fs::read_dir(path).with_context(|| format!("read {}", path.display()))? {
-            chown_tree(&entry?.path(), owner)?;
+    let config = neon_clients::BasebackupConfig {
+        owner: ctx.owner(),
+        ..neon_clients::BasebackupConfig::default()
+    };
+    let stats = neon_clients::fetch_basebackup(
+        connstr,
+        spec.spec().storage_auth_token.as_deref(),
+        &request,
+        &ctx.opts.pgdata,
+        &config,
+        &ctx.cancel,
+    )
+    .await
+    .context("fetch basebackup")?;
+    ctx.record(Phase::Basebackup, stats.duration, |m, ms| {
+        m.basebackup_ms = ms;
+        m.basebackup_bytes = stats.bytes;
+        m.pageserver_connect_micros = stats.connect_micros;
+    });
+    tracing::info!(%lsn, bytes = stats.bytes, attempts = stats.attempts, "basebackup unpacked");
+    Ok(())
+}
+
+/// After a requested shutdown of a Primary with safekeepers: sync them once more and return
+/// the flushed LSN (for `/terminate`).
+pub async fn shutdown_sync(ctx: &StartContext, spec: &ValidatedSpec) -> Option<Lsn> {
+    if !spec.spec().mode.is_primary()
+        || spec.storage().safekeepers.is_empty()
+        || spec.storage().pageserver.is_none()
+    {
+        return None;
+    }
+    let t = Instant::now();
+    match neon_clients::sync_safekeepers(&sync_config(ctx, spec), &CancellationToken::new()).await {
+        Ok(lsn) => {
+            ctx.record(Phase::SyncSafekeepers, t.elapsed(), |m, ms| {
+                m.sync_safekeepers_ms = ms
+            });
+            Some(lsn)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "sync safekeepers after shutdown");
+            None
         }
     }
-    Ok(())
 }
 
 async fn start_postgres(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<Postmaster> {
@@ -198,33 +277,64 @@ async fn start_postgres(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Res
 /// Applies the catalog part of the spec (unless `skip_pg_catalog_updates`) and prepares the
 /// writability check table.
 async fn configure_catalog(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<()> {
-    let client = catalog::connect(&ctx.opts.pg_config, None).await?;
     if !spec.spec().skip_pg_catalog_updates {
-        let summary = reconcile(ctx, &client, spec).await?;
-        ctx.compute.with(|s| s.last_apply = Some(summary));
+        reconcile(ctx, spec).await?;
     }
+    let client = catalog::connect(&ctx.opts.pg_config, None).await?;
     catalog::create_writability_check_data(&client).await?;
     Ok(())
 }
 
-/// Roles, databases, grants: observe → plan → apply (pg-reconcile).
-async fn reconcile(
-    ctx: &StartContext,
-    client: &tokio_postgres::Client,
-    spec: &ValidatedSpec,
-) -> anyhow::Result<ApplySummary> {
-    let _ = (ctx, client, spec);
-    // pg-reconcile lands here.
-    Ok(ApplySummary {
+/// Roles and databases: observe → plan → apply (pg-reconcile). Fails when an operation
+/// failed; the per-operation results are kept either way.
+async fn reconcile(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<ApplySummary> {
+    let pg = &ctx.opts.pg_config;
+    let options = pg_reconcile::PlanOptions {
+        privileged_role_name: ctx.opts.privileged_role_name.clone(),
+        superuser: pg.get_user().unwrap_or("cloud_admin").to_owned(),
+        system_database: pg.get_dbname().unwrap_or("postgres").to_owned(),
+    };
+    let reconciled =
+        pg_reconcile::reconcile(spec, &options, pg, &pg_reconcile::Counters::default())
+            .await
+            .context("reconcile roles and databases")?;
+    for warning in &reconciled.plan.warnings {
+        tracing::warn!("reconcile: {warning}");
+    }
+    let operations: Vec<OperationResult> = reconciled
+        .plan
+        .operations()
+        .zip(&reconciled.report.outcomes)
+        .map(|(op, outcome)| {
+            let (result, error) = match outcome {
+                pg_reconcile::Outcome::Ok => ("ok", None),
+                pg_reconcile::Outcome::Failed(e) => ("failed", Some(e.to_string())),
+                _ => ("not_run", None),
+            };
+            ctx.compute.metrics.count_apply(result);
+            OperationResult {
+                operation: format!("{}: {}", op.object, op.reason),
+                result: result.to_owned(),
+                error,
+            }
+        })
+        .collect();
+    let summary = ApplySummary {
         finished_at: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
-        operations: Vec::new(),
-    })
+        operations,
+    };
+    ctx.compute.with(|s| s.last_apply = Some(summary.clone()));
+    let errors: Vec<String> = reconciled.report.errors().map(|e| e.to_string()).collect();
+    if !errors.is_empty() {
+        bail!("reconcile roles and databases: {}", errors.join("; "));
+    }
+    tracing::info!(operations = summary.operations.len(), "catalog reconciled");
+    Ok(summary)
 }
 
 /// Applies a new spec to a running compute: rewrite postgresql.conf, reload, reconcile.
 pub async fn reconfigure(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<()> {
     write_config(ctx, spec)?;
-    chown_tree(&ctx.opts.pgdata.join("postgresql.conf"), ctx.owner())?;
     reload(ctx).await?;
     if spec.spec().mode.is_primary() {
         configure_catalog(ctx, spec).await?;

@@ -143,6 +143,8 @@ pub struct Compute {
     shutdown_tx: watch::Sender<Option<ShutdownRequest>>,
     /// Prometheus registry and families.
     pub metrics: Metrics,
+    /// Last activity, written by the compute monitor.
+    pub activity: std::sync::Arc<compute_monitor::ActivityTracker>,
 }
 
 impl Compute {
@@ -168,6 +170,7 @@ impl Compute {
             status_tx,
             shutdown_tx,
             metrics,
+            activity: std::sync::Arc::new(compute_monitor::ActivityTracker::new()),
         }
     }
 

@@ -116,24 +116,40 @@ fn main() {
             .block_on(reconcile(&spec, &options, &config, &counters))
             .expect("reconcile");
         fresh.push(start.elapsed());
-        assert!(done.report.is_success(), "{:?}", done.report.errors().next());
+        assert!(
+            done.report.is_success(),
+            "{:?}",
+            done.report.errors().next()
+        );
         assert_eq!(done.plan.operation_count(), 1 + roles + 2 * dbs);
         fresh_round_trips = counters.round_trips() + counters.connections();
         for t in &done.report.timings {
-            eprintln!("  {:?} {:?}: {} ops {:.1} ms", t.kind, t.database, t.operations, ms(t.elapsed));
+            eprintln!(
+                "  {:?} {:?}: {} ops {:.1} ms",
+                t.kind,
+                t.database,
+                t.operations,
+                ms(t.elapsed)
+            );
         }
         {
             let t0 = Instant::now();
             let c = Counters::default();
-            let session = runtime.block_on(pg_reconcile::Session::connect(&config, "postgres", &c)).unwrap();
+            let session = runtime
+                .block_on(pg_reconcile::Session::connect(&config, "postgres", &c))
+                .unwrap();
             let t1 = Instant::now();
             let catalog = runtime.block_on(session.observe()).unwrap();
             let t2 = Instant::now();
             let p = pg_reconcile::plan(&spec, &catalog, &options).unwrap();
             let t3 = Instant::now();
             assert!(p.is_empty());
-            eprintln!("  steady parts: connect {:.1} ms, observe {:.1} ms, plan {:.1} ms",
-                ms(t1 - t0), ms(t2 - t1), ms(t3 - t2));
+            eprintln!(
+                "  steady parts: connect {:.1} ms, observe {:.1} ms, plan {:.1} ms",
+                ms(t1 - t0),
+                ms(t2 - t1),
+                ms(t3 - t2)
+            );
         }
         for _ in 0..steady_reps {
             let counters = Counters::default();

@@ -140,15 +140,18 @@ impl Session {
         let mut sets: Vec<ResultSet> = vec![Vec::new()];
         for m in &messages {
             match m {
-                SimpleQueryMessage::Row(row) => sets
-                    .last_mut()
-                    .expect("never empty")
-                    .push((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect()),
+                SimpleQueryMessage::Row(row) => sets.last_mut().expect("never empty").push(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_owned))
+                        .collect(),
+                ),
                 SimpleQueryMessage::CommandComplete(_) => sets.push(Vec::new()),
                 _ => {}
             }
         }
-        let sets = sets.get(1..sets.len().saturating_sub(2)).unwrap_or_default();
+        let sets = sets
+            .get(1..sets.len().saturating_sub(2))
+            .unwrap_or_default();
         parse_catalog(sets).map_err(ReconcileError::CatalogFormat)
     }
 

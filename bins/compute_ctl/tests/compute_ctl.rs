@@ -1,0 +1,337 @@
+//! End-to-end tests of the `compute_ctl` binary against the real PostgreSQL 15 and the test
+//! pageserver: standalone start, pre-launch and `/configure`, invalid specs, JWT, signals,
+//! exit codes, failed starts and storage mode.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::{Args, Ctl, fixture, processes_mentioning, repo_file};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+fn spec(roles: &[&str], dbs: &[(&str, &str)], work_mem: &str) -> serde_json::Value {
+    json!({
+        "format_version": 1.0,
+        "cluster": {
+            "roles": roles.iter().map(|r| json!({"name": r, "encrypted_password": null, "options": null})).collect::<Vec<_>>(),
+            "databases": dbs.iter().map(|(n, o)| json!({"name": n, "owner": o})).collect::<Vec<_>>(),
+            "settings": [
+                {"name": "listen_addresses", "value": "127.0.0.1", "vartype": "string"},
+                {"name": "fsync", "value": "off", "vartype": "bool"},
+                {"name": "work_mem", "value": work_mem, "vartype": "string"}
+            ]
+        }
+    })
+}
+
+async fn role_names(ctl: &Ctl) -> Vec<String> {
+    let client = ctl.pg("postgres").await;
+    client
+        .query(
+            "SELECT rolname::text FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+async fn show(ctl: &Ctl, setting: &str) -> String {
+    let client = ctl.pg("postgres").await;
+    client
+        .query_one(&format!("SHOW {setting}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn standalone_spec_file_runs_and_sigterm_exits_cleanly() {
+    let example = repo_file("specs/examples/standalone.json");
+    let mut ctl = Ctl::start(Args {
+        extra: vec!["-S".into(), example.display().to_string()],
+        ..Args::default()
+    });
+    let status = ctl.wait_status("running").await;
+    assert!(status["error"].is_null(), "{status}");
+    let ops = status["last_apply"]["operations"].as_array().unwrap();
+    assert!(
+        !ops.is_empty() && ops.iter().all(|o| o["result"] == "ok"),
+        "{status}"
+    );
+
+    let roles = role_names(&ctl).await;
+    for role in ["alice", "readonly", "cloud_admin"] {
+        assert!(roles.contains(&role.to_owned()), "{roles:?}");
+    }
+    let listing = ctl.get_json("/dbs_and_roles").await;
+    assert!(
+        listing["databases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["name"] == "app" && d["owner"] == "alice"),
+        "{listing}"
+    );
+    assert!(
+        listing["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["encrypted_password"].is_null()),
+        "{listing}"
+    );
+    assert!(!listing.to_string().contains("SCRAM-SHA-256"), "{listing}");
+
+    let metrics = ctl.get_json("/metrics.json").await;
+    assert!(
+        metrics["total_startup_ms"].as_u64().unwrap() > 0,
+        "{metrics}"
+    );
+    assert!(
+        metrics["start_postgres_ms"].as_u64().is_some() && metrics["basebackup_ms"] == 0,
+        "{metrics}"
+    );
+    let (code, text) = ctl.request("GET", "/metrics", "", None).await;
+    assert_eq!(code, 200);
+    assert!(
+        text.contains(r#"compute_ctl_up{build_tag="latest",status="running"} 1"#),
+        "{text}"
+    );
+    let (code, body) = ctl.request("POST", "/check_writability", "", None).await;
+    assert_eq!((code, body.as_str()), (200, "true"));
+    assert_eq!(ctl.request("GET", "/nope", "", None).await.0, 404);
+    assert_eq!(ctl.request("POST", "/status", "", None).await.0, 405);
+    assert!(ctl.get_json("/info").await["num_cpus"].as_u64().unwrap() >= 1);
+
+    let pgdata = ctl.pgdata.display().to_string();
+    nix::sys::signal::kill(ctl.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let exit = ctl.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(exit.code(), Some(0), "{}", ctl.log());
+    let left = processes_mentioning(&pgdata);
+    assert!(left.is_empty(), "processes left: {left:?}");
+    assert!(
+        ctl.log().contains("postgres: ") || ctl.log().contains("database system is ready"),
+        "postgres log lines are forwarded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prelaunch_configure_reconfigure_and_reject_invalid_spec() {
+    let mut ctl = Ctl::start(Args::default());
+    let status = ctl.wait_status("empty").await;
+    assert!(status["tenant"].is_null());
+    assert_eq!(
+        ctl.request("POST", "/check_writability", "", None).await.0,
+        412
+    );
+
+    let first = json!({"spec": spec(&["bob"], &[("bobdb", "bob")], "3MB"), "compute_ctl_config": {"jwks": {"keys": []}}});
+    let (code, body) = ctl
+        .request("POST", "/configure", &first.to_string(), None)
+        .await;
+    assert_eq!(code, 200, "{body}\n{}", ctl.log());
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"],
+        "running"
+    );
+    let metrics = ctl.get_json("/metrics.json").await;
+    assert!(
+        metrics["wait_for_spec_ms"].as_u64().unwrap() > 0,
+        "{metrics}"
+    );
+    assert!(role_names(&ctl).await.contains(&"bob".to_owned()));
+    assert_eq!(show(&ctl, "work_mem").await, "3MB");
+
+    // Changed roles and a changed setting.
+    let second = json!({"spec": spec(&["bob", "carol"], &[("bobdb", "bob")], "5MB"), "compute_ctl_config": {"jwks": {"keys": []}}});
+    let (code, body) = ctl
+        .request("POST", "/configure", &second.to_string(), None)
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(role_names(&ctl).await.contains(&"carol".to_owned()));
+    let mut work_mem = String::new();
+    for _ in 0..100 {
+        work_mem = show(&ctl, "work_mem").await;
+        if work_mem == "5MB" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(work_mem, "5MB");
+
+    // An invalid spec: 400 with located diagnostics, nothing changed.
+    let conf_before = std::fs::read(ctl.pgdata.join("postgresql.conf")).unwrap();
+    let invalid = r#"{"spec": {"format_version": 1.0, "cluster": {"roles": [{"name": 5}], "databases": []}},
+                      "compute_ctl_config": {"jwks": {"keys": []}}}"#;
+    let (code, body) = ctl.request("POST", "/configure", invalid, None).await;
+    assert_eq!(code, 400, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        !report["diagnostics"].as_array().unwrap().is_empty(),
+        "{body}"
+    );
+    assert_eq!(ctl.get_json("/status").await["status"], "running");
+    assert_eq!(
+        std::fs::read(ctl.pgdata.join("postgresql.conf")).unwrap(),
+        conf_before
+    );
+    assert_eq!(show(&ctl, "work_mem").await, "5MB");
+    let (code, _) = ctl.request("POST", "/configure", "not json", None).await;
+    assert_eq!(code, 400);
+
+    let (code, body) = ctl.request("POST", "/terminate", "", None).await;
+    assert_eq!((code, body.as_str()), (200, r#"{"lsn":null}"#));
+    let exit = ctl.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(exit.code(), Some(0), "{}", ctl.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn terminate_works_from_empty() {
+    let mut ctl = Ctl::start(Args::default());
+    ctl.wait_status("empty").await;
+    assert_eq!(
+        ctl.request("POST", "/terminate?mode=bogus", "", None)
+            .await
+            .0,
+        400
+    );
+    let (code, body) = ctl
+        .request("POST", "/terminate?mode=immediate", "", None)
+        .await;
+    assert_eq!((code, body.as_str()), (200, r#"{"lsn":null}"#));
+    assert_eq!(ctl.wait_exit(Duration::from_secs(10)).await.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_postmaster_gives_its_exit_code() {
+    let spec = spec(&[], &[], "4MB").to_string();
+    let mut ctl = Ctl::start(Args {
+        extra: vec!["-s".into(), spec],
+        ..Args::default()
+    });
+    ctl.wait_status("running").await;
+    let pid = ctl.postmaster_pid();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let exit = ctl.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(exit.code(), Some(128 + 9), "{}", ctl.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_start_reports_lingers_and_exits_1() {
+    let mut ctl = Ctl::start(Args {
+        extra: vec![
+            "-S".into(),
+            repo_file("specs/examples/standalone.json")
+                .display()
+                .to_string(),
+            "--linger".into(),
+            "2s".into(),
+        ],
+        pgdata_setup: Some(Box::new(|pgdata| {
+            std::fs::create_dir_all(pgdata).unwrap();
+            std::fs::write(pgdata.join("precious.txt"), "keep").unwrap();
+        })),
+        ..Args::default()
+    });
+    let mut status = serde_json::Value::Null;
+    for _ in 0..200 {
+        if let Ok((200, body)) = ctl.try_request("GET", "/status", "", None).await {
+            status = serde_json::from_str(&body).unwrap();
+            if status["status"] == "failed" {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(status["status"], "failed", "{}", ctl.log());
+    assert!(
+        status["error"].as_str().unwrap().contains("no PG_VERSION"),
+        "{status}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ctl.pgdata.join("precious.txt")).unwrap(),
+        "keep"
+    );
+    assert_eq!(ctl.wait_exit(Duration::from_secs(20)).await.code(), Some(1));
+}
+
+fn token(pem: &str, claims: serde_json::Value) -> String {
+    let key = EncodingKey::from_ed_pem(fixture(pem).as_bytes()).unwrap();
+    jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &key).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jwt_accepted_rejected_and_wrong_compute() {
+    let jwks: serde_json::Value = serde_json::from_str(&fixture("jwks.json")).unwrap();
+    let config = json!({"spec": spec(&[], &[], "4MB"), "compute_ctl_config": {"jwks": jwks}});
+    let mut ctl = Ctl::start(Args {
+        extra: vec![
+            "-c".into(),
+            "{dir}/config.json".into(),
+            "-i".into(),
+            "compute-1".into(),
+        ],
+        files: vec![("config.json".into(), config.to_string())],
+        ..Args::default()
+    });
+    // /metrics is never authenticated: wait through it.
+    for _ in 0..600 {
+        let text = ctl
+            .try_request("GET", "/metrics", "", None)
+            .await
+            .map(|r| r.1)
+            .unwrap_or_default();
+        if text.contains(r#"status="running"} 1"#) {
+            break;
+        }
+        assert!(ctl.child.try_wait().unwrap().is_none(), "{}", ctl.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let good = token("ed25519.pem", json!({"compute_id": "compute-1"}));
+    let (code, body) = ctl.request("GET", "/status", "", Some(&good)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"],
+        "running"
+    );
+    assert_eq!(ctl.request("GET", "/status", "", None).await.0, 400);
+    assert_eq!(
+        ctl.request("GET", "/status", "", Some("garbage")).await.0,
+        400
+    );
+    let forged = token("ed25519-other.pem", json!({"compute_id": "compute-1"}));
+    assert_eq!(
+        ctl.request("GET", "/status", "", Some(&forged)).await.0,
+        401
+    );
+    let other = token("ed25519.pem", json!({"compute_id": "compute-2"}));
+    assert_eq!(ctl.request("GET", "/status", "", Some(&other)).await.0, 403);
+    let admin = token(
+        "ed25519.pem",
+        json!({"scope": "compute_ctl:admin", "aud": ["compute"]}),
+    );
+    assert_eq!(
+        ctl.request("GET", "/metrics.json", "", Some(&admin))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        ctl.request("POST", "/terminate", "", Some(&other)).await.0,
+        403
+    );
+    let (code, body) = ctl.request("GET", "/status", "", Some(&good)).await;
+    assert_eq!(code, 200);
+    assert!(
+        body.contains(r#""status":"running""#),
+        "refused requests change nothing: {body}"
+    );
+}
