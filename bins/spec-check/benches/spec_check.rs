@@ -59,7 +59,7 @@ fn generate_spec(roles: usize, databases: usize, settings: usize) -> String {
     s
 }
 
-/// Wrapper mode: run the command once, print `wall_ns max_rss_kib exit_code`.
+/// Wrapper mode: run the command once, print `wall_ns max_rss_kib exit_code cpu_us`.
 fn child_main(args: Vec<String>) {
     let start = Instant::now();
     let status = Command::new(&args[0])
@@ -71,16 +71,19 @@ fn child_main(args: Vec<String>) {
         .expect("spawn measured command");
     let wall = start.elapsed();
     let usage = getrusage(UsageWho::RUSAGE_CHILDREN).expect("getrusage");
+    let micros = |t: nix::sys::time::TimeVal| t.tv_sec() * 1_000_000 + t.tv_usec();
     println!(
-        "{} {} {}",
+        "{} {} {} {}",
         wall.as_nanos(),
         usage.max_rss(),
-        status.code().unwrap_or(-1)
+        status.code().unwrap_or(-1),
+        micros(usage.user_time()) + micros(usage.system_time())
     );
 }
 
 struct Stats {
     wall_ms: f64,
+    cpu_ms: f64,
     rss_mib: f64,
 }
 
@@ -91,7 +94,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn measure(runs: usize, command: &[&str], expect_exit: i32) -> Stats {
     let me = std::env::current_exe().expect("current exe");
-    let (mut walls, mut rsss) = (Vec::new(), Vec::new());
+    let (mut walls, mut cpus, mut rsss) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
         let out = Command::new(&me)
             .env(CHILD_ENV, "1")
@@ -103,7 +106,7 @@ fn measure(runs: usize, command: &[&str], expect_exit: i32) -> Stats {
             .split_whitespace()
             .map(|f| f.parse().expect("wrapper output"))
             .collect();
-        assert_eq!(fields.len(), 3, "wrapper output {text:?}");
+        assert_eq!(fields.len(), 4, "wrapper output {text:?}");
         assert_eq!(
             fields[2],
             i64::from(expect_exit),
@@ -111,9 +114,11 @@ fn measure(runs: usize, command: &[&str], expect_exit: i32) -> Stats {
         );
         walls.push(fields[0] as f64 / 1e6);
         rsss.push(fields[1] as f64 / 1024.0);
+        cpus.push(fields[3] as f64 / 1e3);
     }
     Stats {
         wall_ms: median(walls),
+        cpu_ms: median(cpus),
         rss_mib: median(rsss),
     }
 }
@@ -151,8 +156,12 @@ fn main() {
     let spec_check = env!("CARGO_BIN_EXE_spec-check");
     let ours = measure(runs, &[spec_check, file], 0);
     println!(
-        "{:<28} {:>9.1} ms {:>8.1} MiB",
-        "spec-check", ours.wall_ms, ours.rss_mib
+        "{:<24} {:>12} {:>12} {:>10}",
+        "command", "wall (ms)", "cpu (ms)", "peak RSS (MiB)"
+    );
+    println!(
+        "{:<24} {:>12.1} {:>12.1} {:>10.1}",
+        "spec-check", ours.wall_ms, ours.cpu_ms, ours.rss_mib
     );
     let baselines: [(&str, &[&str]); 2] = [
         (
@@ -163,15 +172,17 @@ fn main() {
     ];
     for (name, command) in baselines {
         if !available(command[0]) {
-            println!("{name:<28} (not installed)");
+            println!("{name:<24} (not installed)");
             continue;
         }
         let base = measure(runs, command, 0);
         println!(
-            "{name:<28} {:>9.1} ms {:>8.1} MiB   spec-check/baseline: time {:.2}x, memory {:.2}x",
+            "{name:<24} {:>12.1} {:>12.1} {:>10.1}   spec-check/this: wall {:.2}x, cpu {:.2}x, memory {:.2}x",
             base.wall_ms,
+            base.cpu_ms,
             base.rss_mib,
             ours.wall_ms / base.wall_ms,
+            ours.cpu_ms / base.cpu_ms,
             ours.rss_mib / base.rss_mib
         );
     }

@@ -48,7 +48,7 @@ pub struct Cli {
     /// Treat warnings as findings (exit 1).
     #[arg(long)]
     pub deny_warnings: bool,
-    /// A `postgres` binary: check every setting's name, type, enum value and range with it
+    /// A `postgres` binary (or its bin directory): check every setting's name, type, enum value and range with it
     /// (`postgres --describe-config` and `-c name=value`), and `shared_preload_libraries`
     /// entries against its library directory.
     #[arg(long, value_name = "PATH")]

@@ -129,11 +129,14 @@ pub struct PgBin {
 }
 
 impl PgBin {
-    /// Opens the `postgres` binary at `path`: reads its GUC catalogue and finds its library
-    /// directory.
+    /// Opens the `postgres` binary at `path` (or in the directory `path`): reads its GUC
+    /// catalogue and finds its library directory.
     pub fn open(path: &Path) -> anyhow::Result<PgBin> {
-        let postgres =
+        let mut postgres =
             std::path::absolute(path).with_context(|| format!("resolve {}", path.display()))?;
+        if postgres.is_dir() {
+            postgres.push("postgres"); // a bin directory
+        }
         if !postgres.is_file() {
             bail!(
                 "{} is not a file (expected the `postgres` binary)",

@@ -104,7 +104,7 @@ pub(crate) fn check(
     }
     let roles = check_roles(&mut r, spec);
     check_databases(&mut r, spec, &roles, options);
-    check_delta_operations(&mut r, spec);
+    check_delta_operations(&mut r, spec, options);
     check_settings(&mut r, spec);
     check_storage(&mut r, spec);
     check_config_fields(&mut r, spec);
@@ -187,11 +187,20 @@ fn check_databases(
             && !roles.contains(db.owner.as_str())
             && !options.provided_roles.contains(&db.owner)
         {
+            let suggestion = roles
+                .iter()
+                .copied()
+                .chain(options.provided_roles.iter().map(String::as_str))
+                .map(|name| (strsim::jaro_winkler(&db.owner, name), name))
+                .filter(|(score, _)| *score >= 0.85)
+                .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(a.1)))
+                .map(|(_, name)| format!(" (did you mean {name:?}?)"))
+                .unwrap_or_default();
             r.error(
                 codes::UNKNOWN_OWNER,
                 &format!("{at}/owner"),
                 format!(
-                    "owner {:?} of database {:?} is neither a role of the spec nor a role the compute provides",
+                    "owner {:?} of database {:?} is neither a role of the spec nor a role the compute provides{suggestion}",
                     db.owner, db.name
                 ),
             );
@@ -210,7 +219,7 @@ fn check_options(r: &mut Rules<'_>, options: Option<&[GenericOption]>, at: &str)
 }
 
 /// Simulates the delta operations in order over the names they touch.
-fn check_delta_operations(r: &mut Rules<'_>, spec: &ComputeSpec) {
+fn check_delta_operations(r: &mut Rules<'_>, spec: &ComputeSpec, options: &ValidationOptions) {
     let Some(ops) = &spec.delta_operations else {
         return;
     };
@@ -242,6 +251,16 @@ fn check_delta_operations(r: &mut Rules<'_>, spec: &ComputeSpec) {
             DeltaAction::DeleteDb | DeltaAction::RenameDb => (1, "database", &spec_dbs),
         };
         r.identifier(what, &op.name, &format!("{at}/name"));
+        if kind == 0 && options.provided_roles.contains(&op.name) {
+            r.error(
+                codes::DELTA_PROVIDED_ROLE,
+                &format!("{at}/name"),
+                format!(
+                    "role {:?} is provided by the compute itself; a delta operation must not delete or rename it",
+                    op.name
+                ),
+            );
+        }
         if let Some(&earlier) = gone[kind].get(op.name.as_str()) {
             r.error(
                 codes::DELTA_CONFLICT,

@@ -13,7 +13,7 @@ use crate::spec::{
     RemoteExtSpec,
 };
 use crate::validate::{Diagnostic, Severity, codes};
-use crate::{ComputeCtlConfig, TenantId, TimelineId};
+use crate::{TenantId, TimelineId};
 
 /// Where a field's value is checked.
 #[derive(Clone, Copy)]
@@ -174,9 +174,11 @@ const DELTA_FIELDS: &[Field] = &[
     opt("new_name", check::<S>),
 ];
 
-const WRAPPER_FIELDS: &[Field] = &[
-    walked("spec", true),
-    req("compute_ctl_config", check::<ComputeCtlConfig>),
+const WRAPPER_FIELDS: &[Field] = &[walked("spec", true), walked("compute_ctl_config", true)];
+
+const CTL_CONFIG_FIELDS: &[Field] = &[
+    req("jwks", check::<crate::JwkSet>),
+    opt("tls", check::<Option<crate::TlsConfig>>),
 ];
 
 /// The known field names of each object kind, for the schema consistency test.
@@ -191,6 +193,7 @@ pub(crate) fn field_tables() -> Vec<(&'static str, Vec<&'static str>)> {
         ("GenericOption", names(OPTION_FIELDS)),
         ("DeltaOp", names(DELTA_FIELDS)),
         ("ComputeConfig", names(WRAPPER_FIELDS)),
+        ("ComputeCtlConfig", names(CTL_CONFIG_FIELDS)),
     ]
 }
 
@@ -204,7 +207,16 @@ pub(crate) struct ShapeWalk<'d> {
 impl ShapeWalk<'_> {
     /// The wrapper `{spec, compute_ctl_config}`.
     pub(crate) fn wrapper(&mut self, value: &Value) {
-        self.object(value, "", "document", WRAPPER_FIELDS);
+        if self.object(value, "", "document", WRAPPER_FIELDS) {
+            if let Some(config) = value.get("compute_ctl_config") {
+                self.object(
+                    config,
+                    "/compute_ctl_config",
+                    "compute_ctl_config",
+                    CTL_CONFIG_FIELDS,
+                );
+            }
+        }
     }
 
     /// A ComputeSpec object at `pointer`.

@@ -64,6 +64,8 @@ pub mod codes {
     pub const DELTA_RENAME_TARGET_UNDECLARED: &str = "delta-rename-target-undeclared";
     /// A deletion of a name the spec declares: it is dropped and created again.
     pub const DELTA_DELETES_DECLARED: &str = "delta-deletes-declared";
+    /// A delta operation deleting or renaming a role the compute provides (`cloud_admin`, …).
+    pub const DELTA_PROVIDED_ROLE: &str = "delta-provided-role";
     /// `delete_role` of a role that owns a spec database.
     pub const DELETE_ROLE_OWNS_DATABASE: &str = "delete-role-owns-database";
     /// A malformed tenant id.
