@@ -41,4 +41,5 @@ mod observation;
 mod tracker;
 
 pub use monitor::{MONITOR_APPLICATION_NAME, MonitorConfig, run, spawn};
+pub use observation::OBSERVATION_QUERY;
 pub use tracker::{ActivityReason, ActivitySnapshot, ActivityTracker, format_rfc3339};

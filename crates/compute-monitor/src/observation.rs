@@ -5,12 +5,13 @@ use chrono::{DateTime, Utc};
 
 use crate::ActivityReason;
 
-/// The query behind an [`Observation`]. `$1` is the list of excluded user names. The
+/// The query behind an [`Observation`], run once per check (exported as
+/// [`crate::OBSERVATION_QUERY`] for benchmarks). `$1` is the list of excluded user names. The
 /// monitor's own backend is excluded by `pg_backend_pid()`; the `pg_stat_database` counters
 /// leave out `postgres`, the templates and the monitor's own database, where its own sessions
 /// would count. `statement_timestamp()` is "now" on the server's clock, the clock of
 /// `state_change`, and earlier than any state change the statement did not see.
-pub(crate) const OBSERVATION_QUERY: &str = "\
+pub const OBSERVATION_QUERY: &str = "\
 SELECT statement_timestamp() AS now,
   (SELECT count(*) FROM pg_stat_activity
     WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()

@@ -207,3 +207,48 @@ async fn survives_postgres_restart() {
     cancel.cancel();
     task.await.unwrap();
 }
+
+/// A running subscription worker on the monitored server counts (its WAL sender is on the
+/// publisher, a second server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_worker_counts() {
+    let logical = test_postgres::TestPostgresConfig {
+        extra_conf: vec!["wal_level = logical".to_owned()],
+        ..Default::default()
+    };
+    let publisher = TestPostgres::start_with(logical).unwrap();
+    publisher
+        .psql(
+            "postgres",
+            "create table t (id int primary key); create publication p for table t",
+        )
+        .unwrap();
+    let subscriber = TestPostgres::start().unwrap();
+    subscriber
+        .psql("postgres", "create table t (id int primary key)")
+        .unwrap();
+    let (tracker, cancel, task) = start_monitor(&subscriber, false);
+    let quiet = more_checks(&tracker, 3).await;
+    assert_eq!(quiet.last_active, None, "{quiet:?}");
+
+    let connection = format!(
+        "host=127.0.0.1 port={} user={} dbname=postgres",
+        publisher.port, publisher.superuser
+    );
+    subscriber
+        .psql(
+            "postgres",
+            &format!(
+                "create subscription s connection {} publication p",
+                pg_quote::quote_literal(&connection)
+            ),
+        )
+        .unwrap();
+    let subscribed = wait_for(&tracker, "subscription", |s| {
+        s.reason == Some(ActivityReason::Subscription)
+    })
+    .await;
+    assert!(subscribed.last_active.is_some());
+    cancel.cancel();
+    task.await.unwrap();
+}

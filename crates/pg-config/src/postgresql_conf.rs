@@ -179,7 +179,11 @@ pub fn render_postgresql_conf(spec: &ValidatedSpec, options: &ConfigOptions) -> 
     if compute.logs_export_host.is_some() {
         conf.owned_string("log_destination", "stderr,syslog");
     }
-    render_audit(&mut conf, compute.audit_log_level, settings_value(spec));
+    render_audit(
+        &mut conf,
+        compute.audit_log_level,
+        spec_shared_preload_libraries(spec),
+    );
 
     if let Some(settings) = &compute.cluster.settings {
         conf.out.push_str(MANAGED_BEGIN);
@@ -194,7 +198,7 @@ pub fn render_postgresql_conf(spec: &ValidatedSpec, options: &ConfigOptions) -> 
 }
 
 /// The last value of the spec setting `shared_preload_libraries`, if any.
-fn settings_value(spec: &ValidatedSpec) -> Option<&str> {
+fn spec_shared_preload_libraries(spec: &ValidatedSpec) -> Option<&str> {
     spec.spec()
         .cluster
         .settings
@@ -286,6 +290,14 @@ pub enum SettingLineError {
     /// cannot quote names). The name is not repeated: it may be anything.
     #[error("not a valid parameter name, not written")]
     InvalidName,
+    /// The name is one of the file directives `include`, `include_if_exists`, `include_dir`
+    /// (compared case-insensitively, as PostgreSQL does): written as a setting it would make
+    /// the server read another file.
+    #[error("{name} is a file directive, not a parameter; not written")]
+    Directive {
+        /// The directive.
+        name: String,
+    },
     /// The setting has no value.
     #[error("{name} has no value, not written")]
     NoValue {
@@ -299,6 +311,9 @@ pub enum SettingLineError {
         name: String,
     },
 }
+
+/// Names the postgresql.conf parser treats as directives to read other files.
+const FILE_DIRECTIVES: &[&str] = &["include", "include_if_exists", "include_dir"];
 
 /// One `name = value` line (without the newline) for a setting, spelled by its vartype:
 /// `string` values always quoted, other values bare only when they are one plain token,
@@ -319,6 +334,12 @@ pub fn render_setting_line(option: &GenericOption) -> Result<String, SettingLine
         return Err(SettingLineError::InvalidName);
     }
     let name = || option.name.clone();
+    if FILE_DIRECTIVES
+        .iter()
+        .any(|d| option.name.eq_ignore_ascii_case(d))
+    {
+        return Err(SettingLineError::Directive { name: name() });
+    }
     let value = option
         .value
         .as_deref()
@@ -486,6 +507,21 @@ mod tests {
         check("a.b.c", Some("1"), "integer", invalid); // PostgreSQL 15: syntax error
         check("a$b", Some("1"), "integer", invalid); // `$` is not in the lexer's names
         check("x = 1\ny", Some("1"), "integer", invalid);
+        let directive =
+            |name: &str| format!("error: {name} is a file directive, not a parameter; not written");
+        check("include", Some("/etc/x"), "string", &directive("include"));
+        check(
+            "Include_Dir",
+            Some("/etc"),
+            "string",
+            &directive("Include_Dir"),
+        );
+        check(
+            "include_if_exists",
+            Some("x"),
+            "string",
+            &directive("include_if_exists"),
+        );
     }
 
     #[test]
