@@ -332,3 +332,94 @@ async fn info() -> Response {
     let num_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     axum::Json(json!({ "num_cpus": num_cpus })).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use axum::body::Body;
+    use clap::Parser;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn state() -> HttpState {
+        let cli = crate::cli::Cli::try_parse_from([
+            "compute_ctl",
+            "-D",
+            "/nonexistent/pgdata",
+            "-C",
+            "postgresql://cloud_admin@127.0.0.1:1/postgres",
+            "-b",
+            "/nonexistent/postgres",
+        ])
+        .unwrap();
+        HttpState {
+            compute: Arc::new(Compute::new()),
+            opts: Arc::new(cli.into_options().unwrap()),
+            auth: Arc::new(RwLock::new(None)),
+        }
+    }
+
+    async fn call(router: &Router, method: &str, path: &str) -> StatusCode {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::from("{}"))
+            .unwrap();
+        router.clone().oneshot(request).await.unwrap().status()
+    }
+
+    /// Every listed route answers its method (and 405 for the other one); unknown paths 404;
+    /// the OpenAPI document lists exactly the external routes.
+    #[tokio::test]
+    async fn routes_match_router_and_openapi() {
+        let router = external_router(state());
+        for route in EXTERNAL_ROUTES {
+            let other = if route.method == "GET" { "POST" } else { "GET" };
+            assert_eq!(
+                call(&router, other, route.path).await,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{route:?}"
+            );
+            // Safe in status `empty`: bad body (400), bad mode (400), not running (412).
+            let path = if route.path == "/terminate" {
+                "/terminate?mode=bogus"
+            } else {
+                route.path
+            };
+            let code = call(&router, route.method, path).await;
+            assert!(
+                code != StatusCode::NOT_FOUND && code != StatusCode::METHOD_NOT_ALLOWED,
+                "{route:?}: {code}"
+            );
+        }
+        assert_eq!(call(&router, "GET", "/nope").await, StatusCode::NOT_FOUND);
+        let internal = internal_router(state());
+        for route in INTERNAL_ROUTES {
+            assert_eq!(
+                call(&internal, route.method, route.path).await,
+                StatusCode::OK,
+                "{route:?}"
+            );
+        }
+        assert_eq!(
+            call(&internal, "POST", "/configure").await,
+            StatusCode::NOT_FOUND
+        );
+
+        let doc: serde_json::Value = serde_json::from_str(include_str!("../openapi.json")).unwrap();
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let secured = op.get("security").is_some();
+                documented.insert((method.to_uppercase(), path.clone(), secured));
+            }
+        }
+        let routed: BTreeSet<_> = EXTERNAL_ROUTES
+            .iter()
+            .map(|r| (r.method.to_owned(), r.path.to_owned(), r.authenticated))
+            .collect();
+        assert_eq!(documented, routed);
+    }
+}

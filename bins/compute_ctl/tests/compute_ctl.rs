@@ -335,3 +335,154 @@ async fn jwt_accepted_rejected_and_wrong_compute() {
         "refused requests change nothing: {body}"
     );
 }
+
+fn storage_spec(pageserver: &str, safekeeper: &str, token: &str) -> String {
+    json!({
+        "safekeeper_connstrings": [safekeeper],
+        "format_version": 1.0,
+        "tenant_id": "b0554b632bd4d547a63b86c3630317e8",
+        "timeline_id": "a1c33a4e8f0e4b3c9f5d2e7f3a9b1c2d",
+        "pageserver_connstring": pageserver,
+        "storage_auth_token": token,
+        "cluster": {
+            "roles": [{"name": "dora", "encrypted_password": null, "options": null}],
+            "databases": [],
+            "settings": [{"name": "listen_addresses", "value": "127.0.0.1", "vartype": "string"}]
+        }
+    })
+    .to_string()
+}
+
+/// A safekeeper whose commit and flush LSNs agree: the fast path gives the LSN.
+async fn safekeeper(token: Option<&str>) -> neon_test_servers::TestSafekeeper {
+    let mut config = neon_test_servers::SafekeeperConfig::new(
+        "b0554b632bd4d547a63b86c3630317e8".parse().unwrap(),
+        "a1c33a4e8f0e4b3c9f5d2e7f3a9b1c2d".parse().unwrap(),
+        "0/16B3748".parse().unwrap(),
+    );
+    config.token = token.map(str::to_owned);
+    neon_test_servers::TestSafekeeper::start(config)
+        .await
+        .unwrap()
+}
+
+async fn pageserver(fault: Option<neon_test_servers::Fault>) -> neon_test_servers::TestPageserver {
+    let source = tokio::task::spawn_blocking(|| {
+        neon_test_servers::fixture::filled_pgdata("compute-ctl-tests")
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let mut config = neon_test_servers::PageserverConfig::new(
+        source,
+        "b0554b632bd4d547a63b86c3630317e8".parse().unwrap(),
+        "a1c33a4e8f0e4b3c9f5d2e7f3a9b1c2d".parse().unwrap(),
+    );
+    config.token = Some("storage-token".into());
+    config.fault = fault;
+    neon_test_servers::TestPageserver::start(config)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_mode_starts_from_the_pageserver_basebackup() {
+    let ps = pageserver(None).await;
+    let sk = safekeeper(Some("storage-token")).await;
+    let mut ctl = Ctl::start(Args {
+        extra: vec![
+            "-s".into(),
+            storage_spec(&ps.connstr(), &sk.addr(), "storage-token"),
+        ],
+        ..Args::default()
+    });
+    let status = ctl.wait_status("running").await;
+    assert_eq!(status["tenant"], "b0554b632bd4d547a63b86c3630317e8");
+    assert_eq!(status["timeline"], "a1c33a4e8f0e4b3c9f5d2e7f3a9b1c2d");
+    let metrics = ctl.get_json("/metrics.json").await;
+    assert!(
+        metrics["basebackup_bytes"].as_u64().unwrap() > 0,
+        "{metrics}"
+    );
+    assert!(
+        metrics["pageserver_connect_micros"].as_u64().unwrap() > 0,
+        "{metrics}"
+    );
+    let client = ctl.pg("postgres").await;
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM fixture", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1000);
+    assert!(role_names(&ctl).await.contains(&"dora".to_owned()));
+    let conf = std::fs::read_to_string(ctl.pgdata.join("postgresql.conf")).unwrap();
+    assert!(conf.contains("neon.tenant_id"), "{conf}");
+    let hba = std::fs::read_to_string(ctl.pgdata.join("pg_hba.conf")).unwrap();
+    assert!(hba.contains(pg_config::HBA_ACCESS_LINE), "{hba}");
+    // The token reaches postgres in its environment, not through compute_ctl's.
+    let environ = std::fs::read(format!("/proc/{}/environ", ctl.postmaster_pid())).unwrap();
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|v| v == b"NEON_AUTH_TOKEN=storage-token")
+    );
+    assert!(
+        !ctl.log().contains("storage-token"),
+        "the token is never logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pageserver_fault_fails_the_compute_with_the_error() {
+    let ps = pageserver(Some(neon_test_servers::Fault::DotDot)).await;
+    let sk = safekeeper(Some("storage-token")).await;
+    let mut ctl = Ctl::start(Args {
+        extra: vec![
+            "-s".into(),
+            storage_spec(&ps.connstr(), &sk.addr(), "storage-token"),
+            "--linger".into(),
+            "1s".into(),
+        ],
+        ..Args::default()
+    });
+    let mut status = serde_json::Value::Null;
+    for _ in 0..600 {
+        if let Ok((200, body)) = ctl.try_request("GET", "/status", "", None).await {
+            status = serde_json::from_str(&body).unwrap();
+            if status["status"] == "failed" {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status["status"], "failed", "{}", ctl.log());
+    let error = status["error"].as_str().unwrap();
+    assert!(error.contains("fetch basebackup"), "{error}");
+    assert_eq!(ctl.wait_exit(Duration::from_secs(20)).await.code(), Some(1));
+
+    // A wrong token is refused by the pageserver: failed too, with the reason.
+    let ps = pageserver(None).await;
+    let sk = safekeeper(None).await;
+    let ctl = Ctl::start(Args {
+        extra: vec![
+            "-s".into(),
+            storage_spec(&ps.connstr(), &sk.addr(), "wrong"),
+        ],
+        ..Args::default()
+    });
+    for _ in 0..600 {
+        if let Ok((200, body)) = ctl.try_request("GET", "/status", "", None).await {
+            status = serde_json::from_str(&body).unwrap();
+            if status["status"] == "failed" {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status["status"], "failed", "{}", ctl.log());
+    assert!(
+        status["error"].as_str().unwrap().contains("authentication"),
+        "{status}"
+    );
+}

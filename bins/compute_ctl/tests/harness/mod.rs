@@ -9,41 +9,35 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 
 /// A running compute_ctl. SIGTERM, then SIGKILL, on drop.
-pub struct Ctl {
-    pub child: Child,
-    pub dir: tempfile::TempDir,
-    pub pgdata: PathBuf,
-    pub pg_port: u16,
-    pub http_port: u16,
-    pub exited: Option<ExitStatus>,
+pub(crate) struct Ctl {
+    pub(crate) child: Child,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) pgdata: PathBuf,
+    pub(crate) pg_port: u16,
+    pub(crate) http_port: u16,
+    pub(crate) exited: Option<ExitStatus>,
 }
+
+/// Prepares the data directory before the start.
+pub(crate) type PgdataSetup = Box<dyn FnOnce(&Path)>;
 
 /// Arguments beyond the ones every run gets.
-pub struct Args {
-    pub extra: Vec<String>,
+#[derive(Default)]
+pub(crate) struct Args {
+    pub(crate) extra: Vec<String>,
     /// Files to create in the temporary directory first: (name, contents).
-    pub files: Vec<(String, String)>,
+    pub(crate) files: Vec<(String, String)>,
     /// Prepare the data directory before the start.
-    pub pgdata_setup: Option<Box<dyn FnOnce(&Path)>>,
+    pub(crate) pgdata_setup: Option<PgdataSetup>,
 }
 
-impl Default for Args {
-    fn default() -> Self {
-        Args {
-            extra: Vec::new(),
-            files: Vec::new(),
-            pgdata_setup: None,
-        }
-    }
-}
-
-pub fn repo_file(relative: &str) -> PathBuf {
+pub(crate) fn repo_file(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .join(relative)
 }
 
-pub fn fixture(name: &str) -> String {
+pub(crate) fn fixture(name: &str) -> String {
     std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures")
@@ -53,7 +47,7 @@ pub fn fixture(name: &str) -> String {
 }
 
 impl Ctl {
-    pub fn start(args: Args) -> Ctl {
+    pub(crate) fn start(args: Args) -> Ctl {
         let dir = tempfile::Builder::new()
             .prefix("compute-ctl-test-")
             .tempdir()
@@ -114,15 +108,15 @@ impl Ctl {
         }
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("compute_ctl.log")).unwrap_or_default()
     }
 
-    pub fn pid(&self) -> nix::unistd::Pid {
+    pub(crate) fn pid(&self) -> nix::unistd::Pid {
         nix::unistd::Pid::from_raw(self.child.id() as i32)
     }
 
-    pub async fn request(
+    pub(crate) async fn request(
         &self,
         method: &str,
         path: &str,
@@ -135,7 +129,7 @@ impl Ctl {
     }
 
     /// Like `request`, but a connection failure is an `Err` (the server may not listen yet).
-    pub async fn try_request(
+    pub(crate) async fn try_request(
         &self,
         method: &str,
         path: &str,
@@ -166,14 +160,14 @@ impl Ctl {
         Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
     }
 
-    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+    pub(crate) async fn get_json(&self, path: &str) -> serde_json::Value {
         let (code, body) = self.request("GET", path, "", None).await;
         assert_eq!(code, 200, "GET {path}: {body}");
         serde_json::from_str(&body).unwrap()
     }
 
     /// Polls `/status` until its status is `want` (panics on `failed` unless wanted).
-    pub async fn wait_status(&mut self, want: &str) -> serde_json::Value {
+    pub(crate) async fn wait_status(&mut self, want: &str) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -210,7 +204,7 @@ impl Ctl {
     }
 
     /// Waits for the process to exit.
-    pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+    pub(crate) async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -226,7 +220,7 @@ impl Ctl {
         }
     }
 
-    pub async fn pg(&self, db: &str) -> tokio_postgres::Client {
+    pub(crate) async fn pg(&self, db: &str) -> tokio_postgres::Client {
         let (client, conn) = tokio_postgres::connect(
             &format!(
                 "host=127.0.0.1 port={} user=cloud_admin dbname={db}",
@@ -240,14 +234,14 @@ impl Ctl {
         client
     }
 
-    pub fn postmaster_pid(&self) -> i32 {
+    pub(crate) fn postmaster_pid(&self) -> i32 {
         let text = std::fs::read_to_string(self.pgdata.join("postmaster.pid")).unwrap();
         text.lines().next().unwrap().trim().parse().unwrap()
     }
 }
 
 /// Processes whose command line mentions `needle` (e.g. a data directory).
-pub fn processes_mentioning(needle: &str) -> Vec<String> {
+pub(crate) fn processes_mentioning(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
