@@ -119,6 +119,81 @@ pub fn preload_entries(value: &str) -> Vec<String> {
         .collect()
 }
 
+/// One `name = value` line of a postgresql.conf text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfLine {
+    /// Line number, from 1.
+    pub line: usize,
+    /// Setting name as written.
+    pub name: String,
+    /// Value, unquoted.
+    pub value: String,
+}
+
+/// Parses postgresql.conf text: `name [=] value [# comment]`, values bare or single-quoted
+/// (`''` and backslash escapes). Lines that do not parse are skipped: PostgreSQL itself
+/// reports them when it reads the file.
+pub fn parse_conf(text: &str) -> Vec<ConfLine> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim_start();
+        let name_len = line
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            .unwrap_or(line.len());
+        if name_len == 0 {
+            continue; // blank, comment, or garbage
+        }
+        let (name, rest) = line.split_at(name_len);
+        let rest = rest.trim_start();
+        let rest = rest.strip_prefix('=').unwrap_or(rest).trim_start();
+        let value = if let Some(quoted) = rest.strip_prefix('\'') {
+            let mut value = String::new();
+            let mut chars = quoted.chars().peekable();
+            let mut closed = false;
+            while let Some(c) = chars.next() {
+                match c {
+                    '\'' if chars.peek() == Some(&'\'') => {
+                        chars.next();
+                        value.push('\'');
+                    }
+                    '\'' => {
+                        closed = true;
+                        break;
+                    }
+                    '\\' => value.extend(chars.next()),
+                    c => value.push(c),
+                }
+            }
+            if !closed {
+                continue;
+            }
+            value
+        } else {
+            rest.split(|c: char| c.is_whitespace() || c == '#')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        out.push(ConfLine {
+            line: i + 1,
+            name: name.to_owned(),
+            value,
+        });
+    }
+    out
+}
+
+/// A setting waiting to be checked by a server run, with where to report it.
+#[derive(Debug)]
+struct Pending {
+    name: String,
+    value: String,
+    name_at: String,
+    value_at: String,
+    /// Prefix for messages (`line 3 of postgresql_conf: `), empty for `settings` entries.
+    context: String,
+}
+
 /// A PostgreSQL installation to check against.
 #[derive(Debug, Clone)]
 pub struct PgBin {
@@ -226,32 +301,53 @@ impl PgBin {
         cmd
     }
 
-    /// Checks the settings of `spec` (located at `prefix` in its document).
+    /// Checks the settings of `spec` (located at `prefix` in its document): `cluster.settings`
+    /// and the lines of `cluster.postgresql_conf`.
     pub fn check_spec(&self, spec: &ComputeSpec, prefix: &str) -> anyhow::Result<Vec<Diagnostic>> {
         let mut out = Vec::new();
+        let mut pending: Vec<Pending> = Vec::new();
+        // postgresql_conf comes first in the file; settings are written after it.
+        if let Some(conf) = &spec.cluster.postgresql_conf {
+            let at = format!("{prefix}/cluster/postgresql_conf");
+            for line in parse_conf(conf) {
+                let name = line.name.to_ascii_lowercase();
+                if name.starts_with("include") {
+                    continue;
+                }
+                if name == "shared_preload_libraries" {
+                    let mut found = Vec::new();
+                    self.check_libraries(&line.value, &at, &mut found);
+                    for d in &mut found {
+                        d.message = format!("line {} of postgresql_conf: {}", line.line, d.message);
+                    }
+                    out.extend(found);
+                }
+                pending.push(Pending {
+                    name_at: at.clone(),
+                    value_at: at.clone(),
+                    context: format!("line {} of postgresql_conf: ", line.line),
+                    name: line.name,
+                    value: line.value,
+                });
+            }
+        }
         let settings = spec.cluster.settings.as_deref().unwrap_or_default();
-        let mut pending: Vec<(usize, &str, &str)> = Vec::new();
         for (i, s) in settings.iter().enumerate() {
             let Some(value) = s.value.as_deref() else {
                 continue; // compute-spec reports it
             };
-            let name = s.name.to_ascii_lowercase();
-            let checkable = s
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !value.chars().any(char::is_control);
-            // Dotted names are custom (extension) settings, unknown to a bare binary.
-            if !checkable || FILE_SETTINGS.contains(&name.as_str()) {
-                continue;
-            }
-            if let Some(desc) = self.gucs.iter().find(|g| g.name == name) {
+            let at = format!("{prefix}/cluster/settings/{i}");
+            if let Some(desc) = self
+                .gucs
+                .iter()
+                .find(|g| g.name.eq_ignore_ascii_case(&s.name))
+            {
                 if let Some(expected) = spec_vartype(&desc.vartype) {
                     if expected != s.vartype && !(expected == "enum" && s.vartype == "string") {
                         out.push(Diagnostic::new(
                             codes::PG_VARTYPE_MISMATCH,
                             Severity::Warning,
-                            format!("{prefix}/cluster/settings/{i}/vartype"),
+                            format!("{at}/vartype"),
                             format!(
                                 "setting {:?} is of type {} in this PostgreSQL; vartype {:?} is expected, not {:?}",
                                 s.name, desc.vartype, expected, s.vartype
@@ -260,19 +356,30 @@ impl PgBin {
                     }
                 }
             }
-            if name == "shared_preload_libraries" {
-                self.check_libraries(
-                    value,
-                    &format!("{prefix}/cluster/settings/{i}/value"),
-                    &mut out,
-                );
+            if s.name.eq_ignore_ascii_case("shared_preload_libraries") {
+                self.check_libraries(value, &format!("{at}/value"), &mut out);
             }
-            pending.push((i, &s.name, value));
+            pending.push(Pending {
+                name_at: format!("{at}/name"),
+                value_at: format!("{at}/value"),
+                context: String::new(),
+                name: s.name.clone(),
+                value: value.to_owned(),
+            });
         }
+        // Only plain names (dotted ones are extension settings a bare binary does not know),
+        // no control characters (compute-spec reports those), no file locations.
+        pending.retain(|p| {
+            p.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !p.value.chars().any(char::is_control)
+                && !FILE_SETTINGS.contains(&p.name.to_ascii_lowercase().as_str())
+        });
         while !pending.is_empty() {
             let mut cmd = self.command();
-            for (_, name, value) in &pending {
-                cmd.arg("-c").arg(format!("{name}={value}"));
+            for p in &pending {
+                cmd.arg("-c").arg(format!("{}={}", p.name, p.value));
             }
             let output = cmd
                 .output()
@@ -286,47 +393,39 @@ impl PgBin {
             };
             let Some(k) = pending
                 .iter()
-                .position(|(_, name, _)| name.eq_ignore_ascii_case(parameter))
+                .position(|p| p.name.eq_ignore_ascii_case(parameter))
             else {
                 break;
             };
-            let (i, name, value) = pending[k];
-            out.push(self.value_diagnostic(&error, prefix, i, name, value));
+            out.push(self.value_diagnostic(&error, &pending[k]));
             pending.drain(..=k);
         }
         Ok(out)
     }
 
-    fn value_diagnostic(
-        &self,
-        error: &ServerError,
-        prefix: &str,
-        i: usize,
-        name: &str,
-        value: &str,
-    ) -> Diagnostic {
+    fn value_diagnostic(&self, error: &ServerError, p: &Pending) -> Diagnostic {
         if error
             .message
             .starts_with("unrecognized configuration parameter")
         {
-            let lname = name.to_ascii_lowercase();
-            let mut message = format!("this PostgreSQL has no setting {name:?}");
+            let lname = p.name.to_ascii_lowercase();
+            let mut message = format!("{}this PostgreSQL has no setting {:?}", p.context, p.name);
             if let Some(best) = closest(&lname, self.gucs.iter().map(|g| g.name.as_str())) {
                 message.push_str(&format!(" (did you mean `{best}`?)"));
             }
             return Diagnostic::new(
                 codes::UNKNOWN_SETTING,
                 Severity::Error,
-                format!("{prefix}/cluster/settings/{i}/name"),
+                p.name_at.clone(),
                 message,
             );
         }
-        let mut message = format!("PostgreSQL rejects it: {}", error.message);
+        let mut message = format!("{}PostgreSQL rejects it: {}", p.context, error.message);
         if let Some(hint) = &error.hint {
             message.push_str(&format!(" ({})", hint.trim_end_matches('.')));
             if let Some(values) = hint.strip_prefix("Available values: ") {
                 let values = values.trim_end_matches('.').split(", ");
-                if let Some(best) = closest(&value.trim().to_ascii_lowercase(), values) {
+                if let Some(best) = closest(&p.value.trim().to_ascii_lowercase(), values) {
                     message.push_str(&format!("; did you mean `{best}`?"));
                 }
             }
@@ -334,7 +433,7 @@ impl PgBin {
         Diagnostic::new(
             codes::INVALID_SETTING_VALUE,
             Severity::Error,
-            format!("{prefix}/cluster/settings/{i}/value"),
+            p.value_at.clone(),
             message,
         )
     }
@@ -433,6 +532,26 @@ mod tests {
         .unwrap();
         assert_eq!(e.parameter(), None);
         assert_eq!(parse_server_error("nothing"), None);
+    }
+
+    #[test]
+    fn parses_conf_text() {
+        let text = "# comment\n\nwork_mem = 4MB # per sort\n  search_path='\"$user\", public'\n\
+                    listen_addresses '*'\napplication_name = 'it''s'\nbroken = 'unterminated\n";
+        let lines = parse_conf(text);
+        let got: Vec<(usize, &str, &str)> = lines
+            .iter()
+            .map(|l| (l.line, l.name.as_str(), l.value.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (3, "work_mem", "4MB"),
+                (4, "search_path", "\"$user\", public"),
+                (5, "listen_addresses", "*"),
+                (6, "application_name", "it's"),
+            ]
+        );
     }
 
     #[test]

@@ -27,7 +27,12 @@ pub fn human(reports: &[FileReport], out: &mut dyn Write) -> std::io::Result<()>
                 None => report.file.clone(),
             };
             // Text-level problems (not JSON, not UTF-8, too large) have no pointer to show.
-            let text_level = [codes::SYNTAX, codes::INVALID_UTF8, codes::TOO_LARGE];
+            let text_level = [
+                codes::SYNTAX,
+                codes::DUPLICATE_KEY,
+                codes::INVALID_UTF8,
+                codes::TOO_LARGE,
+            ];
             let pointer = match d.pointer.as_str() {
                 _ if text_level.contains(&d.code) => String::new(),
                 "" => " (at the document root)".to_owned(),

@@ -176,7 +176,9 @@ fn pgbin_checks_settings_against_the_real_postgres() {
         &std::env::var("PG_BIN_DIR").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_owned()),
     )
     .join("postgres");
-    let text = r#"{"format_version": 1.0, "cluster": {"roles": [], "databases": [], "settings": [
+    let text = r##"{"format_version": 1.0, "cluster": {"roles": [], "databases": [],
+  "postgresql_conf": "# verbatim\nwork_mem = 4MB\nmax_wal_size = '1 parsec'\nlisten_adresses = '*'\nshared_preload_libraries = 'auto_explain'\n",
+  "settings": [
   {"name": "wal_level", "value": "logcal", "vartype": "enum"},
   {"name": "shared_buffers", "value": "1kB", "vartype": "integer"},
   {"name": "statement_timeout", "value": "5s", "vartype": "integer"},
@@ -187,7 +189,7 @@ fn pgbin_checks_settings_against_the_real_postgres() {
   {"name": "neon.pageserver_connstring_custom", "value": "x", "vartype": "string"},
   {"name": "test.escaping", "value": "a'b", "vartype": "string"},
   {"name": "shared_preload_libraries", "value": "pg_stat_statements, pg_stat_statments", "vartype": "string"}
-]}}"#;
+]}}"##;
     let out = spec_check(
         &["--pgbin", postgres.to_str().unwrap(), "-"],
         Some(text.as_bytes()),
@@ -199,12 +201,14 @@ fn pgbin_checks_settings_against_the_real_postgres() {
         String::from_utf8_lossy(&out.stderr)
     );
     expect_test::expect![[r#"
-        <stdin>:2:34: error[invalid-setting-value]: PostgreSQL rejects it: invalid value for parameter "wal_level": "logcal" (Available values: minimal, replica, logical); did you mean `logical`? (at /cluster/settings/0/value)
-        <stdin>:3:39: error[invalid-setting-value]: PostgreSQL rejects it: 0 8kB is outside the valid range for parameter "shared_buffers" (16 .. 1073741823) (at /cluster/settings/1/value)
-        <stdin>:6:12: error[unknown-setting]: this PostgreSQL has no setting "max_conections" (did you mean `max_connections`?) (at /cluster/settings/4/name)
-        <stdin>:7:59: warning[pg-vartype-mismatch]: setting "random_page_cost" is of type REAL in this PostgreSQL; vartype "real" is expected, not "string" (at /cluster/settings/5/vartype)
-        <stdin>:8:29: error[invalid-setting-value]: PostgreSQL rejects it: 70000 is outside the valid range for parameter "port" (1 .. 65535) (at /cluster/settings/6/value)
-        <stdin>:11:49: error[unknown-library]: shared_preload_libraries entry "pg_stat_statments" is not installed: no pg_stat_statments.so in /usr/lib/postgresql/15/lib (did you mean `pg_stat_statements`?) (at /cluster/settings/9/value)
+        <stdin>:2:22: error[invalid-setting-value]: line 3 of postgresql_conf: PostgreSQL rejects it: invalid value for parameter "max_wal_size": "1 parsec" (Valid units for this parameter are "B", "kB", "MB", "GB", and "TB") (at /cluster/postgresql_conf)
+        <stdin>:2:22: error[unknown-setting]: line 4 of postgresql_conf: this PostgreSQL has no setting "listen_adresses" (did you mean `listen_addresses`?) (at /cluster/postgresql_conf)
+        <stdin>:4:34: error[invalid-setting-value]: PostgreSQL rejects it: invalid value for parameter "wal_level": "logcal" (Available values: minimal, replica, logical); did you mean `logical`? (at /cluster/settings/0/value)
+        <stdin>:5:39: error[invalid-setting-value]: PostgreSQL rejects it: 0 8kB is outside the valid range for parameter "shared_buffers" (16 .. 1073741823) (at /cluster/settings/1/value)
+        <stdin>:8:12: error[unknown-setting]: this PostgreSQL has no setting "max_conections" (did you mean `max_connections`?) (at /cluster/settings/4/name)
+        <stdin>:9:59: warning[pg-vartype-mismatch]: setting "random_page_cost" is of type REAL in this PostgreSQL; vartype "real" is expected, not "string" (at /cluster/settings/5/vartype)
+        <stdin>:10:29: error[invalid-setting-value]: PostgreSQL rejects it: 70000 is outside the valid range for parameter "port" (1 .. 65535) (at /cluster/settings/6/value)
+        <stdin>:13:49: error[unknown-library]: shared_preload_libraries entry "pg_stat_statments" is not installed: no pg_stat_statments.so in /usr/lib/postgresql/15/lib (did you mean `pg_stat_statements`?) (at /cluster/settings/9/value)
     "#]]
     .assert_eq(&stdout(&out));
 }

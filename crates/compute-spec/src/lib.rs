@@ -42,6 +42,7 @@ mod rules;
 mod shape;
 mod spec;
 mod status;
+mod strict;
 mod validate;
 mod values;
 

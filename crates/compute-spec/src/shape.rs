@@ -90,7 +90,7 @@ const SPEC_FIELDS: &[Field] = &[
     req("format_version", check::<f32>),
     opt("timestamp", check::<S>),
     opt("operation_uuid", check::<S>),
-    opt("features", check::<Option<Vec<ComputeFeature>>>),
+    opt("features", check::<Vec<ComputeFeature>>),
     opt("swap_size_bytes", check::<Option<u64>>),
     opt("disk_quota_bytes", check::<Option<u64>>),
     opt("disable_lfc_resizing", check::<Option<bool>>),
@@ -430,6 +430,8 @@ pub(crate) fn kind_of(value: &Value) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use serde::Deserialize;
+
     use super::*;
 
     /// The field tables must list exactly the properties of the generated schema, so unknown
@@ -451,6 +453,65 @@ mod tests {
             props.sort_unstable();
             fields.sort_unstable();
             assert_eq!(fields, props, "{name}");
+        }
+    }
+
+    /// Each field check accepts exactly what typed parsing accepts, for a set of probe values,
+    /// so the slow path finds every error the fast path hits.
+    #[test]
+    fn field_checks_agree_with_typed_parsing() {
+        let probes = [
+            serde_json::json!(null),
+            serde_json::json!(0),
+            serde_json::json!(-1),
+            serde_json::json!(1.5),
+            serde_json::json!("x"),
+            serde_json::json!(true),
+            serde_json::json!([]),
+            serde_json::json!(["x"]),
+            serde_json::json!({}),
+        ];
+        let base =
+            serde_json::json!({"format_version": 1.0, "cluster": {"roles": [], "databases": []}});
+        for field in SPEC_FIELDS {
+            let Check::Type(check) = field.check else {
+                continue;
+            };
+            for probe in &probes {
+                let mut doc = base.clone();
+                doc[field.name] = probe.clone();
+                let typed = crate::ComputeSpec::deserialize(&doc).is_ok();
+                assert_eq!(check(probe).is_ok(), typed, "{} = {probe}", field.name);
+            }
+        }
+        let base =
+            serde_json::json!({"name": "r", "owner": "o", "vartype": "string", "action": "a"});
+        for (fields, parse) in [
+            (
+                ROLE_FIELDS,
+                (|v: &Value| crate::Role::deserialize(v).is_ok()) as fn(&Value) -> bool,
+            ),
+            (DATABASE_FIELDS, |v| crate::Database::deserialize(v).is_ok()),
+            (OPTION_FIELDS, |v| {
+                crate::GenericOption::deserialize(v).is_ok()
+            }),
+            (DELTA_FIELDS, |v| crate::DeltaOp::deserialize(v).is_ok()),
+        ] {
+            for field in fields {
+                let Check::Type(check) = field.check else {
+                    continue;
+                };
+                for probe in &probes {
+                    let mut doc = base.clone();
+                    doc[field.name] = probe.clone();
+                    assert_eq!(
+                        check(probe).is_ok(),
+                        parse(&doc),
+                        "{} = {probe}",
+                        field.name
+                    );
+                }
+            }
         }
     }
 

@@ -21,6 +21,8 @@ pub mod codes {
     pub const INVALID_UTF8: &str = "invalid-utf8";
     /// The input is not JSON (includes empty, truncated and too deeply nested input).
     pub const SYNTAX: &str = "syntax";
+    /// The same key twice in one JSON object.
+    pub const DUPLICATE_KEY: &str = "duplicate-key";
     /// A value has the wrong JSON type or does not parse as its field's type.
     pub const INVALID_TYPE: &str = "invalid-type";
     /// A required field is absent.
@@ -263,6 +265,15 @@ pub struct Validation {
 pub fn validate_json(text: &str, options: &ValidationOptions) -> Validation {
     let mut diagnostics = Vec::new();
     let (spec, spec_pointer) = parse_document(text, options, &mut diagnostics);
+    if spec.is_none() && !diagnostics.iter().any(|d| d.severity == Severity::Error) {
+        // Defensive: a document that yields no spec must never look clean.
+        diagnostics.push(Diagnostic::new(
+            codes::INVALID_TYPE,
+            Severity::Error,
+            spec_pointer.to_owned(),
+            "the document does not hold a usable spec",
+        ));
+    }
     if let Some(spec) = &spec {
         rules::check(spec, spec_pointer, options, &mut diagnostics);
     }
@@ -301,24 +312,29 @@ fn parse_document(
         diagnostics.push(located(crate::validate::codes::TOO_LARGE, message, start));
         return (None, "");
     }
-    let value: Value = match serde_json::from_str(text) {
-        Ok(v) => v,
+    let value: Value = match serde_json::from_str::<crate::strict::StrictValue>(text) {
+        Ok(v) => v.0,
         Err(e) => {
             let full = e.to_string();
             let message = match full.rfind(" at line ") {
                 Some(i) => full[..i].to_owned(),
                 None => full,
             };
-            let message = if text.trim().is_empty() {
-                "the document is empty; expected a JSON object".to_owned()
+            let (code, message) = if text.trim().is_empty() {
+                (
+                    codes::SYNTAX,
+                    "the document is empty; expected a JSON object".to_owned(),
+                )
+            } else if message.starts_with("duplicate key") {
+                (codes::DUPLICATE_KEY, message)
             } else {
-                format!("not valid JSON: {message}")
+                (codes::SYNTAX, format!("not valid JSON: {message}"))
             };
             let location = Location {
                 line: e.line().max(1),
                 column: e.column().max(1),
             };
-            diagnostics.push(located(codes::SYNTAX, message, location));
+            diagnostics.push(located(code, message, location));
             return (None, "");
         }
     };
@@ -355,7 +371,15 @@ fn parse_document(
                 return (None, "/spec");
             }
             Some(spec) => (spec, "/spec"),
-            None => return (None, "/spec"),
+            None => {
+                diagnostics.push(Diagnostic::new(
+                    codes::NO_SPEC,
+                    Severity::Error,
+                    String::new(),
+                    "the document has no spec (a ComputeConfig without `spec` starts an empty compute): there is no spec to check",
+                ));
+                return (None, "/spec");
+            }
         }
     } else {
         (&value, "")
