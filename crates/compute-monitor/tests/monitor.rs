@@ -85,17 +85,21 @@ async fn activity_kinds_and_exclusions() {
     let quiet = more_checks(&tracker, 5).await;
     assert_eq!((quiet.last_active, quiet.reason), (None, None), "{quiet:?}");
 
-    // A client running a query: active now.
+    // A client running a query: active now. (Simple-protocol queries only: a prepared
+    // statement is closed after use by another message, which moves state_change again.)
     let alice_connstr = format!("{} user=alice", pg.connstr("postgres"));
     let alice = connect(&alice_connstr).await;
-    let pid: i32 = alice
-        .query_one("select pg_backend_pid()", &[])
+    let pid: i32 = admin
+        .query_one(
+            "select pid from pg_stat_activity where usename = 'alice'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     let before = Utc::now();
     let sleeper = tokio::spawn(async move {
-        alice.execute("select pg_sleep(1.5)", &[]).await.unwrap();
+        alice.simple_query("select pg_sleep(1.5)").await.unwrap();
         alice
     });
     let busy = wait_for(&tracker, "active backend", |s| {
@@ -106,11 +110,11 @@ async fn activity_kinds_and_exclusions() {
 
     // Then idle: last_active is exactly the session's state change, and stays there.
     let alice = sleeper.await.unwrap();
-    let idle_at = state_change(&admin, pid).await;
     let idle = wait_for(&tracker, "idle backend", |s| {
         s.reason == Some(ActivityReason::IdleBackend)
     })
     .await;
+    let idle_at = state_change(&admin, pid).await;
     assert_eq!(idle.last_active, Some(idle_at), "{idle:?}");
     assert!(idle_at > busy.last_active.unwrap(), "monotonic");
     let later = more_checks(&tracker, 5).await;
@@ -178,9 +182,11 @@ async fn survives_postgres_restart() {
     let alice_connstr = format!("{} user=alice", pg.connstr("postgres"));
 
     let alice = connect(&alice_connstr).await;
-    alice.execute("select 1", &[]).await.unwrap();
-    let before = wait_for(&tracker, "idle backend", |s| s.last_active.is_some()).await;
+    alice.simple_query("select 1").await.unwrap();
+    wait_for(&tracker, "idle backend", |s| s.last_active.is_some()).await;
     drop(alice);
+    let before = more_checks(&tracker, 3).await;
+    assert!(before.last_active.is_some());
     assert_eq!(before.total_downtime_ms, 0);
 
     tokio::task::block_in_place(|| pg.stop_in_place()).unwrap();
@@ -197,7 +203,7 @@ async fn survives_postgres_restart() {
 
     // New activity after the restart is seen on the new connection.
     let alice = connect(&alice_connstr).await;
-    alice.execute("select 1", &[]).await.unwrap();
+    alice.simple_query("select 1").await.unwrap();
     let after = wait_for(&tracker, "activity after restart", |s| {
         s.last_active > before.last_active
     })
