@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use compute_spec::ValidatedSpec;
-use pg_reconcile::{Counters, PlanOptions, reconcile};
+use pg_reconcile::{Counters, PlanOptions, Session, plan, reconcile};
 use test_postgres::TestPostgres;
 
 fn env(name: &str, default: usize) -> usize {
@@ -58,6 +58,10 @@ fn baseline_script(roles: usize, dbs: usize) -> String {
     s
 }
 
+fn sync() {
+    let _ = Command::new("sync").status();
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -87,79 +91,73 @@ fn main() {
     let mut steady = Vec::new();
     let mut fresh_round_trips = 0;
     let mut steady_round_trips = Vec::new();
+    let mut parts = Vec::new();
     for rep in 0..reps {
-        // Baseline on its own fresh cluster.
-        let pg = TestPostgres::start().expect("start postgres");
-        let start = Instant::now();
-        let out = Command::new(test_postgres::pg_bin_dir().join("psql"))
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
-            .arg(pg.connstr("postgres"))
-            .arg("-f")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run psql");
-        baseline.push(start.elapsed());
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        drop(pg);
-
-        // The reconciler on another fresh cluster, then the steady state on it.
-        let pg = TestPostgres::start().expect("start postgres");
-        let config: tokio_postgres::Config = pg.connstr("postgres").parse().expect("config");
-        let counters = Counters::default();
-        let start = Instant::now();
-        let done = runtime
-            .block_on(reconcile(&spec, &options, &config, &counters))
-            .expect("reconcile");
-        fresh.push(start.elapsed());
-        assert!(
-            done.report.is_success(),
-            "{:?}",
-            done.report.errors().next()
-        );
-        assert_eq!(done.plan.operation_count(), 1 + roles + 2 * dbs);
-        fresh_round_trips = counters.round_trips() + counters.connections();
-        for t in &done.report.timings {
-            eprintln!(
-                "  {:?} {:?}: {} ops {:.1} ms",
-                t.kind,
-                t.database,
-                t.operations,
-                ms(t.elapsed)
-            );
-        }
-        {
-            let t0 = Instant::now();
-            let c = Counters::default();
-            let session = runtime
-                .block_on(pg_reconcile::Session::connect(&config, "postgres", &c))
-                .unwrap();
-            let t1 = Instant::now();
-            let catalog = runtime.block_on(session.observe()).unwrap();
-            let t2 = Instant::now();
-            let p = pg_reconcile::plan(&spec, &catalog, &options).unwrap();
-            let t3 = Instant::now();
-            assert!(p.is_empty());
-            eprintln!(
-                "  steady parts: connect {:.1} ms, observe {:.1} ms, plan {:.1} ms",
-                ms(t1 - t0),
-                ms(t2 - t1),
-                ms(t3 - t2)
-            );
-        }
-        for _ in 0..steady_reps {
+        // Alternate which goes first: the disk is still writing back the previous cluster's
+        // files for a while, and that should not always hit the same side. `sync` before each
+        // timed section for the same reason.
+        for side in [rep % 2, 1 - rep % 2] {
+            let pg = TestPostgres::start().expect("start postgres");
+            sync();
+            if side == 0 {
+                let start = Instant::now();
+                let out = Command::new(test_postgres::pg_bin_dir().join("psql"))
+                    .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
+                    .arg(pg.connstr("postgres"))
+                    .arg("-f")
+                    .arg(&script)
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("run psql");
+                baseline.push(start.elapsed());
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                continue;
+            }
+            // The reconciler on its fresh cluster, then the steady state on it.
+            let config: tokio_postgres::Config = pg.connstr("postgres").parse().expect("config");
             let counters = Counters::default();
             let start = Instant::now();
             let done = runtime
                 .block_on(reconcile(&spec, &options, &config, &counters))
                 .expect("reconcile");
-            steady.push(start.elapsed());
-            assert!(done.plan.is_empty(), "{}", done.plan);
-            steady_round_trips.push((counters.round_trips(), counters.connections()));
+            fresh.push(start.elapsed());
+            assert!(
+                done.report.is_success(),
+                "{:?}",
+                done.report.errors().next()
+            );
+            assert_eq!(done.plan.operation_count(), 1 + roles + 2 * dbs);
+            fresh_round_trips = counters.round_trips() + counters.connections();
+            for t in &done.report.timings {
+                eprintln!(
+                    "  {} on {:?}: {} ops {:.1} ms",
+                    t.kind.name(),
+                    t.database,
+                    t.operations,
+                    ms(t.elapsed)
+                );
+            }
+            sync();
+            for _ in 0..steady_reps {
+                let counters = Counters::default();
+                let t0 = Instant::now();
+                let session = runtime
+                    .block_on(Session::connect(&config, "postgres", &counters))
+                    .expect("connect");
+                let t1 = Instant::now();
+                let catalog = runtime.block_on(session.observe()).expect("observe");
+                let t2 = Instant::now();
+                let p = plan(&spec, &catalog, &options).expect("plan");
+                let t3 = Instant::now();
+                assert!(p.is_empty(), "{p}");
+                steady.push(t3 - t0);
+                parts.push([t1 - t0, t2 - t1, t3 - t2]);
+                steady_round_trips.push((counters.round_trips(), counters.connections()));
+            }
         }
         eprintln!(
             "rep {rep}: baseline {:.0} ms, fresh apply {:.0} ms",
@@ -184,6 +182,13 @@ fn main() {
         ms(*steady.iter().min().unwrap()),
         ms(*steady.iter().max().unwrap()),
         steady_round_trips[0]
+    );
+    let part = |i: usize| median(parts.iter().map(|p: &[Duration; 3]| p[i]).collect());
+    println!(
+        "steady state parts (medians):   connect {:.1} ms, observe {:.1} ms, plan {:.1} ms",
+        ms(part(0)),
+        ms(part(1)),
+        ms(part(2))
     );
     println!("load average at end: {}", loadavg.trim());
 }

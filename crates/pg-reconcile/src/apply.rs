@@ -32,7 +32,7 @@ use compute_spec::ValidatedSpec;
 use futures::future::MaybeDone;
 use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage};
 
-use crate::catalog::{CATALOG_QUERY, Catalog, ResultSet, parse_catalog};
+use crate::catalog::{CATALOG_QUERY, Catalog, parse_catalog};
 use crate::error::{OperationError, ReconcileError};
 use crate::plan::{Operation, PhaseKind, Plan, PlanOptions, plan};
 
@@ -137,14 +137,10 @@ impl Session {
         self.counters.round_trip();
         // Result sets are separated by CommandComplete; the first one ends `BEGIN`, the last
         // one `COMMIT`.
-        let mut sets: Vec<ResultSet> = vec![Vec::new()];
+        let mut sets: Vec<Vec<&tokio_postgres::SimpleQueryRow>> = vec![Vec::new()];
         for m in &messages {
             match m {
-                SimpleQueryMessage::Row(row) => sets.last_mut().expect("never empty").push(
-                    (0..row.len())
-                        .map(|i| row.get(i).map(str::to_owned))
-                        .collect(),
-                ),
+                SimpleQueryMessage::Row(row) => sets.last_mut().expect("never empty").push(row),
                 SimpleQueryMessage::CommandComplete(_) => sets.push(Vec::new()),
                 _ => {}
             }
@@ -384,10 +380,16 @@ pub async fn plan_read_only(
     options: &PlanOptions,
     connstr: &str,
 ) -> Result<Plan, ReconcileError> {
-    let base: Config = connstr.parse().map_err(|source| ReconcileError::Connect {
+    let mut base: Config = connstr.parse().map_err(|source| ReconcileError::Connect {
         database: options.system_database.clone(),
         source,
     })?;
+    // Belt and braces: the whole session is read-only, not only the observing transaction.
+    let read_only = match base.get_options() {
+        Some(o) if !o.is_empty() => format!("{o} -c default_transaction_read_only=on"),
+        _ => "-c default_transaction_read_only=on".to_owned(),
+    };
+    base.options(&read_only);
     let database = base
         .get_dbname()
         .map(str::to_owned)

@@ -119,16 +119,24 @@ SELECT d.datname, r.rolname
  GROUP BY 1, 2 HAVING count(DISTINCT x.privilege_type) = 3;
 COMMIT";
 
-/// One result set of [`CATALOG_QUERY`]: rows of text cells (`None` is NULL).
-pub(crate) type ResultSet = Vec<Vec<Option<String>>>;
+/// A row of text cells (`None` is NULL).
+pub(crate) trait TextRow {
+    /// Cell `i`, `None` when NULL or absent.
+    fn cell(&self, i: usize) -> Option<&str>;
+}
 
-fn cell<'a>(row: &'a [Option<String>], i: usize) -> Result<&'a str, String> {
-    row.get(i)
-        .and_then(|c| c.as_deref())
+impl TextRow for tokio_postgres::SimpleQueryRow {
+    fn cell(&self, i: usize) -> Option<&str> {
+        self.try_get(i).ok().flatten()
+    }
+}
+
+fn cell<R: TextRow>(row: &R, i: usize) -> Result<&str, String> {
+    row.cell(i)
         .ok_or_else(|| format!("column {i} is missing or NULL"))
 }
 
-fn boolean(row: &[Option<String>], i: usize) -> Result<bool, String> {
+fn boolean<R: TextRow>(row: &R, i: usize) -> Result<bool, String> {
     match cell(row, i)? {
         "t" => Ok(true),
         "f" => Ok(false),
@@ -136,7 +144,7 @@ fn boolean(row: &[Option<String>], i: usize) -> Result<bool, String> {
     }
 }
 
-fn int(row: &[Option<String>], i: usize) -> Result<i32, String> {
+fn int<R: TextRow>(row: &R, i: usize) -> Result<i32, String> {
     let text = cell(row, i)?;
     text.parse()
         .map_err(|_| format!("column {i}: not an integer: {text:?}"))
@@ -144,13 +152,13 @@ fn int(row: &[Option<String>], i: usize) -> Result<i32, String> {
 
 /// Builds a [`Catalog`] from the four result sets of [`CATALOG_QUERY`] (roles, memberships,
 /// databases, database privileges).
-pub(crate) fn parse_catalog(sets: &[ResultSet]) -> Result<Catalog, String> {
+pub(crate) fn parse_catalog<R: TextRow>(sets: &[Vec<&R>]) -> Result<Catalog, String> {
     let [roles, members, databases, privileges] = sets else {
         return Err(format!("expected 4 result sets, got {}", sets.len()));
     };
     let mut catalog = Catalog::default();
-    for row in roles {
-        let valid_until = match row.get(9).and_then(|c| c.as_deref()) {
+    for &row in roles {
+        let valid_until = match row.cell(9) {
             None => None,
             Some("infinity") => Some(ValidUntil::Infinity),
             Some("-infinity") => Some(ValidUntil::NegativeInfinity),
@@ -170,22 +178,22 @@ pub(crate) fn parse_catalog(sets: &[ResultSet]) -> Result<Catalog, String> {
                 bypassrls: boolean(row, 7)?,
                 connection_limit: int(row, 8)?,
                 valid_until,
-                password: row.get(10).cloned().flatten(),
+                password: row.cell(10).map(str::to_owned),
                 member_of: BTreeSet::new(),
             },
         );
     }
-    for row in members {
+    for &row in members {
         if let Some(r) = catalog.roles.get_mut(cell(row, 0)?) {
             r.member_of.insert(cell(row, 1)?.to_owned());
         }
     }
-    for row in databases {
+    for &row in databases {
         let connection_limit = int(row, 4)?;
         catalog.databases.insert(
             cell(row, 0)?.to_owned(),
             DatabaseInfo {
-                owner: row.get(1).cloned().flatten().unwrap_or_default(),
+                owner: row.cell(1).unwrap_or_default().to_owned(),
                 allow_connections: boolean(row, 2)?,
                 is_template: boolean(row, 3)?,
                 connection_limit,
@@ -194,7 +202,7 @@ pub(crate) fn parse_catalog(sets: &[ResultSet]) -> Result<Catalog, String> {
             },
         );
     }
-    for row in privileges {
+    for &row in privileges {
         if let Some(d) = catalog.databases.get_mut(cell(row, 0)?) {
             d.all_privileges.insert(cell(row, 1)?.to_owned());
         }

@@ -189,3 +189,24 @@ impl ReconcileError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstate_classification() {
+        let check = |code: &str, retryable: bool| {
+            assert_eq!(sqlstate_is_retryable(code), retryable, "{code}");
+        };
+        check("08006", true); // connection failure
+        check("40P01", true); // deadlock
+        check("53300", true); // too many connections
+        check("55006", true); // database is being accessed by other users
+        check("57P03", true); // cannot connect now (starting up)
+        check("42710", false); // duplicate object
+        check("2BP01", false); // dependent objects still exist
+        check("42501", false); // insufficient privilege
+        check("", false);
+    }
+}

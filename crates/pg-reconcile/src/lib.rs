@@ -17,7 +17,27 @@
 //!   apply; per-operation [`Outcome`]s in [`Reconciled::report`].
 //! - [`plan_read_only`]`(&ValidatedSpec, &PlanOptions, connstr) -> Result<Plan, ReconcileError>`:
 //!   for `spec-check --plan --connstr URL`; observes inside a `READ ONLY` transaction.
-//! - Lower level: [`Session::connect`], [`Session::observe`], [`apply`].
+//! - Lower level: [`Session::connect`], [`Session::observe`], [`apply`]; [`Counters`] counts
+//!   round trips and connections.
+//!
+//! Semantics in short (details in the `plan` module docs):
+//! - Passwords: md5 with or without the `md5` prefix compare equal; SCRAM verifiers exactly;
+//!   anything else (a cleartext) is refused.
+//! - Role attributes (`LOGIN`, `CREATEDB`, `CREATEROLE`, `REPLICATION`, `BYPASSRLS`, `INHERIT`,
+//!   `CONNECTION LIMIT`, `VALID UNTIL`, `IN ROLE`) are parsed from the allow-list and diffed
+//!   against the catalog; spec roles default to upstream's `INHERIT CREATEROLE CREATEDB
+//!   BYPASSRLS REPLICATION LOGIN` and membership in the privileged role (JWKS roles: `LOGIN`
+//!   only). `VALID UNTIL` is only managed when given (PostgreSQL cannot reset it to NULL).
+//!   Memberships are only added, never revoked.
+//! - Databases: created with allow-listed options and owner; owner, `ALLOW_CONNECTIONS`,
+//!   `IS_TEMPLATE` and `CONNECTION LIMIT` are diffed; creation-only options are not.
+//! - Observation is one message per cluster. The per-database work (deleting a role's
+//!   references) needs no per-database query: its statements are self-guarding (`REASSIGN
+//!   OWNED`/`DROP OWNED` do nothing when nothing is owned; the revocation block finds the
+//!   grantors itself), and it is planned only while the role exists.
+//! - Revocation of foreign grants covers relations, schemas, routines and databases; grants on
+//!   types, languages, large objects and foreign-data wrappers by third parties are not revoked
+//!   and would make `DROP ROLE` fail with a named error.
 //!
 //! A [`Plan`] prints as SQL with a reason per statement and passwords redacted:
 //!

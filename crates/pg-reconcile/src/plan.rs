@@ -31,6 +31,7 @@
 //! only what the catalog says is missing, so re-running after a crash at any point plans the
 //! rest and converges. A converged cluster plans zero operations.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -421,7 +422,9 @@ END
 
 struct Planner<'a> {
     options: &'a PlanOptions,
-    catalog: Catalog,
+    /// The catalog as it will be after the operations planned so far; cloned on the first
+    /// change only, so a converged cluster costs no copy.
+    catalog: Cow<'a, Catalog>,
     phases: Vec<Phase>,
     warnings: Vec<String>,
 }
@@ -625,7 +628,7 @@ pub fn plan(
 
     let mut p = Planner {
         options,
-        catalog: catalog.clone(),
+        catalog: Cow::Borrowed(catalog),
         phases: Vec::new(),
         warnings,
     };
@@ -641,7 +644,7 @@ pub fn plan(
     let ops = invalid
         .into_iter()
         .map(|name| {
-            p.catalog.databases.remove(&name);
+            p.catalog.to_mut().databases.remove(&name);
             op(
                 ObjectRef::Database(name.clone()),
                 "drop: invalid (interrupted DROP DATABASE)",
@@ -671,7 +674,7 @@ pub fn plan(
             sql.push_str(&format!(" IN ROLE {}", ident_list(&parents)));
         }
         info.member_of = parents.into_iter().collect();
-        p.catalog.roles.insert(privileged.to_owned(), info);
+        p.catalog.to_mut().roles.insert(privileged.to_owned(), info);
         let ops = vec![op(
             ObjectRef::Role(privileged.to_owned()),
             "create: privileged role absent",
@@ -686,7 +689,7 @@ pub fn plan(
         let has_old = p.catalog.roles.contains_key(old);
         let has_new = p.catalog.roles.contains_key(new);
         if has_old && !has_new {
-            let mut info = p.catalog.roles.remove(old).expect("checked above");
+            let mut info = p.catalog.to_mut().roles.remove(old).expect("checked above");
             if info
                 .password
                 .as_deref()
@@ -694,13 +697,13 @@ pub fn plan(
             {
                 info.password = None;
             }
-            p.catalog.roles.insert(new.to_owned(), info);
-            for r in p.catalog.roles.values_mut() {
+            p.catalog.to_mut().roles.insert(new.to_owned(), info);
+            for r in p.catalog.to_mut().roles.values_mut() {
                 if r.member_of.remove(old) {
                     r.member_of.insert(new.to_owned());
                 }
             }
-            for d in p.catalog.databases.values_mut() {
+            for d in p.catalog.to_mut().databases.values_mut() {
                 if d.owner == old {
                     d.owner = new.to_owned();
                 }
@@ -727,10 +730,11 @@ pub fn plan(
 
     // 4. Create and alter roles.
     let mut ops = Vec::new();
-    let existing_before: BTreeSet<String> = p.catalog.roles.keys().cloned().collect();
+    // Roles created in this phase cannot be named in `IN ROLE` of the same phase: the order of
+    // creation would matter. Memberships in them go to phase 5.
+    let mut created: BTreeSet<&str> = BTreeSet::new();
     for role in &desired_roles {
         let object = ObjectRef::Role(role.name.to_owned());
-        let (pw_sql, pw_redacted) = render_password(role.password.as_deref());
         match p.catalog.roles.get(role.name) {
             None => {
                 let (clauses, _) = attribute_clauses(&role.attrs, None);
@@ -738,7 +742,9 @@ pub fn plan(
                     .attrs
                     .in_roles
                     .iter()
-                    .filter(|r| existing_before.contains(*r))
+                    .filter(|r| {
+                        p.catalog.roles.contains_key(r.as_str()) && !created.contains(r.as_str())
+                    })
                     .cloned()
                     .collect::<BTreeSet<_>>()
                     .into_iter()
@@ -752,6 +758,7 @@ pub fn plan(
                     head.push_str(&format!(" IN ROLE {}", ident_list(&inline)));
                 }
                 let statement = if role.password.is_some() {
+                    let (pw_sql, pw_redacted) = render_password(role.password.as_deref());
                     Statement::secret(format!("{head} {pw_sql}"), format!("{head} {pw_redacted}"))
                 } else {
                     Statement::plain(head)
@@ -760,7 +767,8 @@ pub fn plan(
                 set_attributes(&mut info, &role.attrs);
                 info.password = role.password.clone();
                 info.member_of = inline.into_iter().collect();
-                p.catalog.roles.insert(role.name.to_owned(), info);
+                p.catalog.to_mut().roles.insert(role.name.to_owned(), info);
+                created.insert(role.name);
                 ops.push(op(object, "create: absent", statement));
             }
             Some(current) => {
@@ -771,6 +779,7 @@ pub fn plan(
                 }
                 let head = format!("ALTER ROLE {}", quote_ident(role.name));
                 let statement = if password_differs {
+                    let (pw_sql, pw_redacted) = render_password(role.password.as_deref());
                     differs.push("password");
                     let mut redacted = clauses.clone();
                     redacted.push(pw_redacted);
@@ -787,7 +796,12 @@ pub fn plan(
                     differs.join(", "),
                     if differs.len() == 1 { "s" } else { "" }
                 );
-                let info = p.catalog.roles.get_mut(role.name).expect("present");
+                let info = p
+                    .catalog
+                    .to_mut()
+                    .roles
+                    .get_mut(role.name)
+                    .expect("present");
                 set_attributes(info, &role.attrs);
                 info.password = role.password.clone();
                 ops.push(op(object, reason, statement));
@@ -826,7 +840,12 @@ pub fn plan(
                 quote_ident(role.name)
             )),
         ));
-        let info = p.catalog.roles.get_mut(role.name).expect("present");
+        let info = p
+            .catalog
+            .to_mut()
+            .roles
+            .get_mut(role.name)
+            .expect("present");
         info.member_of.extend(missing);
     }
     p.phase(PhaseKind::GrantRoleMemberships, sys, ops);
@@ -840,8 +859,8 @@ pub fn plan(
                 let has_new = p.catalog.databases.contains_key(new);
                 match p.catalog.databases.get(name) {
                     Some(_) if !has_new => {
-                        let info = p.catalog.databases.remove(name).expect("present");
-                        p.catalog.databases.insert(new.to_owned(), info);
+                        let info = p.catalog.to_mut().databases.remove(name).expect("present");
+                        p.catalog.to_mut().databases.insert(new.to_owned(), info);
                         ops.push(op(
                             object,
                             format!("rename: to {new:?}"),
@@ -859,7 +878,7 @@ pub fn plan(
                 }
             }
             None => {
-                let Some(info) = p.catalog.databases.remove(name) else {
+                let Some(info) = p.catalog.to_mut().databases.remove(name) else {
                     continue;
                 };
                 if info.is_template {
@@ -920,7 +939,7 @@ pub fn plan(
                         }
                     }
                 }
-                p.catalog.databases.insert(db.name.clone(), info);
+                p.catalog.to_mut().databases.insert(db.name.clone(), info);
                 ops.push(op(object.clone(), "create: absent", Statement::plain(sql)));
                 ops.push(op(
                     object,
@@ -994,7 +1013,9 @@ pub fn plan(
                     ));
                     next.all_privileges.insert(privileged.to_owned());
                 }
-                p.catalog.databases.insert(db.name.clone(), next);
+                if next != current {
+                    p.catalog.to_mut().databases.insert(db.name.clone(), next);
+                }
             }
         }
     }
@@ -1058,7 +1079,7 @@ pub fn plan(
     let ops = deleting
         .iter()
         .map(|r| {
-            p.catalog.roles.remove(*r);
+            p.catalog.to_mut().roles.remove(*r);
             op(
                 ObjectRef::Role((*r).to_owned()),
                 "delete: delete_role",
@@ -1084,5 +1105,34 @@ fn set_attributes(info: &mut RoleInfo, attrs: &RoleAttributes) {
     info.connection_limit = attrs.connection_limit;
     if attrs.valid_until.is_some() {
         info.valid_until = attrs.valid_until;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_forms() {
+        let check = |input: &str, expect: Option<&str>| {
+            assert_eq!(stored_password(input).as_deref(), expect, "{input}");
+        };
+        let hex = "0123456789abcdef0123456789abcdef";
+        check(hex, Some(&format!("md5{hex}")));
+        check(&format!("md5{hex}"), Some(&format!("md5{hex}")));
+        check(
+            &format!("md5{}", hex.to_uppercase()),
+            Some(&format!("md5{hex}")),
+        );
+        let scram = "SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0c2FsdA==$\
+                     a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=:\
+                     c3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3M=";
+        check(scram, Some(scram));
+        check("hunter2", None);
+        check(&hex[1..], None);
+        check(&format!("md5{hex}0"), None);
+        check("SCRAM-SHA-256$4096:c2FsdA==$short:short", None);
+        check(&scram.replace("4096", "0"), None);
+        check(&scram.replace("$a2tr", "$'a2t"), None);
     }
 }
