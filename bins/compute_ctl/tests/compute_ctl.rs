@@ -107,6 +107,46 @@ async fn standalone_spec_file_runs_and_sigterm_exits_cleanly() {
     assert_eq!(ctl.request("POST", "/status", "", None).await.0, 405);
     assert!(ctl.get_json("/info").await["num_cpus"].as_u64().unwrap() >= 1);
 
+    // The compute monitor: compute_ctl's own sessions do not count, a user's query does.
+    assert!(ctl.get_json("/status").await["last_active"].is_null());
+    ctl.pg("postgres")
+        .await
+        .batch_execute("CREATE ROLE watcher LOGIN")
+        .await
+        .unwrap();
+    let (user, conn) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=watcher dbname=postgres",
+            ctl.pg_port
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    user.batch_execute("SELECT pg_sleep(0.7)").await.unwrap();
+    let mut status = serde_json::Value::Null;
+    for _ in 0..100 {
+        status = ctl.get_json("/status").await;
+        if !status["last_active"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        status["last_active"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{status}"
+    );
+    assert!(
+        status["activity_reason"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("_backend")),
+        "{status}"
+    );
+    drop(user);
+
     let pgdata = ctl.pgdata.display().to_string();
     nix::sys::signal::kill(ctl.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
     let exit = ctl.wait_exit(Duration::from_secs(30)).await;
@@ -485,4 +525,114 @@ async fn pageserver_fault_fails_the_compute_with_the_error() {
         status["error"].as_str().unwrap().contains("authentication"),
         "{status}"
     );
+}
+
+/// A `-b` directory whose `postgres` hangs in `--sync-safekeepers` (recording its pid) and is
+/// the real postgres otherwise; `initdb` and `pg_ctl` are the real ones.
+fn hanging_sync_bindir(dir: &std::path::Path) -> std::path::PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let real = test_postgres::pg_bin_dir();
+    for tool in ["initdb", "pg_ctl"] {
+        std::os::unix::fs::symlink(real.join(tool), bin.join(tool)).unwrap();
+    }
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = --sync-safekeepers ]; then echo $$ > {}/sync.pid; exec sleep 600; fi\nexec {} \"$@\"\n",
+        dir.display(),
+        real.join("postgres").display()
+    );
+    std::fs::write(bin.join("postgres"), script).unwrap();
+    std::fs::set_permissions(
+        bin.join("postgres"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    test_postgres::chown_to_pg_user(dir).unwrap();
+    bin.join("postgres")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_sync_safekeepers_kills_the_child() {
+    let ps = pageserver(None).await;
+    // commit != flush: the fast path does not apply, the full sync runs (and hangs).
+    let mut config = neon_test_servers::SafekeeperConfig::new(
+        "b0554b632bd4d547a63b86c3630317e8".parse().unwrap(),
+        "a1c33a4e8f0e4b3c9f5d2e7f3a9b1c2d".parse().unwrap(),
+        "0/16B3748".parse().unwrap(),
+    );
+    config.commit_lsn = "0/16B0000".parse().unwrap();
+    let sk = neon_test_servers::TestSafekeeper::start(config)
+        .await
+        .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let pgbin = hanging_sync_bindir(scratch.path());
+    let mut ctl = Ctl::start(Args {
+        extra: vec![
+            "-s".into(),
+            storage_spec(&ps.connstr(), &sk.addr(), "storage-token"),
+            "-b".into(),
+            pgbin.display().to_string(),
+        ],
+        ..Args::default()
+    });
+    let pidfile = scratch.path().join("sync.pid");
+    let mut sync_pid = None;
+    for _ in 0..400 {
+        if let Some(pid) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
+            sync_pid = Some(pid);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let sync_pid = sync_pid.unwrap_or_else(|| panic!("sync-safekeepers never ran:\n{}", ctl.log()));
+    assert!(std::path::Path::new(&format!("/proc/{sync_pid}")).exists());
+    assert_eq!(ctl.get_json("/status").await["status"], "init");
+
+    nix::sys::signal::kill(ctl.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let exit = ctl.wait_exit(Duration::from_secs(20)).await;
+    assert_eq!(exit.code(), Some(0), "{}", ctl.log());
+    // The child is gone (reaped, not a zombie left to init).
+    let alive = std::fs::read_to_string(format!("/proc/{sync_pid}/stat")).ok();
+    assert!(
+        alive.is_none(),
+        "sync-safekeepers child survived: {alive:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn second_signal_escalates_to_immediate_shutdown() {
+    let spec = spec(&[], &[], "4MB").to_string();
+    let mut ctl = Ctl::start(Args {
+        extra: vec!["-s".into(), spec],
+        ..Args::default()
+    });
+    ctl.wait_status("running").await;
+    // A stopped postmaster cannot finish the fast shutdown before the second signal.
+    let postmaster = nix::unistd::Pid::from_raw(ctl.postmaster_pid());
+    nix::sys::signal::kill(postmaster, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    nix::sys::signal::kill(ctl.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    for _ in 0..400 {
+        if ctl.log().contains("signal=SIGINT") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(ctl.log().contains("signal=SIGINT"), "{}", ctl.log());
+    nix::sys::signal::kill(ctl.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    for _ in 0..400 {
+        if ctl.log().contains("signal=SIGQUIT") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    nix::sys::signal::kill(postmaster, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let exit = ctl.wait_exit(Duration::from_secs(20)).await;
+    let log = ctl.log();
+    assert!(log.contains("mode=Immediate signals=2"), "{log}");
+    assert!(log.contains("signal=SIGQUIT"), "{log}");
+    assert!(exit.code().is_some(), "{log}");
+    assert!(processes_mentioning(&ctl.pgdata.display().to_string()).is_empty());
 }

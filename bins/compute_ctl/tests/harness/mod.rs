@@ -71,8 +71,17 @@ impl Ctl {
             .arg(format!(
                 "postgresql://cloud_admin@127.0.0.1:{pg_port}/postgres"
             ))
-            .arg("-b")
-            .arg(test_postgres::pg_bin_dir().join("postgres"))
+            .args(if args.extra.iter().any(|a| a == "-b") {
+                Vec::new()
+            } else {
+                vec![
+                    "-b".to_owned(),
+                    test_postgres::pg_bin_dir()
+                        .join("postgres")
+                        .display()
+                        .to_string(),
+                ]
+            })
             .args([
                 "--http-bind",
                 "127.0.0.1",
