@@ -636,3 +636,71 @@ async fn second_signal_escalates_to_immediate_shutdown() {
     assert!(exit.code().is_some(), "{log}");
     assert!(processes_mentioning(&ctl.pgdata.display().to_string()).is_empty());
 }
+
+/// A control plane answering the spec request with `answer`, recording the Authorization
+/// header it got.
+async fn control_plane(
+    answer: serde_json::Value,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = seen.clone();
+    let router = axum::Router::new().route(
+        "/compute/api/v2/computes/{id}/spec",
+        axum::routing::get(
+            move |axum::extract::Path(id): axum::extract::Path<String>,
+                  headers: axum::http::HeaderMap| {
+                let recorded = recorded.clone();
+                let answer = answer.clone();
+                async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    recorded.lock().unwrap().push(format!("{id} {auth}"));
+                    axum::Json(answer)
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (port, seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spec_from_the_control_plane_empty_then_attached() {
+    // The token is given to the child only (Args::env), never set in this process.
+    let (port, seen) = control_plane(
+        json!({"status": "empty", "spec": null, "compute_ctl_config": {"jwks": {"keys": []}}}),
+    )
+    .await;
+    let mut ctl = Ctl::start(Args {
+        extra: vec![
+            "-p".into(),
+            format!("http://127.0.0.1:{port}"),
+            "-i".into(),
+            "compute-7".into(),
+        ],
+        env: vec![("NEON_CONTROL_PLANE_TOKEN".into(), "cp-token".into())],
+        ..Args::default()
+    });
+    ctl.wait_status("empty").await;
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        ["compute-7 Bearer cp-token"]
+    );
+
+    let (port, _) = control_plane(json!({"status": "attached", "spec": spec(&["erin"], &[], "4MB"), "compute_ctl_config": {"jwks": {"keys": []}}})).await;
+    let mut ctl = Ctl::start(Args {
+        extra: vec![
+            "-p".into(),
+            format!("http://127.0.0.1:{port}"),
+            "-i".into(),
+            "compute-8".into(),
+        ],
+        ..Args::default()
+    });
+    ctl.wait_status("running").await;
+    assert!(role_names(&ctl).await.contains(&"erin".to_owned()));
+}

@@ -29,6 +29,8 @@ pub(crate) struct Args {
     pub(crate) files: Vec<(String, String)>,
     /// Prepare the data directory before the start.
     pub(crate) pgdata_setup: Option<PgdataSetup>,
+    /// Environment variables for compute_ctl.
+    pub(crate) env: Vec<(String, String)>,
 }
 
 pub(crate) fn repo_file(relative: &str) -> PathBuf {
@@ -102,6 +104,7 @@ impl Ctl {
                     .iter()
                     .map(|a| a.replace("{dir}", &dir.path().display().to_string())),
             )
+            .envs(args.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
