@@ -55,6 +55,8 @@ struct Run {
 
 async fn ours(dir: &Path, spec_path: &Path) -> Run {
     let pgdata = dir.join("ours");
+    // A fresh machine: no previous data directory to wipe (the baseline starts empty too).
+    let _ = std::fs::remove_dir_all(&pgdata);
     let (pg_port, http) = (test_postgres::free_port(), test_postgres::free_port());
     let t = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_compute_ctl"))

@@ -124,7 +124,8 @@ pub struct Cli {
     #[arg(long, env = "COMPUTE_CTL_PG_USER", value_name = "USER")]
     pub pg_user: Option<String>,
 
-    /// How long a failed compute keeps serving `/status` before exiting 1, e.g. `30s`, `500ms`.
+    /// How long a failed compute keeps serving `/status` before exiting 1 (and a compute
+    /// stopped by `/terminate?mode=fast` before exiting), e.g. `30s`, `500ms`.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub linger: Duration,
 
