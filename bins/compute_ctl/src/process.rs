@@ -9,6 +9,7 @@ use std::ffi::OsStr;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -66,18 +67,54 @@ pub fn forward_lines<R>(program: &'static str, pid: u32, stream: R) -> tokio::ta
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
+    forward_lines_keeping_fatal(program, pid, stream, None)
+}
+
+/// The last `FATAL`/`PANIC` line a program wrote, for error messages.
+pub type LastFatal = Arc<Mutex<Option<String>>>;
+
+fn forward_lines_keeping_fatal<R>(
+    program: &'static str,
+    pid: u32,
+    stream: R,
+    last_fatal: Option<LastFatal>,
+) -> tokio::task::JoinHandle<()>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
     tokio::spawn(async move {
         let mut lines = BufReader::new(stream).lines();
+        let mut previous = String::new();
         while let Ok(Some(line)) = lines.next_line().await {
             if ["PANIC:", "FATAL:"].iter().any(|w| line.contains(w)) {
+                if let Some(keep) = &last_fatal {
+                    // The FATAL line is often a summary ("configuration file contains
+                    // errors"); the line before it says what is wrong.
+                    *keep.lock().unwrap_or_else(|e| e.into_inner()) = Some(
+                        format!("{} {}", message(&previous), message(&line))
+                            .trim()
+                            .to_owned(),
+                    );
+                }
                 tracing::error!(target: "postgres", program, pid, "{line}");
             } else if ["ERROR:", "WARNING:"].iter().any(|w| line.contains(w)) {
                 tracing::warn!(target: "postgres", program, pid, "{line}");
             } else {
                 tracing::info!(target: "postgres", program, pid, "{line}");
             }
+            previous = line;
         }
     })
+}
+
+/// The text after the severity word of a Postgres log line (`... LOG:  text` → `text`).
+fn message(line: &str) -> &str {
+    [
+        "PANIC:", "FATAL:", "ERROR:", "WARNING:", "LOG:", "DETAIL:", "HINT:",
+    ]
+    .iter()
+    .find_map(|w| line.split_once(w).map(|(_, rest)| rest.trim()))
+    .unwrap_or("")
 }
 
 /// Runs a command to completion, forwarding its output to the log. Errors name the program,
@@ -109,6 +146,8 @@ pub struct Postmaster {
     child: Child,
     pid: Pid,
     exit: Option<ExitStatus>,
+    last_fatal: LastFatal,
+    log_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Postmaster {
@@ -118,18 +157,44 @@ impl Postmaster {
             .spawn()
             .map_err(|e| anyhow::anyhow!("spawn postgres: {e}"))?;
         let raw = child.id().unwrap_or_default();
+        let last_fatal = LastFatal::default();
+        let mut log_tasks = Vec::new();
         if let Some(out) = child.stdout.take() {
-            forward_lines("postgres", raw, out);
+            log_tasks.push(forward_lines_keeping_fatal(
+                "postgres",
+                raw,
+                out,
+                Some(last_fatal.clone()),
+            ));
         }
         if let Some(err) = child.stderr.take() {
-            forward_lines("postgres", raw, err);
+            log_tasks.push(forward_lines_keeping_fatal(
+                "postgres",
+                raw,
+                err,
+                Some(last_fatal.clone()),
+            ));
         }
         tracing::info!(pid = raw, "postgres started");
         Ok(Postmaster {
             child,
             pid: Pid::from_raw(raw as i32),
             exit: None,
+            last_fatal,
+            log_tasks,
         })
+    }
+
+    /// After exit: the last FATAL/PANIC message postgres wrote (waits up to 1 s for its
+    /// output to be read).
+    pub async fn last_fatal(&mut self) -> Option<String> {
+        for task in self.log_tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+        }
+        self.last_fatal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Process id.

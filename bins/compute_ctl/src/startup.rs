@@ -268,7 +268,10 @@ async fn start_postgres(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Res
         .await;
     if let Err(e) = ready {
         postmaster.stop_immediate().await;
-        return Err(e).context("start postgres");
+        return Err(match postmaster.last_fatal().await {
+            Some(fatal) => anyhow::Error::new(e).context(format!("start postgres: {fatal}")),
+            None => anyhow::Error::new(e).context("start postgres"),
+        });
     }
     tracing::info!(pid = postmaster.pid(), "postgres is ready");
     Ok(postmaster)

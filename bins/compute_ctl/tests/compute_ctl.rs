@@ -704,3 +704,33 @@ async fn spec_from_the_control_plane_empty_then_attached() {
     ctl.wait_status("running").await;
     assert!(role_names(&ctl).await.contains(&"erin".to_owned()));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_refusing_to_start_fails_with_its_message() {
+    let mut bad = spec(&[], &[], "4MB");
+    bad["cluster"]["settings"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "shared_buffers", "value": "lots", "vartype": "string"}));
+    let mut ctl = Ctl::start(Args {
+        extra: vec!["-s".into(), bad.to_string()],
+        ..Args::default()
+    });
+    let mut status = serde_json::Value::Null;
+    for _ in 0..600 {
+        if let Ok((200, body)) = ctl.try_request("GET", "/status", "", None).await {
+            status = serde_json::from_str(&body).unwrap();
+            if status["status"] == "failed" {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let error = status["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("start postgres") && error.contains("shared_buffers"),
+        "{status}\n{}",
+        ctl.log()
+    );
+    assert_eq!(ctl.wait_exit(Duration::from_secs(20)).await.code(), Some(1));
+}
