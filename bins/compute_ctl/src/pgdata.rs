@@ -42,6 +42,19 @@ pub enum PgdataError {
         /// The path.
         path: PathBuf,
     },
+    /// The unprivileged user cannot reach the directory (an ancestor is not searchable).
+    #[error(
+        "user {uid} cannot reach {path}: {ancestor} is not searchable by it; choose a data \
+         directory under a path it can traverse (e.g. /var/db/postgres or /tmp)"
+    )]
+    Unreachable {
+        /// The data directory.
+        path: PathBuf,
+        /// The blocking ancestor.
+        ancestor: PathBuf,
+        /// The user.
+        uid: u32,
+    },
     /// A filesystem operation failed.
     #[error("{action} {path}: {source}")]
     Io {
@@ -155,6 +168,34 @@ fn live_postmaster(pgdata: &Path) -> Option<i32> {
     Some(pid)
 }
 
+/// Checks that `owner` can traverse every existing ancestor of `path` (PostgreSQL, run as that
+/// user, must reach its data directory).
+pub fn check_reachable(path: &Path, owner: (u32, u32)) -> Result<(), PgdataError> {
+    use std::os::unix::fs::MetadataExt;
+    let (uid, gid) = owner;
+    for ancestor in path.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(ancestor) else {
+            continue;
+        };
+        let mode = meta.mode();
+        let searchable = if meta.uid() == uid {
+            mode & 0o100 != 0
+        } else if meta.gid() == gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        if !searchable {
+            return Err(PgdataError::Unreachable {
+                path: path.to_owned(),
+                ancestor: ancestor.to_owned(),
+                uid,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Wipes `path` (after [`check_wipe_allowed`]) and recreates it empty with mode 0700, owned
 /// by `owner` when given.
 pub fn wipe_and_create(
@@ -163,6 +204,9 @@ pub fn wipe_and_create(
     owner: Option<(u32, u32)>,
 ) -> Result<(), PgdataError> {
     check_wipe_allowed(path, force)?;
+    if let Some(owner) = owner {
+        check_reachable(path, owner)?;
+    }
     match std::fs::remove_dir_all(path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -228,6 +272,19 @@ mod tests {
         )
         .unwrap();
         check(&dir.join("pg"), true, "is alive");
+    }
+
+    #[test]
+    fn unreachable_data_directories_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let locked = tmp.path().join("locked");
+        std::fs::create_dir(&locked).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let me = nix::unistd::Uid::effective().as_raw();
+        let stranger = (me.wrapping_add(12345), 54321);
+        let err = check_reachable(&locked.join("pgdata"), stranger).unwrap_err();
+        assert!(err.to_string().contains("is not searchable"), "{err}");
+        assert!(check_reachable(&locked.join("pgdata"), (me, 0)).is_ok());
     }
 
     #[test]
