@@ -82,7 +82,7 @@ fn human_and_json_output_and_stdin() {
     let out = spec_check(&["-"], Some(text.as_bytes()));
     assert_eq!(out.status.code(), Some(1));
     expect_test::expect![[r#"
-        <stdin>:4:54: warning[unknown-field]: unknown field `encrypted_pasword` in role; it is ignored (did you mean `encrypted_password`?) (at /cluster/roles/0/encrypted_pasword)
+        <stdin>:4:33: warning[unknown-field]: unknown field `encrypted_pasword` in role; it is ignored (did you mean `encrypted_password`?) (at /cluster/roles/0/encrypted_pasword)
         <stdin>:5:44: error[unknown-owner]: owner "bob" of database "app" is neither a role of the spec nor a role the compute provides (at /cluster/databases/0/owner)
     "#]]
     .assert_eq(&stdout(&out));

@@ -34,12 +34,21 @@ pub fn location_of_offset(text: &str, offset: usize) -> Location {
     Location { line, column }
 }
 
-/// Finds the start of the value at each pointer in `text` (valid JSON). Returns pointer →
-/// location for those that exist; a pointer that names nothing is left out.
+/// Where a pointer's value starts and, for an object member, where its key starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PointerLocation {
+    /// Start of the value.
+    pub(crate) value: Location,
+    /// Start of the member's key (`"name": …`), when the value is an object member.
+    pub(crate) member: Option<Location>,
+}
+
+/// Finds each pointer in `text` (valid JSON). Returns pointer → location for those that
+/// exist; a pointer that names nothing is left out.
 pub(crate) fn locate_pointers<'p>(
     text: &str,
     pointers: impl IntoIterator<Item = &'p str>,
-) -> HashMap<String, Location> {
+) -> HashMap<String, PointerLocation> {
     let wanted: HashSet<&str> = pointers.into_iter().collect();
     if wanted.is_empty() {
         return HashMap::new();
@@ -52,14 +61,18 @@ pub(crate) fn locate_pointers<'p>(
             end = i;
         }
     }
-    let offsets = scan(text.as_bytes(), &wanted, &prefixes);
+    let found = scan(text.as_bytes(), &wanted, &prefixes);
     // One sweep over the sorted offsets turns them into line:column.
-    let mut sorted: Vec<(usize, String)> = offsets.into_iter().map(|(p, o)| (o, p)).collect();
-    sorted.sort();
+    let mut offsets: Vec<usize> = found
+        .values()
+        .flat_map(|&(value, member)| std::iter::once(value).chain(member))
+        .collect();
+    offsets.sort_unstable();
+    offsets.dedup();
     let bytes = text.as_bytes();
-    let mut out = HashMap::new();
+    let mut at: HashMap<usize, Location> = HashMap::with_capacity(offsets.len());
     let (mut pos, mut line, mut line_start) = (0usize, 1usize, 0usize);
-    for (offset, pointer) in sorted {
+    for offset in offsets {
         while pos < offset {
             if bytes[pos] == b'\n' {
                 line += 1;
@@ -72,9 +85,18 @@ pub(crate) fn locate_pointers<'p>(
             .filter(|&&b| (b & 0xC0) != 0x80)
             .count()
             + 1;
-        out.insert(pointer, Location { line, column });
+        at.insert(offset, Location { line, column });
     }
-    out
+    found
+        .into_iter()
+        .map(|(pointer, (value, member))| {
+            let location = PointerLocation {
+                value: at[&value],
+                member: member.map(|m| at[&m]),
+            };
+            (pointer, location)
+        })
+        .collect()
 }
 
 enum Frame {
@@ -150,8 +172,14 @@ fn push_key(path: &mut String, raw: &[u8]) {
     }
 }
 
-fn scan(b: &[u8], wanted: &HashSet<&str>, prefixes: &HashSet<&str>) -> HashMap<String, usize> {
+/// Pointer → (value offset, key offset for object members).
+fn scan(
+    b: &[u8],
+    wanted: &HashSet<&str>,
+    prefixes: &HashSet<&str>,
+) -> HashMap<String, (usize, Option<usize>)> {
     let mut found = HashMap::new();
+    let mut member: Option<usize> = None;
     let mut path = String::new();
     let mut stack: Vec<Frame> = Vec::new();
     let mut i = skip_ws(b, 0);
@@ -161,7 +189,7 @@ fn scan(b: &[u8], wanted: &HashSet<&str>, prefixes: &HashSet<&str>) -> HashMap<S
             break;
         }
         if wanted.contains(path.as_str()) {
-            found.insert(path.clone(), i);
+            found.insert(path.clone(), (i, member));
             if found.len() == wanted.len() {
                 break;
             }
@@ -172,6 +200,7 @@ fn scan(b: &[u8], wanted: &HashSet<&str>, prefixes: &HashSet<&str>) -> HashMap<S
                 i = skip_ws(b, i + 1);
                 if b.get(i) == Some(&b'"') {
                     let base = path.len();
+                    member = Some(i);
                     let end = skip_string(b, i);
                     push_key(&mut path, &b[i..end]);
                     i = skip_ws(b, end);
@@ -185,6 +214,7 @@ fn scan(b: &[u8], wanted: &HashSet<&str>, prefixes: &HashSet<&str>) -> HashMap<S
                 i = skip_ws(b, i + 1);
                 if b.get(i) != Some(&b']') {
                     let base = path.len();
+                    member = None;
                     path.push_str("/0");
                     stack.push(Frame::Array { base, index: 0 });
                     continue 'value;
@@ -203,6 +233,7 @@ fn scan(b: &[u8], wanted: &HashSet<&str>, prefixes: &HashSet<&str>) -> HashMap<S
                 (Some(b','), Frame::Object { base }) => {
                     path.truncate(*base);
                     i = skip_ws(b, i + 1);
+                    member = Some(i);
                     let end = skip_string(b, i);
                     push_key(&mut path, &b[i..end]);
                     i = skip_ws(b, end);
@@ -211,6 +242,7 @@ fn scan(b: &[u8], wanted: &HashSet<&str>, prefixes: &HashSet<&str>) -> HashMap<S
                 }
                 (Some(b','), Frame::Array { base, index }) => {
                     path.truncate(*base);
+                    member = None;
                     *index += 1;
                     path.push('/');
                     path.push_str(&index.to_string());
@@ -240,7 +272,7 @@ mod tests {
         let check = |pointer: &str, expect: Option<(usize, usize)>| {
             let got = locate_pointers(text, [pointer])
                 .get(pointer)
-                .map(|l| (l.line, l.column));
+                .map(|l| (l.value.line, l.value.column));
             assert_eq!(got, expect, "pointer {pointer:?}");
         };
         check("", Some((1, 1)));
@@ -253,6 +285,11 @@ mod tests {
         check("/é/z", Some((3, 25)));
         check("/q", Some((4, 8)));
         check("/nope", None);
+        let found = locate_pointers(text, ["/a", "/a/1/b~0~1c", "/a/0"]);
+        let member = |p: &str| found[p].member.map(|l| (l.line, l.column));
+        assert_eq!(member("/a"), Some((2, 3)));
+        assert_eq!(member("/a/1/b~0~1c"), Some((2, 13)));
+        assert_eq!(member("/a/0"), None);
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! The field tables below are the single list of known field names per object; a test checks
 //! them against the JSON Schema generated from the types, so they cannot drift apart.
 
+use std::fmt::Write as _;
+
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -276,7 +278,8 @@ impl ShapeWalk<'_> {
     }
 
     fn options(&mut self, owner: &Value, pointer: &str) {
-        if let Some(options) = owner.get("options") {
+        // `null` needs no pointer: skip it before formatting one.
+        if let Some(options) = owner.get("options").filter(|o| !o.is_null()) {
             self.array(
                 options,
                 &format!("{pointer}/options"),
@@ -297,8 +300,13 @@ impl ShapeWalk<'_> {
     ) {
         match value {
             Value::Array(items) => {
+                // One buffer for every item's pointer: no allocation per item.
+                let mut item_pointer = String::with_capacity(pointer.len() + 8);
                 for (i, item) in items.iter().enumerate() {
-                    each(self, item, &format!("{pointer}/{i}"));
+                    item_pointer.clear();
+                    item_pointer.push_str(pointer);
+                    let _ = write!(item_pointer, "/{i}");
+                    each(self, item, &item_pointer);
                 }
             }
             Value::Null if nullable => {}

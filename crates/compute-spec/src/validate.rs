@@ -102,6 +102,9 @@ pub mod codes {
     pub const UNKNOWN_FEATURE: &str = "unknown-feature";
     /// A safekeeper address that is not `host:port`.
     pub const INVALID_SAFEKEEPER_ADDRESS: &str = "invalid-safekeeper-address";
+    /// A pageserver shard index that is not `<number><count>` in hex matching `shard_count`,
+    /// a shard without pageservers, or the wrong number of shards.
+    pub const INVALID_SHARD_INDEX: &str = "invalid-shard-index";
     /// A sharded pageserver configuration without a stripe size.
     pub const MISSING_STRIPE_SIZE: &str = "missing-stripe-size";
 }
@@ -191,7 +194,11 @@ pub fn locate_diagnostics(text: &str, diagnostics: &mut [Diagnostic]) {
         .map(|d| d.pointer.as_str());
     let found = locate_pointers(text, wanted);
     for d in diagnostics.iter_mut().filter(|d| d.location.is_none()) {
-        d.location = found.get(&d.pointer).copied();
+        // An unknown field is shown at its key; everything else at the offending value.
+        d.location = found.get(&d.pointer).map(|l| match (d.code, l.member) {
+            (codes::UNKNOWN_FIELD, Some(member)) => member,
+            _ => l.value,
+        });
     }
     diagnostics.sort_by_key(|d| d.location.unwrap_or(Location { line: 0, column: 0 }));
 }
