@@ -106,14 +106,24 @@ pub(crate) fn describe_char(c: char) -> String {
 
 /// Whether `name` has the shape of a GUC name: identifiers separated by dots.
 pub(crate) fn is_guc_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.split('.').all(|part| {
-            let mut chars = part.chars();
-            chars
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
-        })
+    // postgresql.conf's grammar (guc-file.l): ID or ID.ID, where ID is a letter or `_`
+    // followed by letters, digits and `_`. `$` and a second dot are syntax errors there.
+    // The `include` directives are not settings: a spec must never be able to write them.
+    let is_id = |part: &str| {
+        let mut chars = part.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let is_directive = ["include", "include_if_exists", "include_dir"]
+        .iter()
+        .any(|d| name.eq_ignore_ascii_case(d));
+    !is_directive
+        && match name.split_once('.') {
+            None => is_id(name),
+            Some((class, rest)) => is_id(class) && is_id(rest),
+        }
 }
 
 /// PostgreSQL's boolean spellings: unique prefixes of true/false/yes/no, on/off, 1/0.
@@ -252,7 +262,20 @@ mod tests {
         for v in ["fsync", "neon.tenant_id", "test.escaping", "_x1"] {
             assert!(is_guc_name(v), "{v}");
         }
-        for v in ["", "a b", "a=b", "x\ny", "1abc", "a..b", "neon."] {
+        for v in [
+            "",
+            "a b",
+            "a=b",
+            "x\ny",
+            "1abc",
+            "a..b",
+            "neon.",
+            "a.b.c",
+            "a$b",
+            "include",
+            "Include_If_Exists",
+            "include_dir",
+        ] {
             assert!(!is_guc_name(v), "{v}");
         }
         assert_eq!(injection_char("a\nb"), Some((1, '\n')));

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use compute_spec::ValidatedSpec;
-use pg_reconcile::{Counters, PlanOptions, Session, plan, reconcile};
+use pg_reconcile::{Counters, PhaseKind, PlanOptions, Session, plan, reconcile};
 use test_postgres::TestPostgres;
 
 fn env(name: &str, default: usize) -> usize {
@@ -36,26 +36,47 @@ fn spec(roles: usize, dbs: usize) -> ValidatedSpec {
 }
 
 /// The same statements the reconciler sends on a fresh cluster, without the pipelining and
-/// without the log-suppressing transactions.
-fn baseline_script(roles: usize, dbs: usize) -> String {
-    let mut s = String::from(
+/// without the log-suppressing transactions: roles, then databases (two scripts, so the two
+/// parts can be compared separately; the baseline is their sum).
+fn baseline_scripts(roles: usize, dbs: usize) -> [String; 2] {
+    let mut r = String::from(
         "CREATE ROLE neon_superuser CREATEDB CREATEROLE NOLOGIN REPLICATION BYPASSRLS \
          IN ROLE pg_read_all_data, pg_write_all_data;\n",
     );
     for i in 0..roles {
-        s.push_str(&format!(
+        r.push_str(&format!(
             "CREATE ROLE \"role {i}\" INHERIT CREATEROLE CREATEDB BYPASSRLS REPLICATION LOGIN \
              IN ROLE neon_superuser PASSWORD 'md5{}';\n",
             md5(i)
         ));
     }
+    let mut d = String::new();
     for i in 0..dbs {
-        s.push_str(&format!(
+        d.push_str(&format!(
             "CREATE DATABASE \"db {i}\" OWNER \"role {i}\";\n\
              GRANT ALL PRIVILEGES ON DATABASE \"db {i}\" TO neon_superuser;\n"
         ));
     }
-    s
+    [r, d]
+}
+
+fn psql_file(pg: &TestPostgres, script: &std::path::Path) -> Duration {
+    let start = Instant::now();
+    let out = Command::new(test_postgres::pg_bin_dir().join("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(pg.connstr("postgres"))
+        .arg("-f")
+        .arg(script)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run psql");
+    let elapsed = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    elapsed
 }
 
 fn sync() {
@@ -83,8 +104,15 @@ fn main() {
     let spec = spec(roles, dbs);
     let options = PlanOptions::default();
     let script_dir = tempfile::tempdir().expect("tempdir");
-    let script = script_dir.path().join("baseline.sql");
-    std::fs::write(&script, baseline_script(roles, dbs)).expect("write script");
+    let scripts = [
+        script_dir.path().join("roles.sql"),
+        script_dir.path().join("databases.sql"),
+    ];
+    for (path, text) in scripts.iter().zip(baseline_scripts(roles, dbs)) {
+        std::fs::write(path, text).expect("write script");
+    }
+    let mut baseline_parts = Vec::new();
+    let mut fresh_parts = Vec::new();
 
     let mut fresh = Vec::new();
     let mut baseline = Vec::new();
@@ -100,21 +128,10 @@ fn main() {
             let pg = TestPostgres::start().expect("start postgres");
             sync();
             if side == 0 {
-                let start = Instant::now();
-                let out = Command::new(test_postgres::pg_bin_dir().join("psql"))
-                    .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
-                    .arg(pg.connstr("postgres"))
-                    .arg("-f")
-                    .arg(&script)
-                    .stdin(Stdio::null())
-                    .output()
-                    .expect("run psql");
-                baseline.push(start.elapsed());
-                assert!(
-                    out.status.success(),
-                    "{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                let r = psql_file(&pg, &scripts[0]);
+                let d = psql_file(&pg, &scripts[1]);
+                baseline.push(r + d);
+                baseline_parts.push([r, d]);
                 continue;
             }
             // The reconciler on its fresh cluster, then the steady state on it.
@@ -132,6 +149,21 @@ fn main() {
             );
             assert_eq!(done.plan.operation_count(), 1 + roles + 2 * dbs);
             fresh_round_trips = counters.round_trips() + counters.connections();
+            let phase = |kinds: &[PhaseKind]| -> Duration {
+                done.report
+                    .timings
+                    .iter()
+                    .filter(|t| kinds.contains(&t.kind))
+                    .map(|t| t.elapsed)
+                    .sum()
+            };
+            fresh_parts.push([
+                phase(&[
+                    PhaseKind::CreatePrivilegedRole,
+                    PhaseKind::CreateAndAlterRoles,
+                ]),
+                phase(&[PhaseKind::CreateAndAlterDatabases]),
+            ]);
             for t in &done.report.timings {
                 eprintln!(
                     "  {} on {:?}: {} ops {:.1} ms",
@@ -183,6 +215,23 @@ fn main() {
         ms(*steady.iter().max().unwrap()),
         steady_round_trips[0]
     );
+    let bpart = |i: usize| {
+        median(
+            baseline_parts
+                .iter()
+                .map(|p: &[Duration; 2]| p[i])
+                .collect(),
+        )
+    };
+    let fpart = |i: usize| median(fresh_parts.iter().map(|p: &[Duration; 2]| p[i]).collect());
+    for (i, what) in ["roles", "databases"].iter().enumerate() {
+        println!(
+            "  {what:9} part (medians):      psql {:9.1} ms, reconciler phases {:9.1} ms, ratio {:.2}",
+            ms(bpart(i)),
+            ms(fpart(i)),
+            fpart(i).as_secs_f64() / bpart(i).as_secs_f64()
+        );
+    }
     let part = |i: usize| median(parts.iter().map(|p: &[Duration; 3]| p[i]).collect());
     println!(
         "steady state parts (medians):   connect {:.1} ms, observe {:.1} ms, plan {:.1} ms",

@@ -66,6 +66,16 @@ pub enum PlanProblem {
         /// JSON pointer of the option.
         pointer: String,
     },
+    /// A role or database name PostgreSQL cannot store as given.
+    #[error("{pointer}: name {name:?} {reason}")]
+    BadName {
+        /// The name.
+        name: String,
+        /// JSON pointer of the name.
+        pointer: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// Two parts of the spec contradict each other.
     #[error("{pointer}: {message}")]
     Conflict {

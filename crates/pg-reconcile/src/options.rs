@@ -78,6 +78,21 @@ fn parse_bool(value: Option<&str>) -> Option<bool> {
     }
 }
 
+/// Why `name` cannot be a PostgreSQL role or database name as given, if it cannot: empty,
+/// longer than 63 bytes (PostgreSQL would silently truncate it, so it would never compare
+/// equal), or containing NUL.
+pub(crate) fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("is empty")
+    } else if name.len() > 63 {
+        Some("is longer than 63 bytes")
+    } else if name.contains('\0') {
+        Some("contains NUL")
+    } else {
+        None
+    }
+}
+
 fn is_simple_ident(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
@@ -139,13 +154,13 @@ pub(crate) fn apply_role_options(
                 )),
             },
             "IN_ROLE" => match value {
-                Some(v) if !v.is_empty() => attrs.in_roles.push(v.to_owned()),
+                Some(v) if name_problem(v).is_none() => attrs.in_roles.push(v.to_owned()),
                 _ => problems.push(bad("the name of a role")),
             },
             _ if name.starts_with("IN_ROLE_") && value.is_none() => {
                 // Upstream's form: the whole clause in the name, e.g. `IN ROLE pg_monitor`.
                 // Accepted only for plain lower-case names, which need no quoting rules.
-                let list = opt.name.trim()[7..].trim();
+                let list = opt.name.trim().get(7..).unwrap_or_default().trim();
                 let names: Vec<&str> = list.split(',').map(str::trim).collect();
                 if names.iter().all(|n| is_simple_ident(n)) {
                     attrs.in_roles.extend(names.iter().map(|n| (*n).to_owned()));
@@ -212,7 +227,9 @@ pub(crate) fn parse_database_options(
         let value = opt.value.as_deref();
         if let Some(keyword) = TEXT_DB_OPTIONS.iter().find(|k| **k == name) {
             match value {
-                Some(v) if !v.is_empty() => out.push(DatabaseOption::Text(keyword, v.to_owned())),
+                Some(v) if !v.is_empty() && !v.contains('\0') => {
+                    out.push(DatabaseOption::Text(keyword, v.to_owned()))
+                }
                 _ => problems.push(bad("a non-empty string")),
             }
             continue;
@@ -351,6 +368,9 @@ pub(crate) fn parse_valid_until(text: &str) -> Option<ValidUntil> {
                 _ => return None,
             };
             let z = rest[1..].replace(':', "");
+            if !z.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
             let (hh, mm) = match z.len() {
                 2 => (digits(&z, 2)?, 0),
                 4 => (digits(&z[..2], 2)?, digits(&z[2..], 2)?),
@@ -423,9 +443,46 @@ mod tests {
         check("2030-01-02 25:00", None);
         check("2030-01-02; DROP ROLE x", None);
         check("2030-01-02 03:04:05 PST", None);
+        check("2030-01-02 03:04:05+1é1", None);
+        check("2030-01-02 03:04:05+é1", None);
+        check("2030-01-02é03:04", None);
+        check("2030-01-0é", None);
         assert_eq!(
             parse_valid_until("1970-01-01 00:00:01"),
             Some(ValidUntil::At(1_000_000))
         );
+    }
+
+    #[test]
+    fn role_options_never_panic_and_name_the_option() {
+        let check = |name: &str, value: Option<&str>, expect: &str| {
+            let mut attrs = RoleAttributes::spec_defaults();
+            let mut problems = Vec::new();
+            let opt = GenericOption {
+                name: name.to_owned(),
+                value: value.map(str::to_owned),
+                vartype: "string".to_owned(),
+            };
+            apply_role_options("r", "/p", &[opt], &mut attrs, &mut problems);
+            let got = match problems.first() {
+                Some(p) => p.to_string(),
+                None => format!("{attrs:?}"),
+            };
+            assert!(got.contains(expect), "{name:?}: {got}");
+        };
+        check("IN\u{3000}ROLE x", None, "plain lower-case role names");
+        check(
+            "IN ROLE pg_monitor, pg_signal_backend",
+            None,
+            "in_roles: [\"pg_monitor\", \"pg_signal_backend\"]",
+        );
+        check("nologin", None, "login: false");
+        check("LOGIN", Some("off"), "login: false");
+        check("LOGIN", Some("maybe"), "needs true or false");
+        check("Connection_Limit", Some("3"), "connection_limit: 3");
+        check("CONNECTION LIMIT", Some("-2"), "needs an integer");
+        check("SUPERUSER", None, "is not allowed");
+        check("PASSWORD", Some("x"), "is not allowed");
+        check("🐘", None, "is not allowed");
     }
 }

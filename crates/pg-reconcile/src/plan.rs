@@ -41,7 +41,8 @@ use pg_quote::{dollar_quote, quote_ident, quote_literal};
 use crate::catalog::{Catalog, DatabaseInfo, RoleInfo};
 use crate::error::{PlanError, PlanProblem};
 use crate::options::{
-    DatabaseOption, RoleAttributes, apply_role_options, parse_database_options, render_valid_until,
+    DatabaseOption, RoleAttributes, apply_role_options, name_problem, parse_database_options,
+    render_valid_until,
 };
 
 /// Settings of the planner that do not come from the spec.
@@ -251,6 +252,8 @@ impl fmt::Display for Plan {
 
 /// A spec role after defaults and options.
 struct DesiredRole<'a> {
+    /// Position in `cluster.roles`.
+    index: usize,
     name: &'a str,
     attrs: RoleAttributes,
     /// Stored form of the password (`md5…` or `SCRAM-SHA-256$…`), or `None` for no password.
@@ -420,6 +423,16 @@ END
     format!("DO {}", dollar_quote(&body))
 }
 
+fn check_name(name: &str, pointer: String, problems: &mut Vec<PlanProblem>) {
+    if let Some(reason) = name_problem(name) {
+        problems.push(PlanProblem::BadName {
+            name: name.to_owned(),
+            pointer,
+            reason,
+        });
+    }
+}
+
 struct Planner<'a> {
     options: &'a PlanOptions,
     /// The catalog as it will be after the operations planned so far; cloned on the first
@@ -476,6 +489,7 @@ pub fn plan(
     let mut seen = BTreeSet::new();
     for (i, role) in s.cluster.roles.iter().enumerate() {
         let pointer = format!("/cluster/roles/{i}");
+        check_name(&role.name, format!("{pointer}/name"), &mut problems);
         if !seen.insert(role.name.as_str()) {
             problems.push(PlanProblem::Conflict {
                 object: role.name.clone(),
@@ -514,6 +528,7 @@ pub fn plan(
             },
         };
         desired_roles.push(DesiredRole {
+            index: i,
             name: &role.name,
             attrs,
             password,
@@ -528,6 +543,10 @@ pub fn plan(
     let mut warnings = Vec::new();
     for (i, d) in deltas.iter().enumerate() {
         let pointer = format!("/delta_operations/{i}");
+        check_name(&d.name, format!("{pointer}/name"), &mut problems);
+        if let Some(new) = &d.new_name {
+            check_name(new, format!("{pointer}/new_name"), &mut problems);
+        }
         match d.kind() {
             None => warnings.push(format!("{pointer}: unknown action {:?} ignored", d.action)),
             Some(kind @ (DeltaAction::RenameRole | DeltaAction::RenameDb)) => {
@@ -546,7 +565,20 @@ pub fn plan(
                     }),
                 }
             }
-            Some(DeltaAction::DeleteDb) => db_deltas.push((d.name.as_str(), None)),
+            Some(DeltaAction::DeleteDb) => {
+                if s.cluster.databases.iter().any(|db| db.name == d.name) {
+                    // Dropping and creating again on every run would never converge.
+                    problems.push(PlanProblem::Conflict {
+                        object: d.name.clone(),
+                        pointer,
+                        message: format!(
+                            "database {:?} is both deleted and in cluster.databases",
+                            d.name
+                        ),
+                    });
+                }
+                db_deltas.push((d.name.as_str(), None));
+            }
             Some(DeltaAction::DeleteRole) => {
                 if seen.contains(d.name.as_str()) {
                     problems.push(PlanProblem::Conflict {
@@ -580,8 +612,8 @@ pub fn plan(
     for r in &role_deletes {
         will_exist.remove(r);
     }
-    for (i, (role, d)) in desired_roles.iter().zip(&s.cluster.roles).enumerate() {
-        debug_assert_eq!(role.name, d.name);
+    for role in &desired_roles {
+        let i = role.index;
         for parent in &role.attrs.in_roles {
             if !will_exist.contains(parent.as_str()) {
                 problems.push(PlanProblem::UnknownParentRole {
@@ -598,6 +630,8 @@ pub fn plan(
     let mut seen_dbs = BTreeSet::new();
     for (i, db) in s.cluster.databases.iter().enumerate() {
         let pointer = format!("/cluster/databases/{i}");
+        check_name(&db.name, format!("{pointer}/name"), &mut problems);
+        check_name(&db.owner, format!("{pointer}/owner"), &mut problems);
         if !seen_dbs.insert(db.name.as_str()) {
             problems.push(PlanProblem::Conflict {
                 object: db.name.clone(),

@@ -83,11 +83,21 @@ fn spec_role(password: Option<&str>) -> RoleInfo {
     })
 }
 
+/// Plans `spec` against `catalog`; a spec that validation rejects shows the diagnostics'
+/// codes instead (it cannot be planned at all: there is no `ValidatedSpec`).
 fn check(spec: &str, catalog: &Catalog, expect: Expect) {
-    let spec = ValidatedSpec::from_json(spec).unwrap();
-    let out = match plan(&spec, catalog, &PlanOptions::default()) {
-        Ok(p) => p.to_string(),
-        Err(e) => e.to_string(),
+    let out = match ValidatedSpec::from_json(spec) {
+        Err(report) => {
+            let mut out = String::from("rejected by validation:\n");
+            for d in &report.diagnostics {
+                out.push_str(&format!("  {:?} {} {}\n", d.severity, d.pointer, d.code));
+            }
+            out
+        }
+        Ok(spec) => match plan(&spec, catalog, &PlanOptions::default()) {
+            Ok(p) => p.to_string(),
+            Err(e) => e.to_string(),
+        },
     };
     expect.assert_eq(&out);
 }
@@ -318,23 +328,57 @@ fn bad_input_is_refused_with_every_problem_located() {
                          {"name": "VALID UNTIL", "value": "soon", "vartype": "string"},
                          {"name": "IN ROLE", "value": "ghost", "vartype": "string"},
                          {"name": "IN ROLE \"x\"; DROP", "vartype": "string"}]},
-            {"name": "a"}],
-          "databases": [{"name": "d", "owner": "nobody",
+            {"name": "a"},
+            {"name": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}],
+          "databases": [{"name": "nul\u0000", "owner": ""},
+                        {"name": "d", "owner": "nobody",
                          "options": [{"name": "OID", "value": "1", "vartype": "integer"}]}]},
-          "delta_operations": [{"action": "delete_role", "name": "cloud_admin"}]}"#,
+          "delta_operations": [{"action": "delete_role", "name": "cloud_admin"},
+                               {"action": "delete_db", "name": "d"},
+                               {"action": "rename_role", "name": "x"}]}"#,
         &fresh(),
         expect![[r#"
-            cannot plan the spec: 11 problem(s)
+            rejected by validation:
+              Error /cluster/roles/0/encrypted_password invalid-password-hash
+              Error /cluster/roles/1/name duplicate-role
+              Error /cluster/roles/2/name identifier-too-long
+              Error /cluster/databases/0/name identifier-nul
+              Error /cluster/databases/0/owner empty-identifier
+              Error /cluster/databases/1/owner unknown-owner
+              Error /delta_operations/0/name delta-provided-role
+              Warning /delta_operations/1/name delta-deletes-declared
+              Error /delta_operations/2 delta-missing-new-name
+        "#]],
+    );
+}
+
+/// What validation lets through but the planner still refuses: options off the allow-list,
+/// option values it cannot render, memberships in roles that will not exist, and a database
+/// both deleted and declared (it would be dropped on every run).
+#[test]
+fn planner_refuses_what_it_cannot_render() {
+    check(
+        r#"{"format_version": 1.0, "cluster": {
+          "roles": [
+            {"name": "a", "options": [{"name": "SUPERUSER", "vartype": "bool"},
+                                      {"name": "LOGIN; DROP ROLE x", "vartype": "bool"},
+                                      {"name": "CONNECTION LIMIT", "value": "lots", "vartype": "integer"},
+                                      {"name": "VALID UNTIL", "value": "soon", "vartype": "string"},
+                                      {"name": "IN ROLE", "value": "ghost", "vartype": "string"},
+                                      {"name": "IN ROLE \"x\"; DROP", "vartype": "string"}]}],
+          "databases": [{"name": "d", "owner": "a",
+                         "options": [{"name": "OID", "value": "1", "vartype": "integer"}]}]},
+          "delta_operations": [{"action": "delete_db", "name": "d"}]}"#,
+        &fresh(),
+        expect![[r#"
+            cannot plan the spec: 8 problem(s)
               /cluster/roles/0/options/0: option "SUPERUSER" of "a" is not allowed (allowed: LOGIN, NOLOGIN, CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS, INHERIT (and their NO forms), CONNECTION LIMIT, VALID UNTIL, IN ROLE)
               /cluster/roles/0/options/1: option "LOGIN; DROP ROLE x" of "a" is not allowed (allowed: LOGIN, NOLOGIN, CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS, INHERIT (and their NO forms), CONNECTION LIMIT, VALID UNTIL, IN ROLE)
               /cluster/roles/0/options/2: option "CONNECTION LIMIT" of "a" needs an integer, -1 for no limit
               /cluster/roles/0/options/3: option "VALID UNTIL" of "a" needs 'infinity' or a timestamp YYYY-MM-DD[ HH:MM[:SS[.ffffff]]][Z|+HH[:MM]]
               /cluster/roles/0/options/5: option "IN ROLE \"x\"; DROP" of "a" needs plain lower-case role names; use {"name":"IN ROLE","value":NAME}
-              /cluster/roles/0/encrypted_password: encrypted_password of role "a" is neither an md5 hash (32 hex digits, optionally prefixed by md5) nor a SCRAM-SHA-256 verifier
-              /cluster/roles/1/name: role "a" is listed twice
-              /delta_operations/0: role "cloud_admin" is managed by the compute
+              /delta_operations/0: database "d" is both deleted and in cluster.databases
               /cluster/roles/0/options: role "a" is to be a member of "ghost", which does not exist
-              /cluster/databases/0/owner: owner "nobody" of database "d" is not a spec role and does not exist
               /cluster/databases/0/options/0: option "OID" of "d" is not allowed (allowed: TEMPLATE, ENCODING, STRATEGY, LOCALE, LC_COLLATE, LC_CTYPE, ICU_LOCALE, LOCALE_PROVIDER, COLLATION_VERSION, TABLESPACE, ALLOW_CONNECTIONS, CONNECTION LIMIT, IS_TEMPLATE)"#]],
     );
 }

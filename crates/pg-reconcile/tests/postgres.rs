@@ -2,8 +2,8 @@
 
 use compute_spec::ValidatedSpec;
 use pg_reconcile::{
-    Catalog, Counters, Outcome, PhaseKind, PlanOptions, Session, apply, plan, plan_read_only,
-    reconcile,
+    Catalog, Counters, Outcome, PhaseKind, PlanOptions, Session, ValidUntil, apply, plan,
+    plan_read_only, reconcile,
 };
 use serde_json::{Value, json};
 use test_postgres::{TestPostgres, TestPostgresConfig};
@@ -404,13 +404,56 @@ async fn passwords_never_reach_the_server_log_even_when_a_statement_fails() {
     drop(session);
     let log = pg.log();
     assert!(log.contains("already exists"), "the failure is logged");
-    assert!(log.contains("statement: COMMIT"), "statements are logged");
+    assert!(
+        log.contains("statement: CREATE DATABASE \"d\""),
+        "statements without secrets are logged:\n{log}"
+    );
+    assert!(log.contains("statement: SET log_statement = 'none'"));
     for secret in [hash, "a2tra2tr", "c3Nzc3Nz"] {
         assert!(
             !log.contains(secret),
             "secret {secret} in the server log:\n{log}"
         );
     }
+}
+
+#[tokio::test]
+async fn password_statements_are_not_sent_when_logging_cannot_be_turned_off() {
+    let pg = TestPostgres::start_with(TestPostgresConfig {
+        extra_conf: vec!["log_statement = 'all'".into()],
+        ..TestPostgresConfig::default()
+    })
+    .unwrap();
+    // A role that may create roles but may not change logging settings.
+    pg.psql(
+        "postgres",
+        "CREATE ROLE plain LOGIN CREATEROLE; CREATE ROLE neon_superuser",
+    )
+    .unwrap();
+    let hash = "fedcba9876543210fedcba9876543210";
+    let s = spec(json!({"cluster": {
+        "roles": [{"name": "a", "encrypted_password": hash, "options": [
+            {"name": "NOREPLICATION", "vartype": "bool"}, {"name": "NOBYPASSRLS", "vartype": "bool"}]}],
+        "databases": []
+    }}));
+    let mut base = config(&pg);
+    base.user("plain");
+    let counters = Counters::default();
+    let p = plan(&s, &observe(&pg).await, &PlanOptions::default()).unwrap();
+    let report = apply(&p, &base, None, &counters).await;
+    let errors: Vec<_> = report.errors().collect();
+    assert_eq!(errors.len(), 1, "{report:?}");
+    assert_eq!(
+        errors[0].sqlstate.as_deref(),
+        Some("42501"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        !observe(&pg).await.roles.contains_key("a"),
+        "nothing was sent"
+    );
+    assert!(!pg.log().contains(hash));
 }
 
 #[tokio::test]
@@ -462,7 +505,18 @@ mod property {
         login: Option<bool>,
         inherit: Option<bool>,
         connection_limit: Option<i32>,
+        valid_until: Option<usize>,
     }
+
+    /// `VALID UNTIL` values and what PostgreSQL stores for them.
+    const VALID_UNTIL: [(&str, ValidUntil); 3] = [
+        ("infinity", ValidUntil::Infinity),
+        (
+            "2030-01-02 03:04:05+02",
+            ValidUntil::At(1_893_546_245_000_000),
+        ),
+        ("2031-06-01", ValidUntil::At(1_938_038_400_000_000)),
+    ];
 
     fn role_case() -> impl Strategy<Value = RoleCase> {
         (
@@ -472,15 +526,19 @@ mod property {
             proptest::option::of(any::<bool>()),
             proptest::option::of(any::<bool>()),
             proptest::option::of(-1i32..100),
+            proptest::option::of(0..VALID_UNTIL.len()),
         )
             .prop_map(
-                |(name, password, createdb, login, inherit, connection_limit)| RoleCase {
-                    name,
-                    password,
-                    createdb,
-                    login,
-                    inherit,
-                    connection_limit,
+                |(name, password, createdb, login, inherit, connection_limit, valid_until)| {
+                    RoleCase {
+                        name,
+                        password,
+                        createdb,
+                        login,
+                        inherit,
+                        connection_limit,
+                        valid_until,
+                    }
                 },
             )
     }
@@ -494,7 +552,7 @@ mod property {
         }
     }
 
-    fn to_spec(roles: &[RoleCase], dbs: &[(String, usize)]) -> ValidatedSpec {
+    fn to_spec(roles: &[RoleCase], dbs: &[(String, usize, Option<i32>)]) -> ValidatedSpec {
         let roles_json: Vec<Value> = roles
             .iter()
             .enumerate()
@@ -511,12 +569,21 @@ mod property {
                 if let Some(n) = r.connection_limit {
                     options.push(json!({"name": "CONNECTION LIMIT", "value": n.to_string(), "vartype": "integer"}));
                 }
+                if let Some(v) = r.valid_until {
+                    options.push(json!({"name": "VALID UNTIL", "value": VALID_UNTIL[v].0, "vartype": "string"}));
+                }
                 json!({"name": r.name, "encrypted_password": password(r, i), "options": options})
             })
             .collect();
         let dbs_json: Vec<Value> = dbs
             .iter()
-            .map(|(name, owner)| json!({"name": name, "owner": roles[*owner].name}))
+            .map(|(name, owner, limit)| {
+                let options: Vec<Value> = limit
+                    .iter()
+                    .map(|n| json!({"name": "CONNECTION LIMIT", "value": n.to_string(), "vartype": "integer"}))
+                    .collect();
+                json!({"name": name, "owner": roles[*owner].name, "options": options})
+            })
             .collect();
         spec(json!({"cluster": {"roles": roles_json, "databases": dbs_json}}))
     }
@@ -529,7 +596,10 @@ mod property {
             let n = roles.len();
             (
                 Just(roles),
-                proptest::collection::vec(("[a-z$ '\"=]{1,10}", 0..n), 0..3),
+                proptest::collection::vec(
+                    ("[a-z$ '\"=]{1,10}", 0..n, proptest::option::of(-1i32..50)),
+                    0..3,
+                ),
             )
         });
         let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
@@ -542,7 +612,7 @@ mod property {
                 let mut seen = BTreeSet::new();
                 roles.retain(|r| seen.insert(r.name.clone()));
                 let mut seen = BTreeSet::new();
-                dbs.retain(|(n, _)| {
+                dbs.retain(|(n, _, _)| {
                     !["postgres", "template0", "template1"].contains(&n.as_str())
                         && seen.insert(n.clone())
                 });
@@ -568,9 +638,15 @@ mod property {
                         assert_eq!(got.inherit, r.inherit.unwrap_or(true));
                         assert_eq!(got.connection_limit, r.connection_limit.unwrap_or(-1));
                         assert!(got.member_of.contains("neon_superuser"));
+                        if let Some(v) = r.valid_until {
+                            assert_eq!(got.valid_until, Some(VALID_UNTIL[v].1), "{:?}", r.name);
+                        }
                     }
-                    for (name, owner) in &dbs {
+                    for (name, owner, limit) in &dbs {
                         assert_eq!(catalog.databases[name].owner, roles[*owner].name);
+                        if let Some(n) = limit {
+                            assert_eq!(catalog.databases[name].connection_limit, *n);
+                        }
                     }
                     assert_converged(&pg, &s).await;
                 });

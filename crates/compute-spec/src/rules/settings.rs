@@ -26,7 +26,7 @@ pub(super) fn check_settings(r: &mut Rules<'_>, spec: &ComputeSpec) {
                 codes::INVALID_SETTING_NAME,
                 &format!("{at}/name"),
                 format!(
-                    "{:?} is not a setting name: letters, digits and underscores, in parts separated by dots",
+                    "{:?} is not a setting name: a letter or underscore, then letters, digits and underscores, optionally one dot and a second such part (include directives are not settings)",
                     s.name
                 ),
             );
@@ -58,7 +58,7 @@ pub(super) fn check_settings(r: &mut Rules<'_>, spec: &ComputeSpec) {
                     codes::UNKNOWN_VARTYPE,
                     &format!("{at}/vartype"),
                     format!(
-                        "unknown vartype {other:?} of setting {:?} (known: bool, integer, real, enum, string); the value is written unquoted",
+                        "unknown vartype {other:?} of setting {:?} (known: bool, integer, real, enum, string); the value is written bare if it is one plain token, quoted otherwise",
                         s.name
                     ),
                 );
