@@ -38,7 +38,11 @@ fn main() -> Result<(), BoxError> {
     std::fs::create_dir_all(&work)?;
     let source = generate_source(&work, size_mib)?;
     let source_bytes = dir_size(&source)?;
-    println!("source data directory: {} ({:.0} MiB)", source.display(), mib(source_bytes));
+    println!(
+        "source data directory: {} ({:.0} MiB)",
+        source.display(),
+        mib(source_bytes)
+    );
 
     let runtime = tokio::runtime::Runtime::new()?;
     println!(
@@ -63,7 +67,9 @@ fn main() -> Result<(), BoxError> {
                 .output()?;
             client_times.push(started.elapsed());
             if !out.status.success() {
-                return Err(format!("client failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+                return Err(
+                    format!("client failed: {}", String::from_utf8_lossy(&out.stderr)).into(),
+                );
             }
             rss.push(String::from_utf8_lossy(&out.stdout).trim().parse::<u64>()?);
 
@@ -72,8 +78,16 @@ fn main() -> Result<(), BoxError> {
             let started = Instant::now();
             let script = match format {
                 "tar" => format!("tar -x -f '{}' -C '{}'", archive.display(), dest.display()),
-                "gzip" => format!("gzip -dc '{}' | tar -x -C '{}'", archive.display(), dest.display()),
-                _ => format!("zstd -q -dc '{}' | tar -x -C '{}'", archive.display(), dest.display()),
+                "gzip" => format!(
+                    "gzip -dc '{}' | tar -x -C '{}'",
+                    archive.display(),
+                    dest.display()
+                ),
+                _ => format!(
+                    "zstd -q -dc '{}' | tar -x -C '{}'",
+                    archive.display(),
+                    dest.display()
+                ),
             };
             let status = Command::new("sh").args(["-ec", &script]).status()?;
             tar_times.push(started.elapsed());
@@ -110,7 +124,10 @@ fn main() -> Result<(), BoxError> {
 }
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -118,7 +135,9 @@ fn mib(bytes: u64) -> f64 {
 }
 
 fn secs(v: &[Duration]) -> Vec<String> {
-    v.iter().map(|d| format!("{:.2}", d.as_secs_f64())).collect()
+    v.iter()
+        .map(|d| format!("{:.2}", d.as_secs_f64()))
+        .collect()
 }
 
 fn median(v: &mut [Duration]) -> Duration {
@@ -157,7 +176,11 @@ fn generate_source(work: &Path, size_mib: usize) -> Result<PathBuf, BoxError> {
     }
     let _ = std::fs::remove_dir_all(&source);
     let fixture = neon_test_servers::fixture::filled_pgdata("bench")?;
-    let status = Command::new("cp").arg("-a").arg(&fixture).arg(&source).status()?;
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(&fixture)
+        .arg(&source)
+        .status()?;
     if !status.success() {
         return Err("copy the fixture".into());
     }
@@ -202,8 +225,12 @@ fn generate_source(work: &Path, size_mib: usize) -> Result<PathBuf, BoxError> {
 }
 
 fn make_archive(work: &Path, source: &Path, format: &str) -> Result<PathBuf, BoxError> {
-    let path = work.join(format!("archive.{format}"));
-    let done = work.join(format!("archive.{format}.complete"));
+    let stem = source
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("source");
+    let path = work.join(format!("{stem}.{format}"));
+    let done = work.join(format!("{stem}.{format}.complete"));
     if done.exists() {
         return Ok(path);
     }
