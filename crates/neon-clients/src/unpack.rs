@@ -96,7 +96,7 @@ impl<R: Read> Read for Counting<R> {
 
 /// Unpacks the archive read from `stream` into the existing directory `dest`, then reads
 /// `stream` to its end (so that an error reported after the archive's end marker is seen by
-/// the reader). File modes are kept; owners are not.
+/// the reader). File modes and modification times are kept; owners are not.
 pub fn unpack_archive<R: Read>(stream: R, dest: &Path) -> Result<UnpackStats, UnpackError> {
     let mut input = BufReader::with_capacity(
         64 * 1024,
