@@ -4,7 +4,8 @@
 //! same run.
 //!
 //! Run: `cargo bench -p neon-clients --bench basebackup_unpack` (release build). Settings:
-//! `BENCH_SIZE_MIB` (default 1024), `BENCH_RUNS` (default 5). Needs `gzip`, `zstd` and GNU
+//! `BENCH_SIZE_MIB` (default 1024), `BENCH_RUNS` (default 5), `BENCH_FORMATS` (default
+//! `tar,gzip,zstd`). Needs `gzip`, `zstd` and GNU
 //! `tar` on the PATH. The client runs in a child process (this executable with
 //! `--child-fetch`), whose peak RSS (`VmHWM`) is reported.
 
@@ -49,7 +50,8 @@ fn main() -> Result<(), BoxError> {
         "{:<6} {:>9} {:>12} {:>12} {:>12} {:>12} {:>8} {:>10}",
         "format", "archive", "client s", "client MiB/s", "tar s", "tar MiB/s", "ratio", "peak RSS"
     );
-    for format in ["tar", "gzip", "zstd"] {
+    let formats = std::env::var("BENCH_FORMATS").unwrap_or_else(|_| "tar,gzip,zstd".to_owned());
+    for format in formats.split(',') {
         let archive = make_archive(&work, &source, format)?;
         let archive_bytes = std::fs::metadata(&archive)?.len();
         let mut config = PageserverConfig::new(source.clone(), TENANT.parse()?, TIMELINE.parse()?);
@@ -225,8 +227,12 @@ fn generate_source(work: &Path, size_mib: usize) -> Result<PathBuf, BoxError> {
 }
 
 fn make_archive(work: &Path, source: &Path, format: &str) -> Result<PathBuf, BoxError> {
-    let path = work.join(format!("archive.{format}"));
-    let done = work.join(format!("archive.{format}.complete"));
+    let stem = source
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("source");
+    let path = work.join(format!("{stem}.{format}"));
+    let done = work.join(format!("{stem}.{format}.complete"));
     if done.exists() {
         return Ok(path);
     }

@@ -66,8 +66,8 @@ pub use pageserver::{
 };
 pub use retry::RetryConfig;
 pub use safekeeper::{
-    FastPathConfig, SafekeeperSync, SyncError, SyncMethod, SyncSafekeepersConfig, TimelineStatus,
-    TimelineStatusError, agreed_lsn, check_safekeepers_synced, sync_safekeepers,
-    sync_safekeepers_fast_then_full, timeline_status,
+    FAST_PATH_TIMEOUT, FastPathConfig, SafekeeperSync, SyncError, SyncMethod,
+    SyncSafekeepersConfig, TimelineStatus, TimelineStatusError, agreed_lsn,
+    check_safekeepers_synced, sync_safekeepers, sync_safekeepers_fast_then_full, timeline_status,
 };
 pub use unpack::{Compression, UnpackError, UnpackStats};

@@ -257,6 +257,9 @@ pub enum TimelineStatusError {
     },
 }
 
+/// compute_ctl's per-safekeeper timeout of the fast path.
+pub const FAST_PATH_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// Where and how to ask the safekeepers for their timeline status.
 #[derive(Debug, Clone)]
 pub struct FastPathConfig {
@@ -268,7 +271,7 @@ pub struct FastPathConfig {
     pub timeline_id: TimelineId,
     /// Sent as the password when set.
     pub auth_token: Option<String>,
-    /// Per-safekeeper timeout of connect plus query.
+    /// Per-safekeeper timeout of connect plus query (compute_ctl: [`FAST_PATH_TIMEOUT`]).
     pub timeout: Duration,
 }
 

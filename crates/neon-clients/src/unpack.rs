@@ -8,7 +8,8 @@
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
@@ -95,7 +96,7 @@ impl<R: Read> Read for Counting<R> {
 
 /// Unpacks the archive read from `stream` into the existing directory `dest`, then reads
 /// `stream` to its end (so that an error reported after the archive's end marker is seen by
-/// the reader). File modes are kept; owners are not.
+/// the reader). File modes and modification times are kept; owners are not.
 pub fn unpack_archive<R: Read>(stream: R, dest: &Path) -> Result<UnpackStats, UnpackError> {
     let mut input = BufReader::with_capacity(
         64 * 1024,
@@ -189,6 +190,13 @@ fn unpack_tar<R: Read>(decoded: R, dest: &Path, entries: &mut u64) -> Result<(),
     // Zero blocks are skipped instead of ending the archive: the whole stream is read.
     archive.set_ignore_zeros(true);
     let mut links = HashSet::new();
+    let canonical_dest = dest.canonicalize().map_err(|source| {
+        EntryError::Entry(UnpackError::Write {
+            entry: ".".to_owned(),
+            source,
+        })
+    })?;
+    let mut copy_buf = vec![0u8; COPY_BUFFER];
     for entry in archive.entries().map_err(EntryError::Stream)? {
         let mut entry = entry.map_err(EntryError::Stream)?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -202,6 +210,18 @@ fn unpack_tar<R: Read>(decoded: R, dest: &Path, entries: &mut u64) -> Result<(),
         }
         if kind == EntryKind::Symlink {
             links.insert(relative.clone());
+        }
+        if kind == EntryKind::File {
+            write_file(
+                &mut entry,
+                dest,
+                &canonical_dest,
+                &relative,
+                &name,
+                &mut copy_buf,
+            )?;
+            *entries += 1;
+            continue;
         }
         let unpacked = entry.unpack_in(dest).map_err(|source| {
             if failed.get() {
@@ -224,6 +244,77 @@ fn unpack_tar<R: Read>(decoded: R, dest: &Path, entries: &mut u64) -> Result<(),
     // Drain what the tar reader did not consume (padding, end marker, decoder trailer).
     let mut decoded = archive.into_inner();
     io::copy(&mut decoded, &mut io::sink()).map_err(EntryError::Stream)?;
+    Ok(())
+}
+
+/// Size of the buffer regular files are copied through: large writes keep the number of
+/// system calls low.
+const COPY_BUFFER: usize = 1 << 20;
+
+/// Writes a regular file entry (already checked) at `dest/relative` with its mode. Done here
+/// rather than by the tar library to copy through a large buffer; the library's guard against
+/// writing through a symbolic link is repeated: the parent directory must resolve inside the
+/// destination, and an existing file or link at the path is replaced, never followed.
+fn write_file<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    dest: &Path,
+    canonical_dest: &Path,
+    relative: &Path,
+    name: &str,
+    buf: &mut [u8],
+) -> Result<(), EntryError> {
+    let write_err = |source| {
+        EntryError::Entry(UnpackError::Write {
+            entry: name.to_owned(),
+            source,
+        })
+    };
+    let target = dest.join(relative);
+    let parent = target.parent().unwrap_or(dest);
+    std::fs::create_dir_all(parent).map_err(write_err)?;
+    if !parent
+        .canonicalize()
+        .map_err(write_err)?
+        .starts_with(canonical_dest)
+    {
+        return Err(EntryError::Entry(UnpackError::UnsafeEntry {
+            entry: name.to_owned(),
+            reason: "its directory is a symbolic link that leads outside the data directory",
+        }));
+    }
+    match std::fs::symlink_metadata(&target) {
+        Ok(meta) if meta.is_dir() => {
+            return Err(write_err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a directory is in the way",
+            )));
+        }
+        Ok(_) => std::fs::remove_file(&target).map_err(write_err)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(write_err(e)),
+    }
+    let mode = entry.header().mode().map_err(EntryError::Stream)? & 0o7777;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&target)
+        .map_err(write_err)?;
+    loop {
+        let n = match entry.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(EntryError::Stream(e)),
+        };
+        file.write_all(&buf[..n]).map_err(write_err)?;
+    }
+    // Set after writing: the mode given at creation is reduced by the umask.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(write_err)?;
+    let mtime = entry.header().mtime().map_err(EntryError::Stream)?;
+    file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime))
+        .map_err(write_err)?;
     Ok(())
 }
 
@@ -339,6 +430,73 @@ mod tests {
         );
         assert_eq!(Compression::sniff(b"global/\0"), Compression::None);
         assert_eq!(Compression::sniff(&[]), Compression::None);
+    }
+
+    fn archive(files: &[(&str, u32, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, mode, data) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(*mode);
+            header.set_mtime(1_700_000_000);
+            header.set_entry_type(tar::EntryType::Regular);
+            builder.append_data(&mut header, name, *data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn unpacks_files_with_modes_and_refuses_writing_through_an_outside_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("pgdata");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&dest).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let tar = archive(&[
+            ("global/pg_control", 0o600, b"control"),
+            ("PG_VERSION", 0o644, b"15\n"),
+        ]);
+        let gz = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&tar).unwrap();
+            e.finish().unwrap()
+        };
+        let stats = unpack_archive(&gz[..], &dest).unwrap();
+        assert_eq!(
+            (stats.compression, stats.entries, stats.bytes_in),
+            (Some(Compression::Gzip), 2, gz.len() as u64)
+        );
+        let meta = std::fs::metadata(dest.join("global/pg_control")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(dest.join("PG_VERSION"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o644
+        );
+        assert_eq!(
+            meta.modified().unwrap(),
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000)
+        );
+        // A link already in the destination (not from the archive) leading outside.
+        std::os::unix::fs::symlink(&outside, dest.join("ln")).unwrap();
+        let err = unpack_archive(&archive(&[("ln/file", 0o600, b"x")])[..], &dest).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "refused archive entry \"ln/file\": its directory is a symbolic link that leads outside the data directory"
+        );
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        // Trailing garbage after a compressed archive is an error, not ignored.
+        let mut trailing = gz.clone();
+        trailing.extend_from_slice(b"garbage");
+        let err = unpack_archive(&trailing[..], &dest).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("data after the end of the archive"),
+            "{err}"
+        );
     }
 
     #[test]

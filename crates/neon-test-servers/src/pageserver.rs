@@ -1,7 +1,7 @@
 //! A stand-in pageserver: libpq startup with a cleartext token, and `basebackup` answered with
 //! a tar of a real data directory (or a prepared archive file), with fault injection.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -24,7 +24,7 @@ use crate::wire::Conn;
 pub enum Fault {
     /// Close the connection after this many bytes of archive data.
     CloseAfter(u64),
-    /// Flip bytes of the (compressed) stream after its first KiB.
+    /// Flip bytes of the (compressed) stream after its first KiB (not with `--archive`).
     Corrupt,
     /// Put an entry `../escape` in the archive.
     DotDot,
@@ -424,9 +424,25 @@ fn produce(
     mut out: ChunkSender,
 ) -> io::Result<()> {
     if let Some(archive) = &config.archive {
+        // Read straight into the chunks sent: no intermediate copy.
         let mut file = std::fs::File::open(archive)?;
-        io::copy(&mut file, &mut out)?;
-        return out.flush();
+        out.flush()?;
+        loop {
+            let mut chunk = vec![0u8; out.chunk_size];
+            let mut filled = 0;
+            while filled < chunk.len() {
+                match file.read(&mut chunk[filled..])? {
+                    0 => break,
+                    n => filled += n,
+                }
+            }
+            if filled == 0 {
+                return Ok(());
+            }
+            chunk.truncate(filled);
+            out.buf = chunk;
+            out.flush()?;
+        }
     }
     let source = config
         .pgdata_source
