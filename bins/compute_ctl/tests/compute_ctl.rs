@@ -734,3 +734,47 @@ async fn postgres_refusing_to_start_fails_with_its_message() {
     );
     assert_eq!(ctl.wait_exit(Duration::from_secs(20)).await.code(), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vm_informant_is_started_and_stopped_at_shutdown() {
+    let scratch = tempfile::tempdir().unwrap();
+    let informant = scratch.path().join("vm-informant");
+    let pidfile = scratch.path().join("informant.pid");
+    std::fs::write(
+        &informant,
+        format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 600\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &informant,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut ctl = Ctl::start(Args {
+        extra: vec!["--vm-informant".into(), informant.display().to_string()],
+        ..Args::default()
+    });
+    ctl.wait_status("empty").await;
+    let mut pid = None;
+    for _ in 0..200 {
+        pid = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok());
+        if pid.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = pid.unwrap_or_else(|| panic!("vm-informant not started:\n{}", ctl.log()));
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    let (code, _) = ctl.request("POST", "/terminate", "", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(ctl.wait_exit(Duration::from_secs(20)).await.code(), Some(0));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}/stat")).exists(),
+        "vm-informant survived"
+    );
+}

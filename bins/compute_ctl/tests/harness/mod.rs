@@ -84,12 +84,12 @@ impl Ctl {
                         .to_string(),
                 ]
             })
-            .args([
-                "--http-bind",
-                "127.0.0.1",
-                "--vm-informant",
-                "/nonexistent/vm-informant",
-            ])
+            .args(["--http-bind", "127.0.0.1"])
+            .args(if args.extra.iter().any(|a| a == "--vm-informant") {
+                &[][..]
+            } else {
+                &["--vm-informant", "/nonexistent/vm-informant"][..]
+            })
             .args(if args.extra.iter().any(|a| a == "--linger") {
                 &[][..]
             } else {
