@@ -66,7 +66,9 @@ pub async fn start_compute(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::
     ctx.record(Phase::PreparePgdata, t.elapsed(), |_, _| {});
 
     if spec.storage().pageserver.is_none() {
-        initdb(ctx).await.context("initdb (standalone mode)")?;
+        cancellable(ctx, initdb(ctx))
+            .await
+            .context("initdb (standalone mode)")?;
     } else {
         // walproposer (sync-safekeepers) reads neon.* settings from postgresql.conf.
         write_config(ctx, spec)?;
@@ -80,20 +82,32 @@ pub async fn start_compute(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::
     ctx.record(Phase::WriteConfig, t.elapsed(), |_, _| {});
 
     let t = Instant::now();
-    let mut postmaster = start_postgres(ctx, spec).await?;
+    let mut postmaster = cancellable(ctx, start_postgres(ctx, spec)).await?;
     ctx.record(Phase::StartPostgres, t.elapsed(), |m, ms| {
         m.start_postgres_ms = ms
     });
 
     if spec.spec().mode.is_primary() {
         let t = Instant::now();
-        if let Err(e) = configure_catalog(ctx, spec).await {
+        if let Err(e) = cancellable(ctx, configure_catalog(ctx, spec)).await {
             postmaster.stop_immediate().await;
             return Err(e);
         }
         ctx.record(Phase::Config, t.elapsed(), |m, ms| m.config_ms = ms);
     }
     Ok(postmaster)
+}
+
+/// Runs `step` unless the start is cancelled first; dropping the step stops what it started
+/// (a child is killed, a postmaster gets an immediate shutdown).
+async fn cancellable<T>(
+    ctx: &StartContext,
+    step: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::select! {
+        r = step => r,
+        () = ctx.cancel.cancelled() => bail!("start cancelled"),
+    }
 }
 
 async fn initdb(ctx: &StartContext) -> anyhow::Result<()> {

@@ -778,3 +778,34 @@ async fn vm_informant_is_started_and_stopped_at_shutdown() {
         "vm-informant survived"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_startup_stops_everything_started() {
+    let spec = spec(&["frank"], &[], "4MB").to_string();
+    let mut ctl = Ctl::start(Args {
+        extra: vec!["-s".into(), spec],
+        ..Args::default()
+    });
+    for _ in 0..500 {
+        if ctl.log().contains("to=\"init\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    nix::sys::signal::kill(ctl.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let exit = ctl.wait_exit(Duration::from_secs(15)).await;
+    assert_eq!(exit.code(), Some(0), "{}", ctl.log());
+    let pgdata = ctl.pgdata.display().to_string();
+    let mut left = processes_mentioning(&pgdata);
+    for _ in 0..50 {
+        if left.is_empty() {
+            break;
+        }
+        // Backends notice the postmaster's exit on their own; give them a moment.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        left = processes_mentioning(&pgdata);
+    }
+    assert!(left.is_empty(), "processes left: {left:?}\n{}", ctl.log());
+    assert!(ctl.log().contains("startup interrupted"), "{}", ctl.log());
+}
