@@ -352,6 +352,13 @@ pub async fn apply(
                 .collect();
             tracing::warn!(phase = phase.kind.name(), database = %phase.database, ?errors, "reconcile phase failed");
         }
+        tracing::info!(
+            phase = phase.kind.name(),
+            database = %phase.database,
+            operations = phase.operations.len(),
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            "reconcile phase done"
+        );
         timings.push(PhaseTiming {
             kind: phase.kind,
             database: phase.database.clone(),

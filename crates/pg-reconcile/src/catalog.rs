@@ -84,7 +84,7 @@ pub struct DatabaseInfo {
     pub all_privileges: BTreeSet<String>,
 }
 
-/// What the planner knows about a cluster. Plain data: build it with [`crate::observe`] or by
+/// What the planner knows about a cluster. Plain data: build it with [`crate::Session::observe`] or by
 /// hand in tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Catalog {

@@ -1,6 +1,7 @@
 //! Converges the roles and databases of a running PostgreSQL to a validated spec: **observe**
 //! the catalog (one query), **plan** operations as data (a pure function), **apply** them
-//! (one connection per database with work, one round trip per phase).
+//! (one connection per database with work, one round trip per phase, two when the phase
+//! carries passwords).
 //!
 //! This crate owns the role/database semantics of compute_ctl: password comparison, the
 //! allow-list of role and database options, renames, deletions with their reassignments and
@@ -16,7 +17,8 @@
 //!   -> Result<Reconciled, ReconcileError>`: connect to the system database, observe, plan,
 //!   apply; per-operation [`Outcome`]s in [`Reconciled::report`].
 //! - [`plan_read_only`]`(&ValidatedSpec, &PlanOptions, connstr) -> Result<Plan, ReconcileError>`:
-//!   for `spec-check --plan --connstr URL`; observes inside a `READ ONLY` transaction.
+//!   for `spec-check --plan --connstr URL`; observes inside a `READ ONLY` transaction, in a
+//!   session with `default_transaction_read_only = on`. Print the plan with `{}` (redacted).
 //! - Lower level: [`Session::connect`], [`Session::observe`], [`apply`]; [`Counters`] counts
 //!   round trips and connections.
 //!
@@ -35,6 +37,16 @@
 //!   references) needs no per-database query: its statements are self-guarding (`REASSIGN
 //!   OWNED`/`DROP OWNED` do nothing when nothing is owned; the revocation block finds the
 //!   grantors itself), and it is planned only while the role exists.
+//! - Secrets: statements with password hashes show `PASSWORD '<redacted>'` in `Display` and
+//!   `Debug`; they are sent only after `log_statement`, `log_min_error_statement` and
+//!   `log_min_duration_statement` are known to be off for the session (see the `apply` module),
+//!   so no hash reaches the server log, even when a statement fails. tokio-postgres logs
+//!   statement texts at `debug` level: keep the `tokio_postgres` log target at `info` or above.
+//! - Failures: each statement runs in its own implicit transaction; a failed one is reported as
+//!   an [`OperationError`] (object, SQLSTATE, message, retryable or not), its phase finishes,
+//!   later phases are [`Outcome::NotRun`], and the next run plans what is still missing.
+//! - `neon.forward_ddl = off` is set in the startup packet of every connection: no round trip,
+//!   harmless on vanilla PostgreSQL (a placeholder setting).
 //! - Revocation of foreign grants covers relations, schemas, routines and databases; grants on
 //!   types, languages, large objects and foreign-data wrappers by third parties are not revoked
 //!   and would make `DROP ROLE` fail with a named error.

@@ -23,7 +23,7 @@
 //!    precede role deletion so a deleted role owns no spec database.
 //! 8. **delete-role-references** (one phase per database that allows connections): `REASSIGN
 //!    OWNED` to the database owner (to the superuser in the system database, or when the owner
-//!    is the role itself), revocation of privileges granted to the role by other grantors, then
+//!    is a role being deleted), revocation of privileges granted to the role by other grantors, then
 //!    `DROP OWNED`. Only for roles that still exist, so a re-run after a crash is harmless.
 //! 9. **drop-roles** (system db): last, once nothing references the roles.
 //!
@@ -1076,7 +1076,7 @@ pub fn plan(
         for (i, (dbname, info)) in targets.iter().enumerate() {
             let mut ops = Vec::new();
             for role in &deleting {
-                let to = if dbname.as_str() == sys || info.owner == *role {
+                let to = if dbname.as_str() == sys || deleting.contains(&info.owner.as_str()) {
                     &p.options.superuser
                 } else {
                     &info.owner

@@ -280,6 +280,137 @@ async fn deleting_a_role_with_objects_in_several_databases_and_foreign_grants() 
 }
 
 #[tokio::test]
+async fn upstream_fixture_spec_converges_with_its_delta_operations() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../specs/upstream/latest_libs_compute_api_tests_cluster_spec@6a35a3e9f1.json"
+    );
+    let s = ValidatedSpec::from_json(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let pg = TestPostgres::start().unwrap();
+    // The state the fixture's delta operations expect: a role to rename (md5 password, which
+    // the rename clears), a role to delete that owns a table, databases to rename and delete.
+    for statement in [
+        format!(
+            "CREATE ROLE \"zenith new\" LOGIN PASSWORD 'md5{}'",
+            md5_of(7)
+        ),
+        "CREATE ROLE zenith2".to_owned(),
+        "CREATE DATABASE \"DB\"".to_owned(),
+        "CREATE DATABASE zenith_test".to_owned(),
+        "GRANT CREATE ON SCHEMA public TO zenith2; SET ROLE zenith2; CREATE TABLE t2 (x int)"
+            .to_owned(),
+    ] {
+        pg.psql("postgres", &statement).unwrap();
+    }
+    let text = converge(&pg, &s).await;
+    assert!(
+        text.contains(r#"ALTER ROLE "zenith new" RENAME TO "zenith ""new""";"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"ALTER DATABASE "DB" RENAME TO "DB2";"#),
+        "{text}"
+    );
+    let catalog = observe(&pg).await;
+    assert!(!catalog.roles.contains_key("zenith2") && !catalog.roles.contains_key("zenith new"));
+    assert!(
+        !catalog.databases.contains_key("zenith_test") && !catalog.databases.contains_key("DB")
+    );
+    let renamed = &catalog.roles["zenith \"new\""];
+    let want = s
+        .spec()
+        .cluster
+        .roles
+        .iter()
+        .find(|r| r.name == "zenith \"new\"")
+        .unwrap();
+    let want = want.encrypted_password.as_deref().unwrap();
+    assert_eq!(
+        renamed
+            .password
+            .as_deref()
+            .map(|p| p.trim_start_matches("md5")),
+        Some(want.trim_start_matches("md5"))
+    );
+    assert_eq!(catalog.databases["DB2"].owner, "alexk");
+    assert_converged(&pg, &s).await;
+}
+
+/// A crash leaves a prefix of the plan done (the server runs one connection's statements in
+/// order, each in its own transaction). From every such prefix, the next run converges.
+#[tokio::test]
+async fn crash_after_any_prefix_of_the_plan_converges() {
+    let setup = [
+        format!("CREATE ROLE old LOGIN PASSWORD 'md5{}'", md5_of(1)),
+        "CREATE ROLE victim".to_owned(),
+        "CREATE DATABASE d1 OWNER old".to_owned(),
+        "CREATE DATABASE gone".to_owned(),
+        "CREATE DATABASE broken".to_owned(),
+        "UPDATE pg_database SET datconnlimit = -2 WHERE datname = 'broken'".to_owned(),
+    ];
+    let s = spec(json!({"cluster": {
+        "roles": [{"name": "new", "encrypted_password": md5_of(1)},
+                  {"name": "r2", "encrypted_password": SCRAM, "options": [{"name": "IN ROLE", "value": "new", "vartype": "string"}]}],
+        "databases": [{"name": "d1", "owner": "r2"}, {"name": "d2", "owner": "new"}]},
+        "delta_operations": [
+            {"action": "rename_role", "name": "old", "new_name": "new"},
+            {"action": "delete_role", "name": "victim"},
+            {"action": "delete_db", "name": "gone"}]
+    }));
+    let options = PlanOptions::default();
+    let mut cut = 0;
+    let mut total = usize::MAX;
+    while cut <= total {
+        let pg = TestPostgres::start().unwrap();
+        for statement in &setup {
+            pg.psql("postgres", statement).unwrap();
+        }
+        sql(
+            &pg,
+            "d1",
+            "GRANT CREATE ON SCHEMA public TO victim; SET ROLE victim; CREATE TABLE v (x int)",
+        )
+        .await
+        .unwrap();
+        let full = plan(&s, &observe(&pg).await, &options).unwrap();
+        total = full.operation_count();
+        // The first `cut` operations, then a crash.
+        let mut partial = full.clone();
+        let mut left = cut;
+        for phase in &mut partial.phases {
+            phase.operations.truncate(left);
+            left -= phase.operations.len();
+        }
+        partial.phases.retain(|p| !p.operations.is_empty());
+        let report = apply(&partial, &config(&pg), None, &Counters::default()).await;
+        assert!(report.is_success(), "cut {cut}: {report:?}");
+        converge(&pg, &s).await;
+        let catalog = observe(&pg).await;
+        assert!(!catalog.roles.contains_key("victim") && !catalog.roles.contains_key("old"));
+        assert_eq!(
+            catalog.roles["new"].password.as_deref(),
+            Some(&*format!("md5{}", md5_of(1)))
+        );
+        assert!(catalog.roles["r2"].member_of.contains("new"));
+        assert_eq!(catalog.databases["d1"].owner, "r2");
+        assert!(
+            !catalog.databases.contains_key("gone") && !catalog.databases.contains_key("broken")
+        );
+        assert_converged(&pg, &s).await;
+        // Every fourth cut point keeps the test short; the first and last are always tried.
+        cut = if cut == total {
+            cut + 1
+        } else {
+            (cut + 4).min(total)
+        };
+    }
+    assert!(
+        total > 10,
+        "the plan exercises every phase: {total} operations"
+    );
+}
+
+#[tokio::test]
 async fn invalid_database_is_dropped_and_recreated() {
     let pg = TestPostgres::start().unwrap();
     let s = spec(json!({"cluster": {
