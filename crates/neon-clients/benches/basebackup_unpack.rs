@@ -1,7 +1,7 @@
 //! Benchmark: unpack throughput and peak memory of `fetch_basebackup` on a ~1 GiB data
 //! directory served over loopback by the stand-in pageserver (plain tar, gzip, zstd), against
-//! the same archive bytes decompressed by the standard tool and piped into GNU `tar -x`, in the
-//! same run.
+//! the same archive bytes piped into GNU `tar -x` (through `cat`, `gzip -dc` or `zstd -dc`), in
+//! the same run.
 //!
 //! Run: `cargo bench -p neon-clients --bench basebackup_unpack` (release build). Settings:
 //! `BENCH_SIZE_MIB` (default 1024), `BENCH_RUNS` (default 5), `BENCH_FORMATS` (default
@@ -79,7 +79,12 @@ fn main() -> Result<(), BoxError> {
             sync();
             let started = Instant::now();
             let script = match format {
-                "tar" => format!("tar -x -f '{}' -C '{}'", archive.display(), dest.display()),
+                // Piped like the others: the client too gets the archive as a stream.
+                "tar" => format!(
+                    "cat '{}' | tar -x -C '{}'",
+                    archive.display(),
+                    dest.display()
+                ),
                 "gzip" => format!(
                     "gzip -dc '{}' | tar -x -C '{}'",
                     archive.display(),

@@ -22,7 +22,10 @@
 //!   &CancellationToken) -> Result<BasebackupStats, BasebackupError>`
 //! - `sync_safekeepers_fast_then_full(&FastPathConfig, &SyncSafekeepersConfig,
 //!   &CancellationToken) -> Result<SafekeeperSync, SyncError>`
+//! - `sync_safekeepers_fast_then_full_with_retries(&FastPathConfig, &SyncSafekeepersConfig,
+//!   &RetryConfig, &CancellationToken) -> Result<SafekeeperSync, SyncError>`
 //! - `sync_safekeepers(&SyncSafekeepersConfig, &CancellationToken) -> Result<Lsn, SyncError>`
+//!   and `sync_safekeepers_with_retries(…, &RetryConfig, …)`
 //! - `check_safekeepers_synced(&FastPathConfig) -> Option<Lsn>`
 //! - `shard0_connstr(&PageserverConnectionInfo) -> Result<&str, BasebackupError>`
 //! - `unpack::unpack_archive(impl Read, &Path) -> Result<UnpackStats, UnpackError>`
@@ -68,6 +71,7 @@ pub use retry::RetryConfig;
 pub use safekeeper::{
     FAST_PATH_TIMEOUT, FastPathConfig, SafekeeperSync, SyncError, SyncMethod,
     SyncSafekeepersConfig, TimelineStatus, TimelineStatusError, agreed_lsn,
-    check_safekeepers_synced, sync_safekeepers, sync_safekeepers_fast_then_full, timeline_status,
+    check_safekeepers_synced, sync_safekeepers, sync_safekeepers_fast_then_full,
+    sync_safekeepers_fast_then_full_with_retries, sync_safekeepers_with_retries, timeline_status,
 };
 pub use unpack::{Compression, UnpackError, UnpackStats};

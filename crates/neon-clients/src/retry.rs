@@ -25,6 +25,14 @@ impl RetryConfig {
         max_delay: Duration::from_secs(10),
     };
 
+    /// compute_ctl's sync-safekeepers policy: 6 attempts, 1.1 s × 1.1ⁿ, at most 3 s.
+    pub const SYNC_SAFEKEEPERS: RetryConfig = RetryConfig {
+        attempts: 6,
+        initial_delay: Duration::from_millis(1100),
+        multiplier: 1.1,
+        max_delay: Duration::from_secs(3),
+    };
+
     /// No retry.
     pub const NONE: RetryConfig = RetryConfig {
         attempts: 1,
@@ -51,5 +59,10 @@ mod tests {
         let ms: Vec<u128> = (2..=9).map(|a| r.delay_before(a).as_millis()).collect();
         assert_eq!(ms, [500, 750, 1125, 1687, 2531, 3796, 5695, 8542]);
         assert_eq!(r.delay_before(30), Duration::from_secs(10));
+        let s = RetryConfig::SYNC_SAFEKEEPERS;
+        assert_eq!(s.delay_before(2).as_millis(), 1100);
+        assert_eq!(s.delay_before(3).as_millis(), 1210);
+        assert_eq!(s.delay_before(20), Duration::from_secs(3));
+        assert_eq!(RetryConfig::NONE.attempts, 1);
     }
 }

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::pageserver::ServerErrorKind;
+use crate::retry::RetryConfig;
 
 /// How to run `<pgbin> --sync-safekeepers`.
 #[derive(Debug, Clone)]
@@ -442,10 +443,51 @@ pub struct SafekeeperSync {
     pub sync_duration: Option<Duration>,
 }
 
-/// Tries the fast path, and runs the full `--sync-safekeepers` when it does not give an LSN.
+/// Runs [`sync_safekeepers`] until it succeeds, retrying failures and timeouts as `retry`
+/// says (compute_ctl: [`RetryConfig::SYNC_SAFEKEEPERS`]).
+pub async fn sync_safekeepers_with_retries(
+    config: &SyncSafekeepersConfig,
+    retry: &RetryConfig,
+    cancel: &CancellationToken,
+) -> Result<Lsn, SyncError> {
+    let mut attempt = 1;
+    loop {
+        match sync_safekeepers(config, cancel).await {
+            Ok(lsn) => return Ok(lsn),
+            Err(e) if e.is_retryable() && attempt < retry.attempts => {
+                let delay = retry.delay_before(attempt + 1);
+                warn!(
+                    attempt,
+                    delay_ms = delay.as_millis() as u64,
+                    "sync-safekeepers failed, retrying: {e}"
+                );
+                tokio::select! {
+                    _ = cancel.cancelled() => return Err(SyncError::Cancelled),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Tries the fast path, and runs the full `--sync-safekeepers` once when it does not give an
+/// LSN. Same as [`sync_safekeepers_fast_then_full_with_retries`] with [`RetryConfig::NONE`].
 pub async fn sync_safekeepers_fast_then_full(
     fast: &FastPathConfig,
     full: &SyncSafekeepersConfig,
+    cancel: &CancellationToken,
+) -> Result<SafekeeperSync, SyncError> {
+    sync_safekeepers_fast_then_full_with_retries(fast, full, &RetryConfig::NONE, cancel).await
+}
+
+/// Tries the fast path, and runs the full `--sync-safekeepers` (retried as `retry` says) when
+/// it does not give an LSN. `sync_duration` covers all the attempts.
+pub async fn sync_safekeepers_fast_then_full_with_retries(
+    fast: &FastPathConfig,
+    full: &SyncSafekeepersConfig,
+    retry: &RetryConfig,
     cancel: &CancellationToken,
 ) -> Result<SafekeeperSync, SyncError> {
     let check_started = Instant::now();
@@ -464,7 +506,7 @@ pub async fn sync_safekeepers_fast_then_full(
         });
     }
     let sync_started = Instant::now();
-    let lsn = sync_safekeepers(full, cancel)
+    let lsn = sync_safekeepers_with_retries(full, retry, cancel)
         .await
         .inspect_err(|e| warn!("{e}"))?;
     let sync_duration = sync_started.elapsed();

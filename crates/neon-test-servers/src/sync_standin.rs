@@ -6,6 +6,8 @@
 //! (`key=value` lines; the environment wins):
 //! - `TEST_SYNC_SK_LSN` / `lsn=X/Y`: the LSN to print;
 //! - `TEST_SYNC_SK_FAIL` / `fail=MESSAGE`: print MESSAGE on stderr and exit 1;
+//! - `TEST_SYNC_SK_FAIL_FIRST` / `fail_first=N`: fail the first N runs (counted in the record
+//!   file, which must be set);
 //! - `TEST_SYNC_SK_DELAY_MS` / `delay_ms=N`: sleep first (for timeout and cancel tests);
 //! - `TEST_SYNC_SK_EXPECT_TOKEN` / `expect_token=T`: fail unless `NEON_AUTH_TOKEN` is T;
 //! - `TEST_SYNC_SK_RECORD` / `record=PATH`: append one line per run (`PGDATA=…`);
@@ -86,8 +88,9 @@ impl StandinConfig {
         self.get("record").map(PathBuf::from)
     }
 
-    /// Decides what to do for `args` (without the program name), given `NEON_AUTH_TOKEN`.
-    pub fn decide(&self, args: &[OsString], token: Option<&str>) -> Action {
+    /// Decides what to do for `args` (without the program name), given `NEON_AUTH_TOKEN` and
+    /// the number of earlier runs recorded.
+    pub fn decide(&self, args: &[OsString], token: Option<&str>, previous_runs: usize) -> Action {
         if args.first().map(|a| a == "--sync-safekeepers") != Some(true) {
             let postgres = match self.get("postgres") {
                 Some(p) => PathBuf::from(p),
@@ -105,6 +108,16 @@ impl StandinConfig {
         }
         if let Some(message) = self.get("fail") {
             return Action::Fail(message.to_owned());
+        }
+        let fail_first: usize = self
+            .get("fail_first")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if previous_runs < fail_first {
+            return Action::Fail(format!(
+                "FATAL: injected failure {} of {fail_first}",
+                previous_runs + 1
+            ));
         }
         match self.get("lsn") {
             Some(lsn) => Action::PrintLsn(lsn.to_owned()),
@@ -127,23 +140,29 @@ mod tests {
         };
         let sync = [OsString::from("--sync-safekeepers")];
         assert_eq!(
-            config(&[("lsn", "0/15")]).decide(&sync, None),
+            config(&[("lsn", "0/15")]).decide(&sync, None, 0),
             Action::PrintLsn("0/15".into())
         );
         assert_eq!(
-            config(&[("lsn", "0/15"), ("fail", "boom")]).decide(&sync, None),
+            config(&[("lsn", "0/15"), ("fail", "boom")]).decide(&sync, None, 0),
             Action::Fail("boom".into())
         );
         assert!(matches!(
-            config(&[("lsn", "0/15"), ("expect_token", "t")]).decide(&sync, Some("u")),
+            config(&[("lsn", "0/15"), ("expect_token", "t")]).decide(&sync, Some("u"), 0),
             Action::Fail(_)
         ));
         assert_eq!(
-            config(&[("lsn", "0/15"), ("expect_token", "t")]).decide(&sync, Some("t")),
+            config(&[("lsn", "0/15"), ("expect_token", "t")]).decide(&sync, Some("t"), 0),
+            Action::PrintLsn("0/15".into())
+        );
+        let fail_twice = config(&[("lsn", "0/15"), ("fail_first", "2")]);
+        assert!(matches!(fail_twice.decide(&sync, None, 1), Action::Fail(_)));
+        assert_eq!(
+            fail_twice.decide(&sync, None, 2),
             Action::PrintLsn("0/15".into())
         );
         assert_eq!(
-            config(&[("postgres", "/x/postgres")]).decide(&["-D".into(), "/d".into()], None),
+            config(&[("postgres", "/x/postgres")]).decide(&["-D".into(), "/d".into()], None, 0),
             Action::Exec("/x/postgres".into())
         );
     }

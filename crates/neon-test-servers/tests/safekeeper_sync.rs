@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use compute_spec::{Lsn, TenantId, TimelineId};
 use neon_clients::{
-    FastPathConfig, SyncError, SyncMethod, SyncSafekeepersConfig, sync_safekeepers,
-    sync_safekeepers_fast_then_full,
+    FastPathConfig, RetryConfig, SyncError, SyncMethod, SyncSafekeepersConfig, sync_safekeepers,
+    sync_safekeepers_fast_then_full, sync_safekeepers_fast_then_full_with_retries,
+    sync_safekeepers_with_retries,
 };
 use neon_test_servers::{SafekeeperConfig, TestSafekeeper};
 use tokio_util::sync::CancellationToken;
@@ -310,4 +311,51 @@ async fn full_sync_times_out_or_is_cancelled_and_the_child_is_killed() {
     assert!(started.elapsed() < Duration::from_secs(5));
     // Both children were started and killed before printing anything.
     assert_eq!(setup.runs().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_full_syncs_are_retried() {
+    let retry = RetryConfig {
+        attempts: 3,
+        initial_delay: Duration::from_millis(10),
+        multiplier: 1.1,
+        max_delay: Duration::from_millis(50),
+    };
+    // Two failures, then success: the third attempt gives the LSN.
+    let setup = Setup::new(&format!("lsn={FULL_SYNC_LSN}\nfail_first=2"));
+    let got = sync_safekeepers_with_retries(
+        &setup.full(Duration::from_secs(30)),
+        &retry,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got, lsn(FULL_SYNC_LSN));
+    assert_eq!(setup.runs().len(), 3);
+
+    // Three failures exhaust three attempts; the last error is reported.
+    let setup = Setup::new(&format!("lsn={FULL_SYNC_LSN}\nfail_first=3"));
+    let sks = safekeepers(vec![]).await;
+    let err = sync_safekeepers_fast_then_full_with_retries(
+        &fast(&sks, TOKEN),
+        &setup.full(Duration::from_secs(30)),
+        &retry,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("injected failure 3 of 3"), "{err}");
+    assert_eq!(setup.runs().len(), 3);
+
+    // A garbled output is not retried.
+    let setup = Setup::new("lsn=garbage");
+    let err = sync_safekeepers_with_retries(
+        &setup.full(Duration::from_secs(30)),
+        &retry,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, SyncError::BadOutput { .. }), "{err}");
+    assert_eq!(setup.runs().len(), 1);
 }

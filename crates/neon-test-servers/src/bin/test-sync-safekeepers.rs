@@ -18,7 +18,11 @@ fn main() -> ExitCode {
         }
     };
     let token = std::env::var("NEON_AUTH_TOKEN").ok();
-    let action = config.decide(&args, token.as_deref());
+    let previous_runs = config
+        .record()
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .map_or(0, |text| text.lines().count());
+    let action = config.decide(&args, token.as_deref(), previous_runs);
     if let Action::Exec(postgres) = &action {
         let err = std::process::Command::new(postgres).args(&args).exec();
         eprintln!("test-sync-safekeepers: exec {}: {err}", postgres.display());
