@@ -165,7 +165,7 @@ fn sync_config(ctx: &StartContext, spec: &ValidatedSpec) -> neon_clients::SyncSa
 }
 
 /// The LSN to take the basebackup at: synced safekeepers (Primary with safekeepers: the
-/// `TIMELINE_STATUS` fast path first, then `--sync-safekeepers`), the mode's LSN (Static), or
+/// `TIMELINE_STATUS` fast path first, then `--sync-safekeepers`, retried as upstream), the mode's LSN (Static), or
 /// 0 = latest.
 async fn storage_lsn(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<Lsn> {
     let storage = spec.storage();
@@ -182,9 +182,10 @@ async fn storage_lsn(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result
                 auth_token: spec.spec().storage_auth_token.clone(),
                 timeout: Duration::from_millis(100),
             };
-            let synced = neon_clients::sync_safekeepers_fast_then_full(
+            let synced = neon_clients::sync_safekeepers_fast_then_full_with_retries(
                 &fast,
                 &sync_config(ctx, spec),
+                &neon_clients::RetryConfig::SYNC_SAFEKEEPERS,
                 &ctx.cancel,
             )
             .await
