@@ -64,7 +64,8 @@ impl Ctl {
         }
         let pg_port = test_postgres::free_port();
         let http_port = test_postgres::free_port();
-        let internal_port = test_postgres::free_port();
+        // The internal API is not used by the tests: an ephemeral port cannot collide.
+        let internal_port = 0;
         let log = std::fs::File::create(dir.path().join("compute_ctl.log")).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_compute_ctl"));
         cmd.arg("-D")
