@@ -1,6 +1,16 @@
-//! `spec-check`: lints compute spec files. (Skeleton: filled by the spec issue.)
+//! `spec-check`: command-line wiring; everything else is in the library.
 
-fn main() {
-    eprintln!("spec-check: not implemented yet");
-    std::process::exit(2);
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = spec_check::Cli::parse();
+    let code = spec_check::run(
+        &cli,
+        &mut std::io::stdin().lock(),
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    );
+    ExitCode::from(code)
 }

@@ -1,12 +1,13 @@
 //! The ComputeConfig wrapper `{"spec": ComputeSpec|null, "compute_ctl_config": {...}}` and the
 //! control-plane response, plus detection of which document shape a text holds.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::spec::{ComputeSpec, TlsConfig, UnknownFields};
 
 /// The newer document shape, used by `--config`, the control-plane response and `/configure`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ComputeConfig {
     /// The spec; `null` means the compute starts empty and waits for `/configure`.
     pub spec: Option<ComputeSpec>,
@@ -18,7 +19,7 @@ pub struct ComputeConfig {
 }
 
 /// Settings of compute_ctl itself (not of Postgres).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct ComputeCtlConfig {
     /// Keys that may sign JWTs presented to the HTTP API. An empty set disables auth.
     pub jwks: JwkSet,
@@ -31,14 +32,14 @@ pub struct ComputeCtlConfig {
 }
 
 /// A JSON Web Key set (RFC 7517). Keys are kept as JSON objects; the HTTP layer interprets them.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct JwkSet {
     /// The keys.
     pub keys: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Whether the control plane has a spec for this compute yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ControlPlaneComputeStatus {
     /// No tenant attached yet: keep waiting.
@@ -48,7 +49,7 @@ pub enum ControlPlaneComputeStatus {
 }
 
 /// Response of `GET {cp}/compute/api/v2/computes/{id}/spec`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ControlPlaneConfigResponse {
     /// The spec, `null` while empty.
     pub spec: Option<ComputeSpec>,
@@ -100,4 +101,28 @@ impl Serialize for SpecDocument {
             SpecDocument::Wrapped(config) => config.serialize(serializer),
         }
     }
+}
+
+impl JsonSchema for SpecDocument {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SpecDocument".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A compute spec document: a bare ComputeSpec (early shape) or the \
+                            ComputeConfig wrapper {\"spec\", \"compute_ctl_config\"}.",
+            "anyOf": [
+                generator.subschema_for::<ComputeSpec>(),
+                generator.subschema_for::<ComputeConfig>(),
+            ],
+        })
+    }
+}
+
+/// The JSON Schema (draft 2020-12) of a spec document in either shape, generated from the types.
+pub fn json_schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(SpecDocument);
+    schema.insert("title".to_owned(), "Neon compute spec".into());
+    schema.to_value()
 }

@@ -1,34 +1,57 @@
 //! The wire format of a Neon-style compute: the cluster spec (`ComputeSpec`), the
-//! `ComputeConfig` wrapper, typed LSNs and ids, HTTP payload types, and validation of a spec
-//! into a [`ValidatedSpec`] — the only form the other crates act on.
+//! `ComputeConfig` wrapper, typed LSNs and ids, HTTP payload types, its JSON Schema
+//! ([`json_schema`]), and validation of a spec into a [`ValidatedSpec`] — the only form the
+//! other crates act on.
+//!
+//! Validation collects every finding as a [`Diagnostic`] with a stable code ([`codes`]), a
+//! severity, a JSON pointer and, for text input, a line:column. Errors make the spec
+//! unusable; warnings (unknown fields with "did you mean", md5 hashes without prefix, template
+//! placeholders) do not.
 //!
 //! This crate owns parsing and checking. It does no I/O (no files, no network, no processes)
-//! and depends on no other workspace crate. It does not render config files (`pg-config`) or
-//! SQL (`pg-reconcile`).
+//! and depends on no other workspace crate. It does not render config files (`pg-config`),
+//! SQL (`pg-reconcile`), or check settings against a PostgreSQL binary (`spec-check --pgbin`).
 //!
 //! ```
-//! use compute_spec::{ComputeMode, ValidatedSpec};
+//! use compute_spec::{ComputeMode, ValidatedSpec, ValidationOptions};
 //!
 //! let text = r#"{"format_version": 1.0,
 //!                "cluster": {"roles": [{"name": "alice"}], "databases": []}}"#;
 //! let spec = ValidatedSpec::from_json(text).unwrap();
 //! assert_eq!(spec.spec().mode, ComputeMode::Primary);
 //! assert!(spec.storage().pageserver.is_none()); // standalone: no storage configured
+//!
+//! // A database owned by a role that neither the spec nor the compute provides:
+//! let text = r#"{"format_version": 1.0,
+//!   "cluster": {"roles": [], "databases": [{"name": "app", "owner": "admin"}]}}"#;
+//! let report = ValidatedSpec::from_json(text).unwrap_err();
+//! let d = &report.diagnostics[0];
+//! assert_eq!((d.code, d.pointer.as_str()), ("unknown-owner", "/cluster/databases/0/owner"));
+//! assert_eq!(d.location.map(|l| (l.line, l.column)), Some((2, 67)));
+//! // … unless the compute provides it (compute_ctl passes its own user).
+//! let options = ValidationOptions::default().with_provided_role("admin");
+//! assert!(ValidatedSpec::from_json_with(text, &options).is_ok());
 //! ```
 #![warn(missing_docs)]
 
 mod config;
 mod id;
+mod locate;
 mod lsn;
+mod rules;
+mod shape;
 mod spec;
 mod status;
+mod strict;
 mod validate;
+mod values;
 
 pub use config::{
     ComputeConfig, ComputeCtlConfig, ControlPlaneComputeStatus, ControlPlaneConfigResponse, JwkSet,
-    SpecDocument,
+    SpecDocument, json_schema,
 };
 pub use id::{IdParseError, TenantId, TimelineId};
+pub use locate::{Location, location_of_offset};
 pub use lsn::{Lsn, LsnParseError};
 pub use spec::{
     Cluster, ComputeAudit, ComputeFeature, ComputeMode, ComputeSpec, Database, DeltaAction,
@@ -37,4 +60,7 @@ pub use spec::{
     TlsConfig, UnknownFields,
 };
 pub use status::ComputeStatus;
-pub use validate::{Diagnostic, Severity, StorageSettings, ValidatedSpec, ValidationReport};
+pub use validate::{
+    DEFAULT_PROVIDED_ROLES, Diagnostic, Severity, StorageSettings, ValidatedSpec, Validation,
+    ValidationOptions, ValidationReport, codes, locate_diagnostics, validate_json,
+};

@@ -68,6 +68,20 @@ impl<'de> Deserialize<'de> for Lsn {
     }
 }
 
+impl schemars::JsonSchema for Lsn {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Lsn".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": r"^\s*[0-9A-Fa-f]{1,8}\s*/\s*[0-9A-Fa-f]{1,8}\s*$",
+            "description": "A WAL position: two hexadecimal numbers of at most 8 digits, `X/Y`.",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::num::NonZeroU64;
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{Lsn, TenantId, TimelineId};
@@ -16,7 +17,7 @@ use crate::{Lsn, TenantId, TimelineId};
 pub type UnknownFields = BTreeMap<String, serde_json::Value>;
 
 /// The cluster spec: everything a compute needs to know to start and to configure Postgres.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ComputeSpec {
     /// Always `1.0`; not interpreted.
     pub format_version: f32,
@@ -89,6 +90,7 @@ pub struct ComputeSpec {
     pub remote_extensions: Option<RemoteExtSpec>,
     /// Settings written into pgbouncer.ini, in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
     pub pgbouncer_settings: Option<IndexMap<String, String>>,
     /// Configuration of the local_proxy sidecar.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,7 +143,7 @@ fn default_reconfigure_concurrency() -> usize {
 }
 
 /// Roles, databases and settings of the Postgres cluster.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Cluster {
     /// The project id; logged only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,7 +170,7 @@ pub struct Cluster {
 }
 
 /// A role (user) that must exist.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Role {
     /// Role name, at most 63 bytes.
     pub name: String,
@@ -185,7 +187,7 @@ pub struct Role {
 }
 
 /// A database that must exist.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Database {
     /// Database name, at most 63 bytes.
     pub name: String,
@@ -207,7 +209,7 @@ pub struct Database {
 
 /// A named option with an optional value and a type tag, used for settings, role options and
 /// database options.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct GenericOption {
     /// Option name.
     pub name: String,
@@ -220,7 +222,7 @@ pub struct GenericOption {
 }
 
 /// One imperative change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DeltaOp {
     /// `delete_role`, `rename_role`, `delete_db` or `rename_db`; see [`DeltaOp::kind`].
     pub action: String,
@@ -258,7 +260,7 @@ impl DeltaOp {
 }
 
 /// What kind of compute this is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub enum ComputeMode {
     /// Read-write primary.
     #[default]
@@ -286,8 +288,9 @@ impl ComputeMode {
 }
 
 /// Feature flags. Unknown strings are kept as [`ComputeFeature::Unknown`] instead of failing.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(from = "String", into = "String")]
+#[schemars(with = "String")]
 pub enum ComputeFeature {
     /// Also count `pg_stat_database` session counters as activity.
     ActivityMonitorExperimental,
@@ -318,7 +321,7 @@ impl From<ComputeFeature> for String {
 }
 
 /// pgaudit level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub enum ComputeAudit {
     /// No audit logging.
     #[default]
@@ -343,7 +346,7 @@ impl ComputeAudit {
 }
 
 /// Modern description of how to reach the pageserver shards.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PageserverConnectionInfo {
     /// Number of shards; 0 means unsharded.
     pub shard_count: u8,
@@ -358,14 +361,14 @@ pub struct PageserverConnectionInfo {
 }
 
 /// The pageservers that hold one shard.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PageserverShardInfo {
     /// Candidate pageservers; the first is used.
     pub pageservers: Vec<PageserverShardConnectionInfo>,
 }
 
 /// Addresses of one pageserver for one shard.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PageserverShardConnectionInfo {
     /// Pageserver node id.
     #[serde(default)]
@@ -379,7 +382,7 @@ pub struct PageserverShardConnectionInfo {
 }
 
 /// Protocol to talk to the pageserver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PageserverProtocol {
     /// PostgreSQL wire protocol.
@@ -390,7 +393,7 @@ pub enum PageserverProtocol {
 }
 
 /// Extensions that can be downloaded on demand.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct RemoteExtSpec {
     /// Extensions any project may install.
     #[serde(default)]
@@ -407,7 +410,7 @@ pub struct RemoteExtSpec {
 }
 
 /// Files of one remote extension.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ExtensionData {
     /// Control file name → content.
     pub control_data: BTreeMap<String, String>,
@@ -416,7 +419,7 @@ pub struct ExtensionData {
 }
 
 /// Configuration of the local_proxy sidecar.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct LocalProxySpec {
     /// JWKS providers whose roles log in through local_proxy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -427,7 +430,7 @@ pub struct LocalProxySpec {
 }
 
 /// One JWKS provider for local_proxy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct JwksSettings {
     /// Provider id.
     pub id: String,
@@ -443,7 +446,7 @@ pub struct JwksSettings {
 }
 
 /// Paths of a TLS key and certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TlsConfig {
     /// Private key file.
     pub key_path: String,

@@ -1,11 +1,113 @@
-//! Validation: from a parsed [`ComputeSpec`] to a [`ValidatedSpec`], the only form other crates
-//! act on. (Minimal first version: storage resolution only; the full rule set follows.)
+//! Validation: from JSON text or a parsed [`ComputeSpec`] to a [`ValidatedSpec`], the only form
+//! other crates act on. Every finding is a [`Diagnostic`] with a stable code, a severity, a
+//! JSON pointer and (for text input) a line:column; all are collected, not just the first.
 
-use crate::spec::{
-    ComputeSpec, PageserverConnectionInfo, PageserverProtocol, PageserverShardConnectionInfo,
-    PageserverShardInfo,
-};
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::locate::{Location, locate_pointers};
+use crate::rules;
+use crate::shape::ShapeWalk;
+use crate::spec::{ComputeSpec, PageserverConnectionInfo};
 use crate::{TenantId, TimelineId};
+
+/// The stable diagnostic codes. Tools may match on them; they never change meaning.
+pub mod codes {
+    /// The input is larger than [`super::ValidationOptions::max_bytes`].
+    pub const TOO_LARGE: &str = "too-large";
+    /// The input is not UTF-8 (reported by callers that read bytes).
+    pub const INVALID_UTF8: &str = "invalid-utf8";
+    /// The input is not JSON (includes empty, truncated and too deeply nested input).
+    pub const SYNTAX: &str = "syntax";
+    /// The same key twice in one JSON object.
+    pub const DUPLICATE_KEY: &str = "duplicate-key";
+    /// A value has the wrong JSON type or does not parse as its field's type.
+    pub const INVALID_TYPE: &str = "invalid-type";
+    /// A required field is absent.
+    pub const MISSING_FIELD: &str = "missing-field";
+    /// A field this crate does not know (kept, ignored by compute_ctl).
+    pub const UNKNOWN_FIELD: &str = "unknown-field";
+    /// A ComputeConfig wrapper whose `spec` is null: nothing to act on.
+    pub const NO_SPEC: &str = "no-spec";
+    /// `format_version` is not 1.0.
+    pub const UNSUPPORTED_FORMAT_VERSION: &str = "unsupported-format-version";
+    /// Two roles with the same name.
+    pub const DUPLICATE_ROLE: &str = "duplicate-role";
+    /// Two databases with the same name.
+    pub const DUPLICATE_DATABASE: &str = "duplicate-database";
+    /// A database owner that is neither a spec role nor a role the compute provides.
+    pub const UNKNOWN_OWNER: &str = "unknown-owner";
+    /// A spec role named `pg_*`: PostgreSQL reserves those names.
+    pub const RESERVED_ROLE_NAME: &str = "reserved-role-name";
+    /// An empty role, database or owner name.
+    pub const EMPTY_IDENTIFIER: &str = "empty-identifier";
+    /// An identifier longer than 63 bytes (PostgreSQL would truncate it).
+    pub const IDENTIFIER_TOO_LONG: &str = "identifier-too-long";
+    /// An identifier containing a NUL character.
+    pub const IDENTIFIER_NUL: &str = "identifier-nul";
+    /// A malformed md5 or SCRAM-SHA-256 password hash.
+    pub const INVALID_PASSWORD_HASH: &str = "invalid-password-hash";
+    /// An md5 hash without its `md5` prefix: accepted, but never equal to `pg_authid`'s.
+    pub const MD5_WITHOUT_PREFIX: &str = "md5-without-prefix";
+    /// A delta operation whose action is not one of the four known ones (upstream ignores it).
+    pub const DELTA_UNKNOWN_ACTION: &str = "delta-unknown-action";
+    /// A rename without `new_name`.
+    pub const DELTA_MISSING_NEW_NAME: &str = "delta-missing-new-name";
+    /// A delta operation acting on a name an earlier operation already deleted or renamed away.
+    pub const DELTA_CONFLICT: &str = "delta-conflict";
+    /// A rename onto a name that exists at that point (declared by the spec, or produced by an
+    /// earlier operation), or onto itself.
+    pub const DELTA_RENAME_ONTO_EXISTING: &str = "delta-rename-onto-existing";
+    /// A rename of a name the spec still declares: the old name would be created again.
+    pub const DELTA_RENAME_SOURCE_DECLARED: &str = "delta-rename-source-declared";
+    /// A rename whose result is not declared in the spec: it refers to nothing the spec keeps.
+    pub const DELTA_RENAME_TARGET_UNDECLARED: &str = "delta-rename-target-undeclared";
+    /// A deletion of a name the spec declares: it is dropped and created again.
+    pub const DELTA_DELETES_DECLARED: &str = "delta-deletes-declared";
+    /// A delta operation deleting or renaming a role the compute provides (`cloud_admin`, …).
+    pub const DELTA_PROVIDED_ROLE: &str = "delta-provided-role";
+    /// `delete_role` of a role that owns a spec database.
+    pub const DELETE_ROLE_OWNS_DATABASE: &str = "delete-role-owns-database";
+    /// A malformed tenant id.
+    pub const INVALID_TENANT_ID: &str = "invalid-tenant-id";
+    /// A malformed timeline id.
+    pub const INVALID_TIMELINE_ID: &str = "invalid-timeline-id";
+    /// A malformed LSN.
+    pub const INVALID_LSN: &str = "invalid-lsn";
+    /// An ALL_CAPS template placeholder (`TENANT_ID`) where a value belongs.
+    pub const PLACEHOLDER_VALUE: &str = "placeholder-value";
+    /// The same safekeeper listed twice.
+    pub const DUPLICATE_SAFEKEEPER: &str = "duplicate-safekeeper";
+    /// A Primary with a pageserver but no safekeepers.
+    pub const PRIMARY_WITHOUT_SAFEKEEPERS: &str = "primary-without-safekeepers";
+    /// A storage setting given twice (top-level field and `neon.*` GUC, or the GUC twice) with
+    /// different values.
+    pub const CONFLICTING_STORAGE_SETTING: &str = "conflicting-storage-setting";
+    /// The same GUC given twice.
+    pub const DUPLICATE_SETTING: &str = "duplicate-setting";
+    /// A setting name that is not a GUC name (`a.b_c`).
+    pub const INVALID_SETTING_NAME: &str = "invalid-setting-name";
+    /// A setting value that does not parse as its vartype.
+    pub const VARTYPE_MISMATCH: &str = "vartype-mismatch";
+    /// A vartype other than bool, integer, real, enum, string.
+    pub const UNKNOWN_VARTYPE: &str = "unknown-vartype";
+    /// A setting without a value.
+    pub const MISSING_VALUE: &str = "missing-value";
+    /// A value containing a newline or other control character that could inject a line into
+    /// a config file.
+    pub const CONFIG_INJECTION: &str = "config-injection";
+    /// A feature flag this crate does not know (kept, ignored).
+    pub const UNKNOWN_FEATURE: &str = "unknown-feature";
+    /// A safekeeper address that is not `host:port`.
+    pub const INVALID_SAFEKEEPER_ADDRESS: &str = "invalid-safekeeper-address";
+    /// A pageserver shard index that is not `<number><count>` in hex matching `shard_count`,
+    /// a shard without pageservers, or the wrong number of shards.
+    pub const INVALID_SHARD_INDEX: &str = "invalid-shard-index";
+    /// A sharded pageserver configuration without a stripe size.
+    pub const MISSING_STRIPE_SIZE: &str = "missing-stripe-size";
+}
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -17,25 +119,302 @@ pub enum Severity {
     Error,
 }
 
-/// One finding, located by JSON pointer.
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        })
+    }
+}
+
+/// One finding, located by JSON pointer and, for text input, line:column.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Diagnostic {
-    /// Stable machine-readable code, e.g. `duplicate-role`.
+    /// Stable machine-readable code, e.g. `duplicate-role`; see [`codes`].
     pub code: &'static str,
     /// Error or warning.
     pub severity: Severity,
     /// JSON pointer of the offending value, e.g. `/cluster/roles/3/name`.
     pub pointer: String,
-    /// Human-readable message.
+    /// Human-readable message. Never contains a password, hash or token.
     pub message: String,
+    /// Where the pointer's value starts in the source text; `None` for a parsed spec.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+}
+
+impl Diagnostic {
+    /// A diagnostic without a location (filled in by [`locate_diagnostics`]).
+    pub fn new(
+        code: &'static str,
+        severity: Severity,
+        pointer: String,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        Diagnostic {
+            code,
+            severity,
+            pointer,
+            message: message.into(),
+            location: None,
+        }
+    }
 }
 
 /// All findings of one validation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, thiserror::Error)]
-#[error("spec is invalid: {} error(s)", self.diagnostics.iter().filter(|d| d.severity == Severity::Error).count())]
+#[error("spec is invalid: {} error(s)", self.error_count())]
 pub struct ValidationReport {
-    /// Every finding, errors and warnings.
+    /// Every finding, errors and warnings, in source order.
     pub diagnostics: Vec<Diagnostic>,
+}
+
+impl ValidationReport {
+    /// Number of errors.
+    pub fn error_count(&self) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+
+    /// Whether any finding is an error.
+    pub fn has_errors(&self) -> bool {
+        self.error_count() > 0
+    }
+}
+
+/// Fills in `location` for diagnostics whose pointer exists in `text` (which must be valid
+/// JSON), in one pass, then sorts them by location. Diagnostics already located keep theirs.
+pub fn locate_diagnostics(text: &str, diagnostics: &mut [Diagnostic]) {
+    let wanted = diagnostics
+        .iter()
+        .filter(|d| d.location.is_none())
+        .map(|d| d.pointer.as_str());
+    let found = locate_pointers(text, wanted);
+    for d in diagnostics.iter_mut().filter(|d| d.location.is_none()) {
+        // An unknown field is shown at its key; everything else at the offending value.
+        d.location = found.get(&d.pointer).map(|l| match (d.code, l.member) {
+            (codes::UNKNOWN_FIELD, Some(member)) => member,
+            _ => l.value,
+        });
+    }
+    diagnostics.sort_by_key(|d| d.location.unwrap_or(Location { line: 0, column: 0 }));
+}
+
+/// Roles every compute has without the spec declaring them. Database owners may be these.
+pub const DEFAULT_PROVIDED_ROLES: &[&str] = &[
+    "cloud_admin",
+    "neon_superuser",
+    "zenith_admin",
+    // PostgreSQL's predefined roles (15, plus those 16 adds).
+    "pg_checkpoint",
+    "pg_create_subscription",
+    "pg_database_owner",
+    "pg_execute_server_program",
+    "pg_monitor",
+    "pg_read_all_data",
+    "pg_read_all_settings",
+    "pg_read_all_stats",
+    "pg_read_server_files",
+    "pg_signal_backend",
+    "pg_stat_scan_tables",
+    "pg_use_reserved_connections",
+    "pg_write_all_data",
+    "pg_write_server_files",
+];
+
+/// What validation may assume about the compute that will run the spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationOptions {
+    /// Roles that exist without the spec declaring them (valid database owners). Defaults to
+    /// [`DEFAULT_PROVIDED_ROLES`]; compute_ctl adds its connection user and privileged role.
+    pub provided_roles: BTreeSet<String>,
+    /// Larger inputs are rejected with `too-large` before parsing. Default 64 MiB.
+    pub max_bytes: usize,
+}
+
+impl Default for ValidationOptions {
+    fn default() -> Self {
+        ValidationOptions {
+            provided_roles: DEFAULT_PROVIDED_ROLES
+                .iter()
+                .map(|r| (*r).to_owned())
+                .collect(),
+            max_bytes: 64 << 20,
+        }
+    }
+}
+
+impl ValidationOptions {
+    /// Adds a role the compute provides.
+    pub fn with_provided_role(mut self, name: impl Into<String>) -> Self {
+        self.provided_roles.insert(name.into());
+        self
+    }
+}
+
+/// The outcome of checking a document, whatever it holds: the typed spec when the text parsed
+/// into one (even if rules then failed), where it sits in the document, and every finding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validation {
+    /// The typed spec, when the document parsed into one.
+    pub spec: Option<ComputeSpec>,
+    /// JSON pointer of the spec inside the document: `""` (bare) or `"/spec"` (wrapper).
+    pub spec_pointer: &'static str,
+    /// Every finding, located and in source order.
+    pub report: ValidationReport,
+}
+
+/// Parses and checks a document in either shape, collecting every diagnostic. This is what
+/// `spec-check` runs; [`ValidatedSpec::from_json_with`] builds on it.
+pub fn validate_json(text: &str, options: &ValidationOptions) -> Validation {
+    let mut diagnostics = Vec::new();
+    let (spec, spec_pointer) = parse_document(text, options, &mut diagnostics);
+    if spec.is_none() && !diagnostics.iter().any(|d| d.severity == Severity::Error) {
+        // Defensive: a document that yields no spec must never look clean.
+        diagnostics.push(Diagnostic::new(
+            codes::INVALID_TYPE,
+            Severity::Error,
+            spec_pointer.to_owned(),
+            "the document does not hold a usable spec",
+        ));
+    }
+    if let Some(spec) = &spec {
+        rules::check(spec, spec_pointer, options, &mut diagnostics);
+    }
+    if !diagnostics.is_empty() && diagnostics.iter().all(|d| d.location.is_none()) {
+        locate_diagnostics(text, &mut diagnostics);
+    } else {
+        // Some are already located (syntax errors): the text may not be JSON.
+        diagnostics.sort_by_key(|d| d.location.unwrap_or(Location { line: 0, column: 0 }));
+    }
+    Validation {
+        spec,
+        spec_pointer,
+        report: ValidationReport { diagnostics },
+    }
+}
+
+fn located(code: &'static str, message: String, location: Location) -> Diagnostic {
+    Diagnostic {
+        location: Some(location),
+        ..Diagnostic::new(code, Severity::Error, String::new(), message)
+    }
+}
+
+fn parse_document(
+    text: &str,
+    options: &ValidationOptions,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> (Option<ComputeSpec>, &'static str) {
+    if text.len() > options.max_bytes {
+        let message = format!(
+            "the document is {} bytes, more than the limit of {} bytes",
+            text.len(),
+            options.max_bytes
+        );
+        let start = Location { line: 1, column: 1 };
+        diagnostics.push(located(crate::validate::codes::TOO_LARGE, message, start));
+        return (None, "");
+    }
+    let value: Value = match serde_json::from_str::<crate::strict::StrictValue>(text) {
+        Ok(v) => v.0,
+        Err(e) => {
+            let full = e.to_string();
+            let message = match full.rfind(" at line ") {
+                Some(i) => full[..i].to_owned(),
+                None => full,
+            };
+            let (code, message) = if text.trim().is_empty() {
+                (
+                    codes::SYNTAX,
+                    "the document is empty; expected a JSON object".to_owned(),
+                )
+            } else if message.starts_with("duplicate key") {
+                (codes::DUPLICATE_KEY, message)
+            } else {
+                (codes::SYNTAX, format!("not valid JSON: {message}"))
+            };
+            let location = Location {
+                line: e.line().max(1),
+                column: e.column().max(1),
+            };
+            diagnostics.push(located(code, message, location));
+            return (None, "");
+        }
+    };
+    let Value::Object(object) = &value else {
+        diagnostics.push(Diagnostic::new(
+            codes::INVALID_TYPE,
+            Severity::Error,
+            String::new(),
+            format!(
+                "expected a JSON object (a spec or a {{\"spec\", \"compute_ctl_config\"}} wrapper), found {}",
+                crate::shape::kind_of(&value)
+            ),
+        ));
+        return (None, "");
+    };
+    let (spec_value, spec_pointer) = if crate::SpecDocument::is_wrapper(object) {
+        let typed_ok = crate::ComputeCtlConfig::deserialize(
+            object.get("compute_ctl_config").unwrap_or(&Value::Null),
+        )
+        .is_ok();
+        ShapeWalk {
+            check_types: !typed_ok,
+            diagnostics,
+        }
+        .wrapper(&value);
+        match object.get("spec") {
+            Some(Value::Null) => {
+                diagnostics.push(Diagnostic::new(
+                    codes::NO_SPEC,
+                    Severity::Error,
+                    "/spec".to_owned(),
+                    "the spec is null: this configuration starts an empty compute, there is no spec to check",
+                ));
+                return (None, "/spec");
+            }
+            Some(spec) => (spec, "/spec"),
+            None => {
+                diagnostics.push(Diagnostic::new(
+                    codes::NO_SPEC,
+                    Severity::Error,
+                    String::new(),
+                    "the document has no spec (a ComputeConfig without `spec` starts an empty compute): there is no spec to check",
+                ));
+                return (None, "/spec");
+            }
+        }
+    } else {
+        (&value, "")
+    };
+    let typed = ComputeSpec::deserialize(spec_value);
+    let before = diagnostics.len();
+    ShapeWalk {
+        check_types: typed.is_err(),
+        diagnostics,
+    }
+    .spec(spec_value, spec_pointer);
+    match typed {
+        Ok(spec) => (Some(spec), spec_pointer),
+        Err(e) => {
+            let found_errors = diagnostics[before..]
+                .iter()
+                .any(|d| d.severity == Severity::Error);
+            if !found_errors {
+                diagnostics.push(Diagnostic::new(
+                    codes::INVALID_TYPE,
+                    Severity::Error,
+                    spec_pointer.to_owned(),
+                    e.to_string(),
+                ));
+            }
+            (None, spec_pointer)
+        }
+    }
 }
 
 /// Storage settings resolved in upstream's order: top-level fields first, then `neon.*` GUCs.
@@ -51,7 +430,8 @@ pub struct StorageSettings {
     pub safekeepers: Vec<String>,
 }
 
-/// A spec that passed validation. Construct it with [`ValidatedSpec::from_json`] or
+/// A spec that passed validation: no error-level finding. Construct it with
+/// [`ValidatedSpec::from_json`], [`ValidatedSpec::from_json_with`] or
 /// [`ValidatedSpec::from_spec`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidatedSpec {
@@ -61,29 +441,52 @@ pub struct ValidatedSpec {
 }
 
 impl ValidatedSpec {
-    /// Parses and validates a JSON text in either document shape. A wrapper whose `spec` is
-    /// `null` is an error here: there is nothing to act on.
+    /// Parses and validates a JSON text in either document shape with default options. A
+    /// wrapper whose `spec` is `null` is an error here: there is nothing to act on.
     pub fn from_json(text: &str) -> Result<ValidatedSpec, ValidationReport> {
-        let spec: ComputeSpec = match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(serde_json::Value::Object(obj)) if crate::SpecDocument::is_wrapper(&obj) => {
-                match obj.get("spec") {
-                    Some(v) => serde_json::from_value(v.clone()).map_err(|e| parse_error(&e))?,
-                    None => return Err(parse_error(&"no spec in document")),
-                }
-            }
-            Ok(v) => serde_json::from_value(v).map_err(|e| parse_error(&e))?,
-            Err(e) => return Err(parse_error(&e)),
-        };
-        Self::from_spec(spec)
+        Self::from_json_with(text, &ValidationOptions::default())
+    }
+
+    /// Like [`ValidatedSpec::from_json`], with options. On failure the report holds every
+    /// finding, warnings included, each with a line:column.
+    pub fn from_json_with(
+        text: &str,
+        options: &ValidationOptions,
+    ) -> Result<ValidatedSpec, ValidationReport> {
+        let validation = validate_json(text, options);
+        match validation.spec {
+            Some(spec) if !validation.report.has_errors() => Ok(ValidatedSpec {
+                storage: rules::resolve_storage(&spec),
+                spec,
+                warnings: validation.report.diagnostics,
+            }),
+            _ => Err(validation.report),
+        }
+    }
+
+    /// Validates an already-parsed spec with default options (pointers relative to the spec;
+    /// no line:column). Unknown fields the spec remembers are reported as warnings, except
+    /// those of options and delta operations, which the types do not keep.
+    pub fn from_spec(spec: ComputeSpec) -> Result<ValidatedSpec, ValidationReport> {
+        Self::from_spec_with(spec, &ValidationOptions::default())
     }
 
     /// Validates an already-parsed spec.
-    pub fn from_spec(spec: ComputeSpec) -> Result<ValidatedSpec, ValidationReport> {
-        let storage = resolve_storage(&spec);
+    pub fn from_spec_with(
+        spec: ComputeSpec,
+        options: &ValidationOptions,
+    ) -> Result<ValidatedSpec, ValidationReport> {
+        let mut diagnostics = Vec::new();
+        crate::shape::typed_unknown_fields(&spec, &mut diagnostics);
+        rules::check(&spec, "", options, &mut diagnostics);
+        let report = ValidationReport { diagnostics };
+        if report.has_errors() {
+            return Err(report);
+        }
         Ok(ValidatedSpec {
+            storage: rules::resolve_storage(&spec),
             spec,
-            storage,
-            warnings: Vec::new(),
+            warnings: report.diagnostics,
         })
     }
 
@@ -101,87 +504,67 @@ impl ValidatedSpec {
     pub fn warnings(&self) -> &[Diagnostic] {
         &self.warnings
     }
-}
 
-fn parse_error(e: &dyn std::fmt::Display) -> ValidationReport {
-    ValidationReport {
-        diagnostics: vec![Diagnostic {
-            code: "parse",
-            severity: Severity::Error,
-            pointer: String::new(),
-            message: e.to_string(),
-        }],
+    /// Gives up the spec.
+    pub fn into_spec(self) -> ComputeSpec {
+        self.spec
     }
 }
 
-fn setting<'a>(spec: &'a ComputeSpec, name: &str) -> Option<&'a str> {
-    spec.cluster
-        .settings
-        .as_ref()?
-        .iter()
-        .find(|o| o.name == name)
-        .and_then(|o| o.value.as_deref())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn resolve_storage(spec: &ComputeSpec) -> StorageSettings {
-    let tenant_id = spec
-        .tenant_id
-        .or_else(|| setting(spec, "neon.tenant_id").and_then(|v| v.parse().ok()));
-    let timeline_id = spec
-        .timeline_id
-        .or_else(|| setting(spec, "neon.timeline_id").and_then(|v| v.parse().ok()));
-    let legacy = spec
-        .pageserver_connstring
-        .as_deref()
-        .or_else(|| setting(spec, "neon.pageserver_connstring"));
-    let pageserver = spec.pageserver_connection_info.clone().or_else(|| {
-        let connstrs: Vec<&str> = legacy?.split(',').map(str::trim).collect();
-        let count = if connstrs.len() == 1 {
-            0
-        } else {
-            connstrs.len() as u8
+    fn codes_of(text: &str) -> Vec<(&'static str, String)> {
+        validate_json(text, &ValidationOptions::default())
+            .report
+            .diagnostics
+            .into_iter()
+            .map(|d| (d.code, d.pointer))
+            .collect()
+    }
+
+    #[test]
+    fn api_shapes() {
+        // The wrapper shape with a valid spec validates; storage comes from the GUCs.
+        let text = r#"{"spec": {"format_version": 1.0, "mode": {"Static": "0/16B3748"},
+            "cluster": {"roles": [], "databases": [], "settings": [
+              {"name": "neon.tenant_id", "value": "b0554b632bd4d547a63b86c3630317e8", "vartype": "string"},
+              {"name": "neon.pageserver_connstring", "value": "host=ps port=6400", "vartype": "string"}]}},
+            "compute_ctl_config": {"jwks": {"keys": []}}}"#;
+        let spec = ValidatedSpec::from_json(text).unwrap();
+        assert_eq!(
+            spec.storage().tenant_id.map(|t| t.to_string()).as_deref(),
+            Some("b0554b632bd4d547a63b86c3630317e8")
+        );
+        assert!(spec.storage().pageserver.is_some());
+        assert!(spec.storage().safekeepers.is_empty()); // Static: no safekeepers needed
+        assert!(spec.warnings().is_empty());
+
+        // from_spec reports remembered unknown fields as warnings, and rules as errors.
+        let mut parsed: ComputeSpec = serde_json::from_str(
+            r#"{"format_version": 1.0, "cluster": {"roles": [{"name": "a", "superuser": true}],
+                "databases": []}, "operaton_uuid": "x"}"#,
+        )
+        .unwrap();
+        let ok = ValidatedSpec::from_spec(parsed.clone()).unwrap();
+        let warnings: Vec<_> = ok.warnings().iter().map(|d| d.pointer.as_str()).collect();
+        assert_eq!(warnings, ["/operaton_uuid", "/cluster/roles/0/superuser"]);
+        parsed.cluster.roles.push(parsed.cluster.roles[0].clone());
+        let err = ValidatedSpec::from_spec(parsed).unwrap_err();
+        assert_eq!(err.error_count(), 1);
+        assert_eq!(err.to_string(), "spec is invalid: 1 error(s)");
+    }
+
+    #[test]
+    fn too_large_and_not_object() {
+        let options = ValidationOptions {
+            max_bytes: 10,
+            ..ValidationOptions::default()
         };
-        let shards = connstrs
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let info = PageserverShardInfo {
-                    pageservers: vec![PageserverShardConnectionInfo {
-                        id: None,
-                        libpq_url: Some((*c).to_owned()),
-                        grpc_url: None,
-                    }],
-                };
-                (format!("{:02x}{:02x}", i, count), info)
-            })
-            .collect();
-        Some(PageserverConnectionInfo {
-            shard_count: count,
-            stripe_size: spec
-                .shard_stripe_size
-                .or_else(|| setting(spec, "neon.stripe_size").and_then(|v| v.parse().ok())),
-            shards,
-            prefer_protocol: PageserverProtocol::Libpq,
-        })
-    });
-    let safekeepers = if !spec.safekeeper_connstrings.is_empty() {
-        spec.safekeeper_connstrings.clone()
-    } else if spec.mode.is_primary() {
-        setting(spec, "neon.safekeepers")
-            .map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    StorageSettings {
-        tenant_id,
-        timeline_id,
-        pageserver,
-        safekeepers,
+        let v = validate_json("{\"format_version\": 1.0}", &options);
+        assert_eq!(v.report.diagnostics[0].code, codes::TOO_LARGE);
+        assert_eq!(codes_of("42"), [(codes::INVALID_TYPE, String::new())]);
+        assert_eq!(codes_of("null"), [(codes::INVALID_TYPE, String::new())]);
     }
 }

@@ -296,8 +296,27 @@ impl TestPostgres {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Stops the server (fast mode) but keeps the data directory, port and this handle, so
+    /// that [`TestPostgres::start_in_place`] can start it again (a restart seen by clients).
+    pub fn stop_in_place(&mut self) -> Result<(), Error> {
+        self.pg_ctl(&["stop", "-m", "fast", "-w"], None)?;
+        self.stopped = true;
+        Ok(())
+    }
+
+    /// Starts a server stopped by [`TestPostgres::stop_in_place`] on the same data directory
+    /// and port, and waits until it accepts connections.
+    pub fn start_in_place(&mut self) -> Result<(), Error> {
+        self.pg_ctl(&["start", "-w", "-t", "60", "-l"], Some(&self.log_path()))?;
+        self.stopped = false;
+        Ok(())
+    }
+
     /// Stops the server (fast mode) now; dropping does it too.
     pub fn stop(mut self) -> Result<(), Error> {
+        if self.stopped {
+            return Ok(());
+        }
         self.stopped = true;
         self.pg_ctl(&["stop", "-m", "fast", "-w"], None)
     }
@@ -323,6 +342,12 @@ mod tests {
             .unwrap();
         assert!(out.starts_with("cloud_admin|PostgreSQL 15"), "got {out:?}");
         let pgdata = pg.pgdata.clone();
+        let mut pg = pg;
+        pg.stop_in_place().unwrap();
+        assert!(pg.psql("postgres", "select 1").is_err(), "stopped");
+        pg.start_in_place().unwrap();
+        let out = pg.psql("postgres", "select 2").unwrap();
+        assert_eq!(out.trim(), "2");
         pg.stop().unwrap();
         assert!(!pgdata.join("postmaster.pid").exists());
     }

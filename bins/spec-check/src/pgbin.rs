@@ -1,0 +1,564 @@
+//! `--pgbin`: checks a spec's settings against a real PostgreSQL binary.
+//!
+//! - `postgres --describe-config` gives the names and types of every GUC the binary knows (for
+//!   "did you mean" and vartype checks).
+//! - `postgres -c name=value …` (no data directory, empty environment) makes the server itself
+//!   parse every value exactly as it would at start — names, booleans, enum values, units,
+//!   ranges — and stop with a FATAL at the first bad one; it never gets as far as starting,
+//!   since it cannot find a configuration file. Bad settings are found one run at a time.
+//! - `shared_preload_libraries` entries are looked up in the binary's library directory
+//!   (`pg_config --pkglibdir` beside it, else `../lib`).
+//!
+//! PostgreSQL refuses to run as root, so when we are root the binary runs as the unprivileged
+//! `postgres` user. Parsing the binary's output is pure and unit-tested.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+use compute_spec::{ComputeSpec, Diagnostic, Severity};
+use nix::unistd::{Gid, Uid, User};
+
+/// Diagnostic codes of the `--pgbin` checks.
+pub mod codes {
+    /// The binary does not know this setting.
+    pub const UNKNOWN_SETTING: &str = "unknown-setting";
+    /// The binary rejects this value (type, enum value, range, or not settable).
+    pub const INVALID_SETTING_VALUE: &str = "invalid-setting-value";
+    /// The spec's vartype differs from the binary's type of the setting.
+    pub const PG_VARTYPE_MISMATCH: &str = "pg-vartype-mismatch";
+    /// A `shared_preload_libraries` entry not found in the library directory.
+    pub const UNKNOWN_LIBRARY: &str = "unknown-library";
+}
+
+/// The user that runs PostgreSQL when we are root.
+pub const UNPRIVILEGED_USER: &str = "postgres";
+
+/// Settings that name files: passing them to a server run could make it read arbitrary files,
+/// so they are not checked by running the binary.
+const FILE_SETTINGS: &[&str] = &[
+    "config_file",
+    "data_directory",
+    "hba_file",
+    "ident_file",
+    "external_pid_file",
+];
+
+/// One line of `postgres --describe-config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GucDescription {
+    /// Name, lower case.
+    pub name: String,
+    /// `postmaster`, `sighup`, `user`, …
+    pub context: String,
+    /// `BOOLEAN`, `INTEGER`, `REAL`, `STRING` or `ENUM`.
+    pub vartype: String,
+    /// Minimum, for numbers (in the setting's base unit).
+    pub min: Option<String>,
+    /// Maximum, for numbers (in the setting's base unit).
+    pub max: Option<String>,
+}
+
+/// Parses `postgres --describe-config` output: tab-separated name, context, group, type,
+/// reset value, min, max, descriptions.
+pub fn parse_describe_config(text: &str) -> Vec<GucDescription> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            if fields.len() < 7 || fields[0].is_empty() {
+                return None;
+            }
+            let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+            Some(GucDescription {
+                name: fields[0].to_ascii_lowercase(),
+                context: fields[1].to_owned(),
+                vartype: fields[3].to_owned(),
+                min: non_empty(fields[5]),
+                max: non_empty(fields[6]),
+            })
+        })
+        .collect()
+}
+
+/// The FATAL message (and HINT) a server run ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerError {
+    /// Text after `FATAL:`.
+    pub message: String,
+    /// Text after `HINT:`, if any.
+    pub hint: Option<String>,
+}
+
+impl ServerError {
+    /// The setting the message is about: the first `parameter "name"` in it.
+    pub fn parameter(&self) -> Option<&str> {
+        let start = self.message.find("parameter \"")? + "parameter \"".len();
+        let len = self.message[start..].find('"')?;
+        Some(&self.message[start..start + len])
+    }
+}
+
+/// Finds the FATAL line of a server's stderr.
+pub fn parse_server_error(stderr: &str) -> Option<ServerError> {
+    let after = |line: &str, tag: &str| {
+        line.find(tag)
+            .map(|i| line[i + tag.len()..].trim().to_owned())
+    };
+    let message = stderr.lines().find_map(|l| after(l, "FATAL:"))?;
+    let hint = stderr.lines().find_map(|l| after(l, "HINT:"));
+    Some(ServerError { message, hint })
+}
+
+/// Splits a `shared_preload_libraries` value into its entries (comma-separated, optionally
+/// double-quoted).
+pub fn preload_entries(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(|e| e.trim().trim_matches('"').trim().to_owned())
+        .filter(|e| !e.is_empty())
+        .collect()
+}
+
+/// One `name = value` line of a postgresql.conf text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfLine {
+    /// Line number, from 1.
+    pub line: usize,
+    /// Setting name as written.
+    pub name: String,
+    /// Value, unquoted.
+    pub value: String,
+}
+
+/// Parses postgresql.conf text: `name [=] value [# comment]`, values bare or single-quoted
+/// (`''` and backslash escapes). Lines that do not parse are skipped: PostgreSQL itself
+/// reports them when it reads the file.
+pub fn parse_conf(text: &str) -> Vec<ConfLine> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim_start();
+        let name_len = line
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            .unwrap_or(line.len());
+        if name_len == 0 {
+            continue; // blank, comment, or garbage
+        }
+        let (name, rest) = line.split_at(name_len);
+        let rest = rest.trim_start();
+        let rest = rest.strip_prefix('=').unwrap_or(rest).trim_start();
+        let value = if let Some(quoted) = rest.strip_prefix('\'') {
+            let mut value = String::new();
+            let mut chars = quoted.chars().peekable();
+            let mut closed = false;
+            while let Some(c) = chars.next() {
+                match c {
+                    '\'' if chars.peek() == Some(&'\'') => {
+                        chars.next();
+                        value.push('\'');
+                    }
+                    '\'' => {
+                        closed = true;
+                        break;
+                    }
+                    '\\' => value.extend(chars.next()),
+                    c => value.push(c),
+                }
+            }
+            if !closed {
+                continue;
+            }
+            value
+        } else {
+            rest.split(|c: char| c.is_whitespace() || c == '#')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        out.push(ConfLine {
+            line: i + 1,
+            name: name.to_owned(),
+            value,
+        });
+    }
+    out
+}
+
+/// A setting waiting to be checked by a server run, with where to report it.
+#[derive(Debug)]
+struct Pending {
+    name: String,
+    value: String,
+    name_at: String,
+    value_at: String,
+    /// Prefix for messages (`line 3 of postgresql_conf: `), empty for `settings` entries.
+    context: String,
+}
+
+/// A PostgreSQL installation to check against.
+#[derive(Debug, Clone)]
+pub struct PgBin {
+    postgres: PathBuf,
+    run_as: Option<(Uid, Gid)>,
+    gucs: Vec<GucDescription>,
+    libdir: PathBuf,
+}
+
+impl PgBin {
+    /// Opens the `postgres` binary at `path` (or in the directory `path`): reads its GUC
+    /// catalogue and finds its library directory.
+    pub fn open(path: &Path) -> anyhow::Result<PgBin> {
+        let mut postgres =
+            std::path::absolute(path).with_context(|| format!("resolve {}", path.display()))?;
+        if postgres.is_dir() {
+            postgres.push("postgres"); // a bin directory
+        }
+        if !postgres.is_file() {
+            bail!(
+                "{} is not a file (expected the `postgres` binary)",
+                postgres.display()
+            );
+        }
+        let run_as = if Uid::effective().is_root() {
+            let user = User::from_name(UNPRIVILEGED_USER)
+                .context("look up the unprivileged user")?
+                .with_context(|| {
+                    format!(
+                        "PostgreSQL refuses to run as root and there is no `{UNPRIVILEGED_USER}` user to run it as"
+                    )
+                })?;
+            Some((user.uid, user.gid))
+        } else {
+            None
+        };
+        let mut pg = PgBin {
+            postgres,
+            run_as,
+            gucs: Vec::new(),
+            libdir: PathBuf::new(),
+        };
+        let output = pg
+            .command()
+            .arg("--describe-config")
+            .output()
+            .with_context(|| format!("run {} --describe-config", pg.postgres.display()))?;
+        if !output.status.success() {
+            bail!(
+                "{} --describe-config failed ({}): {}",
+                pg.postgres.display(),
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        pg.gucs = parse_describe_config(&String::from_utf8_lossy(&output.stdout));
+        if pg.gucs.is_empty() {
+            bail!(
+                "{} --describe-config listed no settings",
+                pg.postgres.display()
+            );
+        }
+        pg.libdir = pg.find_libdir();
+        Ok(pg)
+    }
+
+    /// The settings the binary knows.
+    pub fn gucs(&self) -> &[GucDescription] {
+        &self.gucs
+    }
+
+    /// The library directory `shared_preload_libraries` entries are looked up in.
+    pub fn libdir(&self) -> &Path {
+        &self.libdir
+    }
+
+    fn find_libdir(&self) -> PathBuf {
+        let bindir = self.postgres.parent().unwrap_or(Path::new("/"));
+        let pg_config = bindir.join("pg_config");
+        if let Ok(out) = Command::new(&pg_config)
+            .arg("--pkglibdir")
+            .stdin(Stdio::null())
+            .output()
+        {
+            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            if out.status.success() && dir.is_dir() {
+                return dir;
+            }
+        }
+        bindir.join("../lib")
+    }
+
+    /// The binary, with an empty environment (no `PGDATA`: the server must not find a data
+    /// directory), C messages, as the unprivileged user when we are root.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.postgres);
+        cmd.env_clear()
+            .env("LC_ALL", "C")
+            .current_dir("/")
+            .stdin(Stdio::null());
+        if let Some((uid, gid)) = self.run_as {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid.as_raw()).gid(gid.as_raw());
+        }
+        cmd
+    }
+
+    /// Checks the settings of `spec` (located at `prefix` in its document): `cluster.settings`
+    /// and the lines of `cluster.postgresql_conf`.
+    pub fn check_spec(&self, spec: &ComputeSpec, prefix: &str) -> anyhow::Result<Vec<Diagnostic>> {
+        let mut out = Vec::new();
+        let mut pending: Vec<Pending> = Vec::new();
+        // postgresql_conf comes first in the file; settings are written after it.
+        if let Some(conf) = &spec.cluster.postgresql_conf {
+            let at = format!("{prefix}/cluster/postgresql_conf");
+            for line in parse_conf(conf) {
+                let name = line.name.to_ascii_lowercase();
+                if name.starts_with("include") {
+                    continue;
+                }
+                if name == "shared_preload_libraries" {
+                    let mut found = Vec::new();
+                    self.check_libraries(&line.value, &at, &mut found);
+                    for d in &mut found {
+                        d.message = format!("line {} of postgresql_conf: {}", line.line, d.message);
+                    }
+                    out.extend(found);
+                }
+                pending.push(Pending {
+                    name_at: at.clone(),
+                    value_at: at.clone(),
+                    context: format!("line {} of postgresql_conf: ", line.line),
+                    name: line.name,
+                    value: line.value,
+                });
+            }
+        }
+        let settings = spec.cluster.settings.as_deref().unwrap_or_default();
+        for (i, s) in settings.iter().enumerate() {
+            let Some(value) = s.value.as_deref() else {
+                continue; // compute-spec reports it
+            };
+            let at = format!("{prefix}/cluster/settings/{i}");
+            if let Some(desc) = self
+                .gucs
+                .iter()
+                .find(|g| g.name.eq_ignore_ascii_case(&s.name))
+            {
+                if let Some(expected) = spec_vartype(&desc.vartype) {
+                    if expected != s.vartype && !(expected == "enum" && s.vartype == "string") {
+                        out.push(Diagnostic::new(
+                            codes::PG_VARTYPE_MISMATCH,
+                            Severity::Warning,
+                            format!("{at}/vartype"),
+                            format!(
+                                "setting {:?} is of type {} in this PostgreSQL; vartype {:?} is expected, not {:?}",
+                                s.name, desc.vartype, expected, s.vartype
+                            ),
+                        ));
+                    }
+                }
+            }
+            if s.name.eq_ignore_ascii_case("shared_preload_libraries") {
+                self.check_libraries(value, &format!("{at}/value"), &mut out);
+            }
+            pending.push(Pending {
+                name_at: format!("{at}/name"),
+                value_at: format!("{at}/value"),
+                context: String::new(),
+                name: s.name.clone(),
+                value: value.to_owned(),
+            });
+        }
+        // Only plain names (dotted ones are extension settings a bare binary does not know),
+        // no control characters (compute-spec reports those), no file locations.
+        pending.retain(|p| {
+            p.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !p.value.chars().any(char::is_control)
+                && !FILE_SETTINGS.contains(&p.name.to_ascii_lowercase().as_str())
+        });
+        while !pending.is_empty() {
+            let mut cmd = self.command();
+            for p in &pending {
+                cmd.arg("-c").arg(format!("{}={}", p.name, p.value));
+            }
+            let output = cmd
+                .output()
+                .with_context(|| format!("run {}", self.postgres.display()))?;
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let Some(error) = parse_server_error(&stderr) else {
+                break;
+            };
+            let Some(parameter) = error.parameter() else {
+                break; // e.g. "does not know where to find the server configuration file": all valid
+            };
+            let Some(k) = pending
+                .iter()
+                .position(|p| p.name.eq_ignore_ascii_case(parameter))
+            else {
+                break;
+            };
+            out.push(self.value_diagnostic(&error, &pending[k]));
+            pending.drain(..=k);
+        }
+        Ok(out)
+    }
+
+    fn value_diagnostic(&self, error: &ServerError, p: &Pending) -> Diagnostic {
+        if error
+            .message
+            .starts_with("unrecognized configuration parameter")
+        {
+            let lname = p.name.to_ascii_lowercase();
+            let mut message = format!("{}this PostgreSQL has no setting {:?}", p.context, p.name);
+            if let Some(best) = closest(&lname, self.gucs.iter().map(|g| g.name.as_str())) {
+                message.push_str(&format!(" (did you mean `{best}`?)"));
+            }
+            return Diagnostic::new(
+                codes::UNKNOWN_SETTING,
+                Severity::Error,
+                p.name_at.clone(),
+                message,
+            );
+        }
+        let mut message = format!("{}PostgreSQL rejects it: {}", p.context, error.message);
+        if let Some(hint) = &error.hint {
+            message.push_str(&format!(" ({})", hint.trim_end_matches('.')));
+            if let Some(values) = hint.strip_prefix("Available values: ") {
+                let values = values.trim_end_matches('.').split(", ");
+                if let Some(best) = closest(&p.value.trim().to_ascii_lowercase(), values) {
+                    message.push_str(&format!("; did you mean `{best}`?"));
+                }
+            }
+        }
+        Diagnostic::new(
+            codes::INVALID_SETTING_VALUE,
+            Severity::Error,
+            p.value_at.clone(),
+            message,
+        )
+    }
+
+    fn check_libraries(&self, value: &str, at: &str, out: &mut Vec<Diagnostic>) {
+        for entry in preload_entries(value) {
+            let name = entry.strip_prefix("$libdir/").unwrap_or(&entry);
+            let candidates = if name.contains('/') {
+                vec![PathBuf::from(name), PathBuf::from(format!("{name}.so"))]
+            } else {
+                vec![
+                    self.libdir.join(name),
+                    self.libdir.join(format!("{name}.so")),
+                ]
+            };
+            if candidates.iter().any(|p| p.is_file()) {
+                continue;
+            }
+            let mut message = format!(
+                "shared_preload_libraries entry {entry:?} is not installed: no {name}.so in {}",
+                self.libdir.display()
+            );
+            let installed: Vec<String> = std::fs::read_dir(&self.libdir)
+                .map(|dir| {
+                    dir.filter_map(|e| {
+                        let file = e.ok()?.file_name().into_string().ok()?;
+                        file.strip_suffix(".so").map(str::to_owned)
+                    })
+                    .collect()
+                })
+                .unwrap_or_default();
+            if let Some(best) = closest(name, installed.iter().map(String::as_str)) {
+                message.push_str(&format!(" (did you mean `{best}`?)"));
+            }
+            out.push(Diagnostic::new(
+                codes::UNKNOWN_LIBRARY,
+                Severity::Error,
+                at.to_owned(),
+                message,
+            ));
+        }
+    }
+}
+
+/// The spec vartype matching a describe-config type.
+fn spec_vartype(pg_type: &str) -> Option<&'static str> {
+    Some(match pg_type {
+        "BOOLEAN" => "bool",
+        "INTEGER" => "integer",
+        "REAL" => "real",
+        "STRING" => "string",
+        "ENUM" => "enum",
+        _ => return None,
+    })
+}
+
+/// The closest candidate to `word`, if close enough to suggest.
+fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_describe_config() {
+        let text = "port\tpostmaster\tConnections\tINTEGER\t0\t1\t65535\tSets the TCP port.\t\n\
+                    wal_level\tpostmaster\tWAL\tENUM\treplica\t\t\tSets the level.\t\n\
+                    short\tline\n";
+        let gucs = parse_describe_config(text);
+        assert_eq!(gucs.len(), 2);
+        assert_eq!(gucs[0].name, "port");
+        assert_eq!(gucs[0].vartype, "INTEGER");
+        assert_eq!(gucs[0].max.as_deref(), Some("65535"));
+        assert_eq!(gucs[1].min, None);
+    }
+
+    #[test]
+    fn parses_server_errors() {
+        let stderr = "2026-11-25 22:28:10.837 GMT [13280] FATAL:  invalid value for parameter \"wal_level\": \"zzz\"\n\
+                      2026-11-25 22:28:10.837 GMT [13280] HINT:  Available values: minimal, replica, logical.\n";
+        let e = parse_server_error(stderr).unwrap();
+        assert_eq!(e.parameter(), Some("wal_level"));
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("Available values: minimal, replica, logical.")
+        );
+        let e = parse_server_error(
+            "x FATAL:  postgres does not know where to find the server configuration file.\n",
+        )
+        .unwrap();
+        assert_eq!(e.parameter(), None);
+        assert_eq!(parse_server_error("nothing"), None);
+    }
+
+    #[test]
+    fn parses_conf_text() {
+        let text = "# comment\n\nwork_mem = 4MB # per sort\n  search_path='\"$user\", public'\n\
+                    listen_addresses '*'\napplication_name = 'it''s'\nbroken = 'unterminated\n";
+        let lines = parse_conf(text);
+        let got: Vec<(usize, &str, &str)> = lines
+            .iter()
+            .map(|l| (l.line, l.name.as_str(), l.value.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (3, "work_mem", "4MB"),
+                (4, "search_path", "\"$user\", public"),
+                (5, "listen_addresses", "*"),
+                (6, "application_name", "it's"),
+            ]
+        );
+    }
+
+    #[test]
+    fn splits_preload_entries() {
+        assert_eq!(
+            preload_entries(" neon, \"pg_stat_statements\" ,,$libdir/auto_explain"),
+            ["neon", "pg_stat_statements", "$libdir/auto_explain"]
+        );
+    }
+}

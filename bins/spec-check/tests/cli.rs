@@ -1,0 +1,230 @@
+//! End-to-end tests of the `spec-check` executable: exit codes, output forms, bad input,
+//! `--pgbin` against the real PostgreSQL 15, `--print-schema`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn spec_check(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spec-check"))
+        .args(args)
+        .current_dir(repo())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.unwrap_or_default().to_vec();
+    // Write from a thread: a large input must not deadlock against a full stdout pipe.
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&input);
+    });
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    output
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn write_temp(dir: &tempfile::TempDir, name: &str, content: &[u8]) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, content).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+const GOOD: &str = r#"{"format_version": 1.0, "cluster": {"roles": [{"name": "alice"}],
+  "databases": [{"name": "app", "owner": "alice"}]}}"#;
+
+#[test]
+fn upstream_specs_pass_and_the_invalid_upstream_fixture_fails() {
+    let upstream: Vec<String> = std::fs::read_dir(repo().join("specs/upstream"))
+        .unwrap()
+        .map(|e| e.unwrap().path().to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(upstream.len(), 5);
+    let args: Vec<&str> = upstream.iter().map(String::as_str).collect();
+    let out = spec_check(&args, None);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(!stdout(&out).contains(": error["));
+    // Warnings exist (md5 without prefix, placeholders): --deny-warnings turns them into exit 1.
+    let mut deny = vec!["--deny-warnings"];
+    deny.extend(&args);
+    assert_eq!(spec_check(&deny, None).status.code(), Some(1));
+
+    let out = spec_check(
+        &[
+            "crates/compute-spec/tests/fixtures/invalid/upstream_latest_compute_tools_tests_cluster_spec_dup_safekeeper@6a35a3e9f1.json",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains(
+        "dup_safekeeper@6a35a3e9f1.json:95:18: error[duplicate-safekeeper]: duplicate entry in neon.safekeepers: \"127.0.0.1:6502\" (at /cluster/settings/4/value)"
+    ), "{}", stdout(&out));
+}
+
+#[test]
+fn human_and_json_output_and_stdin() {
+    let text = r#"{
+  "format_version": 1.0,
+  "cluster": {
+    "roles": [{"name": "alice", "encrypted_pasword": "x"}],
+    "databases": [{"name": "app", "owner": "bob"}]
+  }
+}"#;
+    let out = spec_check(&["-"], Some(text.as_bytes()));
+    assert_eq!(out.status.code(), Some(1));
+    expect_test::expect![[r#"
+        <stdin>:4:33: warning[unknown-field]: unknown field `encrypted_pasword` in role; it is ignored (did you mean `encrypted_password`?) (at /cluster/roles/0/encrypted_pasword)
+        <stdin>:5:44: error[unknown-owner]: owner "bob" of database "app" is neither a role of the spec nor a role the compute provides (at /cluster/databases/0/owner)
+    "#]]
+    .assert_eq(&stdout(&out));
+
+    // --provided-role makes bob acceptable; the warning alone exits 0.
+    let out = spec_check(&["--provided-role", "bob", "-"], Some(text.as_bytes()));
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+
+    let out = spec_check(&["--format", "json", "-"], Some(text.as_bytes()));
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["errors"], 1);
+    assert_eq!(json["warnings"], 1);
+    let d = &json["files"][0]["diagnostics"][1];
+    assert_eq!(d["code"], "unknown-owner");
+    assert_eq!(d["pointer"], "/cluster/databases/0/owner");
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(5), Some(44))
+    );
+
+    let out = spec_check(&["-"], Some(GOOD.as_bytes()));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), "");
+}
+
+#[test]
+fn bad_input_gets_a_located_error_never_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut deep = "[".repeat(10_000).into_bytes();
+    deep.extend("]".repeat(10_000).bytes());
+    let mut huge = b"{\"format_version\": 1.0, \"x\": \"".to_vec();
+    huge.resize(100 << 20, b'a');
+    let truncated = &GOOD.as_bytes()[..40];
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty", Vec::new(), ":1:1: error[syntax]"),
+        ("truncated", truncated.to_vec(), ":1:40: error[syntax]"),
+        ("not-json", b"cluster: {}".to_vec(), ":1:1: error[syntax]"),
+        (
+            "invalid-utf8",
+            b"{\"a\": \"\xc3\x28\"}".to_vec(),
+            ":1:8: error[invalid-utf8]",
+        ),
+        (
+            "wrong-types",
+            br#"{"format_version": "one", "cluster": []}"#.to_vec(),
+            ":1:20: error[invalid-type]",
+        ),
+        ("deep", deep, ":1:128: error[syntax]"),
+        ("huge", huge, ":1:1: error[too-large]"),
+    ];
+    for (name, content, expect) in cases {
+        let path = write_temp(&dir, name, &content);
+        let out = spec_check(&[&path], None);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stdout(&out));
+        assert!(
+            stdout(&out).starts_with(&format!("{path}{expect}")),
+            "{name}: {}",
+            stdout(&out)
+        );
+        // The same through stdin.
+        let out = spec_check(&["-"], Some(&content));
+        assert_eq!(out.status.code(), Some(1), "{name} via stdin");
+        assert!(
+            stdout(&out).starts_with(&format!("<stdin>{expect}")),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn usage_and_io_errors_exit_2() {
+    let out = spec_check(&["/nonexistent/spec.json"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/spec.json: cannot read"));
+    assert_eq!(spec_check(&[], None).status.code(), Some(2));
+    assert_eq!(
+        spec_check(&["--format", "yaml", "-"], None).status.code(),
+        Some(2)
+    );
+    let out = spec_check(
+        &["--pgbin", "/nonexistent/postgres", "-"],
+        Some(GOOD.as_bytes()),
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn pgbin_checks_settings_against_the_real_postgres() {
+    let postgres = Path::new(
+        &std::env::var("PG_BIN_DIR").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_owned()),
+    )
+    .join("postgres");
+    let text = r##"{"format_version": 1.0, "cluster": {"roles": [], "databases": [],
+  "postgresql_conf": "# verbatim\nwork_mem = 4MB\nmax_wal_size = '1 parsec'\nlisten_adresses = '*'\nshared_preload_libraries = 'auto_explain'\n",
+  "settings": [
+  {"name": "wal_level", "value": "logcal", "vartype": "enum"},
+  {"name": "shared_buffers", "value": "1kB", "vartype": "integer"},
+  {"name": "statement_timeout", "value": "5s", "vartype": "integer"},
+  {"name": "work_mem", "value": "32MB", "vartype": "integer"},
+  {"name": "max_conections", "value": "10", "vartype": "integer"},
+  {"name": "random_page_cost", "value": "1.5", "vartype": "string"},
+  {"name": "port", "value": "70000", "vartype": "integer"},
+  {"name": "neon.pageserver_connstring_custom", "value": "x", "vartype": "string"},
+  {"name": "test.escaping", "value": "a'b", "vartype": "string"},
+  {"name": "shared_preload_libraries", "value": "pg_stat_statements, pg_stat_statments", "vartype": "string"}
+]}}"##;
+    let out = spec_check(
+        &["--pgbin", postgres.to_str().unwrap(), "-"],
+        Some(text.as_bytes()),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    expect_test::expect![[r#"
+        <stdin>:2:22: error[invalid-setting-value]: line 3 of postgresql_conf: PostgreSQL rejects it: invalid value for parameter "max_wal_size": "1 parsec" (Valid units for this parameter are "B", "kB", "MB", "GB", and "TB") (at /cluster/postgresql_conf)
+        <stdin>:2:22: error[unknown-setting]: line 4 of postgresql_conf: this PostgreSQL has no setting "listen_adresses" (did you mean `listen_addresses`?) (at /cluster/postgresql_conf)
+        <stdin>:4:34: error[invalid-setting-value]: PostgreSQL rejects it: invalid value for parameter "wal_level": "logcal" (Available values: minimal, replica, logical); did you mean `logical`? (at /cluster/settings/0/value)
+        <stdin>:5:39: error[invalid-setting-value]: PostgreSQL rejects it: 0 8kB is outside the valid range for parameter "shared_buffers" (16 .. 1073741823) (at /cluster/settings/1/value)
+        <stdin>:8:12: error[unknown-setting]: this PostgreSQL has no setting "max_conections" (did you mean `max_connections`?) (at /cluster/settings/4/name)
+        <stdin>:9:59: warning[pg-vartype-mismatch]: setting "random_page_cost" is of type REAL in this PostgreSQL; vartype "real" is expected, not "string" (at /cluster/settings/5/vartype)
+        <stdin>:10:29: error[invalid-setting-value]: PostgreSQL rejects it: 70000 is outside the valid range for parameter "port" (1 .. 65535) (at /cluster/settings/6/value)
+        <stdin>:13:49: error[unknown-library]: shared_preload_libraries entry "pg_stat_statments" is not installed: no pg_stat_statments.so in /usr/lib/postgresql/15/lib (did you mean `pg_stat_statements`?) (at /cluster/settings/9/value)
+    "#]]
+    .assert_eq(&stdout(&out));
+}
+
+#[test]
+fn print_schema_describes_the_spec() {
+    let out = spec_check(&["--print-schema"], None);
+    assert_eq!(out.status.code(), Some(0));
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let defs = &schema["$defs"];
+    assert_eq!(
+        defs["Lsn"]["pattern"],
+        r"^\s*[0-9A-Fa-f]{1,8}\s*/\s*[0-9A-Fa-f]{1,8}\s*$"
+    );
+    assert_eq!(defs["TenantId"]["pattern"], "^[0-9A-Fa-f]{32}$");
+    let required = defs["ComputeSpec"]["required"].as_array().unwrap();
+    assert!(required.contains(&"cluster".into()), "{required:?}");
+    assert!(defs["Role"]["properties"]["encrypted_password"].is_object());
+}
