@@ -1,0 +1,258 @@
+//! JWT authorization of the external HTTP API, as upstream: `Authorization: Bearer <jwt>`
+//! verified against the config's JWK set (EdDSA/Ed25519 or RS256 keys); 400 when the header
+//! is missing or malformed, 401 when no key verifies it (or an admin token lacks the
+//! `compute` audience), 403 when a non-admin token names another compute.
+
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+/// The admin scope: may act on any compute (requires audience `compute`).
+pub const ADMIN_SCOPE: &str = "compute_ctl:admin";
+
+/// A refused request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No `Authorization: Bearer` header, or not a JWT.
+    #[error("invalid authorization token")]
+    Malformed,
+    /// No key verified the token, it expired, or an admin token lacks the audience.
+    #[error("invalid authorization token: {0}")]
+    Unauthorized(String),
+    /// The token is for another compute.
+    #[error("token is for compute {claimed:?}, not this one")]
+    WrongCompute {
+        /// The `compute_id` claim.
+        claimed: Option<String>,
+    },
+}
+
+impl AuthError {
+    /// The HTTP status for this refusal.
+    pub fn status(&self) -> u16 {
+        match self {
+            AuthError::Malformed => 400,
+            AuthError::Unauthorized(_) => 401,
+            AuthError::WrongCompute { .. } => 403,
+        }
+    }
+}
+
+/// A JWK that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("jwks key {index}: {reason}")]
+pub struct BadKey {
+    /// Index in `keys`.
+    pub index: usize,
+    /// What is wrong.
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    #[serde(default)]
+    compute_id: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    aud: Option<Audience>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn contains(&self, want: &str) -> bool {
+        match self {
+            Audience::One(a) => a == want,
+            Audience::Many(all) => all.iter().any(|a| a == want),
+        }
+    }
+}
+
+/// Verifies tokens for one compute.
+pub struct Authenticator {
+    keys: Vec<(DecodingKey, Algorithm)>,
+    compute_id: Option<String>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("keys", &self.keys.len())
+            .field("compute_id", &self.compute_id)
+            .finish()
+    }
+}
+
+impl Authenticator {
+    /// From the config's JWK set; `None` when the set is empty (authentication off).
+    pub fn from_jwks(
+        jwks: &compute_spec::JwkSet,
+        compute_id: Option<String>,
+    ) -> Result<Option<Authenticator>, BadKey> {
+        if jwks.keys.is_empty() {
+            return Ok(None);
+        }
+        let mut keys = Vec::new();
+        for (index, key) in jwks.keys.iter().enumerate() {
+            let bad = |reason: String| BadKey { index, reason };
+            let jwk: Jwk = serde_json::from_value(serde_json::Value::Object(key.clone()))
+                .map_err(|e| bad(e.to_string()))?;
+            let algorithm = match key.get("kty").and_then(|v| v.as_str()) {
+                Some("OKP") => Algorithm::EdDSA,
+                Some("RSA") => Algorithm::RS256,
+                other => {
+                    return Err(bad(format!(
+                        "unsupported key type {other:?} (OKP/Ed25519 or RSA)"
+                    )));
+                }
+            };
+            let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| bad(e.to_string()))?;
+            keys.push((decoding, algorithm));
+        }
+        Ok(Some(Authenticator { keys, compute_id }))
+    }
+
+    /// Checks the `Authorization` header value.
+    pub fn authorize(&self, header: Option<&str>) -> Result<(), AuthError> {
+        let token = header
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::Malformed)?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        let mut last_error = String::from("no key matches the token's algorithm");
+        let mut claims = None;
+        for (key, algorithm) in &self.keys {
+            if *algorithm != header.alg {
+                continue;
+            }
+            let mut validation = Validation::new(*algorithm);
+            validation.required_spec_claims.clear();
+            validation.validate_aud = false;
+            match jsonwebtoken::decode::<Claims>(token, key, &validation) {
+                Ok(data) => {
+                    claims = Some(data.claims);
+                    break;
+                }
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        let claims = claims.ok_or(AuthError::Unauthorized(last_error))?;
+        if claims.scope.as_deref() == Some(ADMIN_SCOPE) {
+            return match &claims.aud {
+                Some(aud) if aud.contains("compute") => Ok(()),
+                _ => Err(AuthError::Unauthorized(
+                    "admin token without audience \"compute\"".into(),
+                )),
+            };
+        }
+        match (&claims.compute_id, &self.compute_id) {
+            (Some(claimed), Some(ours)) if claimed == ours => Ok(()),
+            _ => Err(AuthError::WrongCompute {
+                claimed: claims.compute_id,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+
+    use super::*;
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    fn token(alg: Algorithm, pem: &str, claims: serde_json::Value) -> String {
+        let key = match alg {
+            Algorithm::EdDSA => EncodingKey::from_ed_pem(fixture(pem).as_bytes()).unwrap(),
+            _ => EncodingKey::from_rsa_pem(fixture(pem).as_bytes()).unwrap(),
+        };
+        encode(&Header::new(alg), &claims, &key).unwrap()
+    }
+
+    fn check(auth: &Authenticator, header: Option<String>, expect: u16) {
+        let got = match auth.authorize(header.as_deref()) {
+            Ok(()) => 200,
+            Err(e) => e.status(),
+        };
+        assert_eq!(got, expect, "{header:?}");
+    }
+
+    #[test]
+    fn tokens_are_accepted_rejected_and_scoped() {
+        let jwks: compute_spec::JwkSet = serde_json::from_str(&fixture("jwks.json")).unwrap();
+        let auth = Authenticator::from_jwks(&jwks, Some("c1".into()))
+            .unwrap()
+            .unwrap();
+        let bearer = |t: String| Some(format!("Bearer {t}"));
+        let ed = |claims| bearer(token(Algorithm::EdDSA, "ed25519.pem", claims));
+        check(&auth, ed(serde_json::json!({"compute_id": "c1"})), 200);
+        check(
+            &auth,
+            bearer(token(
+                Algorithm::RS256,
+                "rsa.pem",
+                serde_json::json!({"compute_id": "c1"}),
+            )),
+            200,
+        );
+        check(&auth, ed(serde_json::json!({"compute_id": "c2"})), 403);
+        check(&auth, ed(serde_json::json!({})), 403);
+        check(
+            &auth,
+            ed(serde_json::json!({"scope": ADMIN_SCOPE, "aud": ["compute"]})),
+            200,
+        );
+        check(
+            &auth,
+            ed(serde_json::json!({"scope": ADMIN_SCOPE, "aud": "compute"})),
+            200,
+        );
+        check(&auth, ed(serde_json::json!({"scope": ADMIN_SCOPE})), 401);
+        check(
+            &auth,
+            ed(serde_json::json!({"compute_id": "c1", "exp": 1000})),
+            401,
+        );
+        check(
+            &auth,
+            bearer(token(
+                Algorithm::EdDSA,
+                "ed25519-other.pem",
+                serde_json::json!({"compute_id": "c1"}),
+            )),
+            401,
+        );
+        check(&auth, None, 400);
+        check(&auth, Some("Basic abc".into()), 400);
+        check(&auth, Some("Bearer not-a-jwt".into()), 400);
+    }
+
+    #[test]
+    fn empty_jwks_disables_auth_and_bad_keys_are_located() {
+        assert!(
+            Authenticator::from_jwks(&compute_spec::JwkSet::default(), None)
+                .unwrap()
+                .is_none()
+        );
+        let jwks: compute_spec::JwkSet =
+            serde_json::from_str(r#"{"keys":[{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}]}"#)
+                .unwrap();
+        let err = Authenticator::from_jwks(&jwks, None).unwrap_err();
+        assert!(err.to_string().starts_with("jwks key 0:"), "{err}");
+    }
+}

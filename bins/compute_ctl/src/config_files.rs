@@ -1,0 +1,107 @@
+//! Writing the config files into PGDATA (rendering is `pg-config`'s): `postgresql.conf`,
+//! `standby.signal` for read-only modes, the `pg_hba.conf` access line, and the temporary
+//! override file. Every file is written atomically and given to the Postgres user.
+
+use std::path::Path;
+
+use anyhow::Context;
+use compute_spec::ValidatedSpec;
+use pg_config::{ConfigOptions, FileOptions};
+
+/// Settings of the compute that are not in the spec.
+#[derive(Debug, Clone)]
+pub struct ConfigContext<'a> {
+    /// `neon.privileged_role_name`.
+    pub privileged_role_name: &'a str,
+    /// Port of the internal HTTP API (`neon.extension_server_port`).
+    pub internal_http_port: u16,
+    /// Owner of the written files.
+    pub owner: Option<(u32, u32)>,
+}
+
+impl ConfigContext<'_> {
+    fn options(&self) -> ConfigOptions {
+        ConfigOptions {
+            privileged_role_name: self.privileged_role_name.to_owned(),
+            extension_server_port: Some(self.internal_http_port),
+            strict_overcommit: std::fs::read_to_string("/proc/sys/vm/overcommit_memory")
+                .is_ok_and(|v| v.trim() == "2"),
+            ..ConfigOptions::default()
+        }
+    }
+
+    fn file_options(&self) -> FileOptions {
+        FileOptions {
+            owner: self.owner,
+            ..FileOptions::default()
+        }
+    }
+}
+
+/// Writes `postgresql.conf` (and, for non-primaries, `standby.signal`) into `pgdata`.
+pub fn write_config_files(
+    pgdata: &Path,
+    spec: &ValidatedSpec,
+    ctx: &ConfigContext<'_>,
+) -> anyhow::Result<()> {
+    for file in pg_config::pgdata_files(spec, &ctx.options()) {
+        pg_config::write_file_atomically(
+            &pgdata.join(file.name),
+            file.contents.as_bytes(),
+            &ctx.file_options(),
+        )
+        .with_context(|| format!("write {}", file.name))?;
+    }
+    Ok(())
+}
+
+/// Appends the access line to `pg_hba.conf` unless present.
+pub fn ensure_hba_line(pgdata: &Path, ctx: &ConfigContext<'_>) -> anyhow::Result<()> {
+    let path = pgdata.join(pg_config::PG_HBA_CONF);
+    let existing = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
+    };
+    let updated = pg_config::with_hba_access_line(&existing);
+    if updated == existing {
+        return Ok(());
+    }
+    pg_config::write_file_atomically(&path, updated.as_bytes(), &ctx.file_options())
+        .context("write pg_hba.conf")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_files_are_written_for_the_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = ConfigContext {
+            privileged_role_name: "neon_superuser",
+            internal_http_port: 3081,
+            owner: None,
+        };
+        let spec = ValidatedSpec::from_json(
+            r#"{"format_version":1.0,"mode":"Replica","cluster":{"roles":[],"databases":[],
+               "settings":[{"name":"work_mem","value":"8MB","vartype":"string"}]}}"#,
+        )
+        .unwrap();
+        write_config_files(dir.path(), &spec, &ctx).unwrap();
+        let conf = std::fs::read_to_string(dir.path().join("postgresql.conf")).unwrap();
+        assert!(conf.contains("work_mem = '8MB'"), "{conf}");
+        assert!(conf.contains("neon.extension_server_port"), "{conf}");
+        assert!(dir.path().join("standby.signal").is_file());
+
+        std::fs::write(dir.path().join("pg_hba.conf"), "local all all trust\n").unwrap();
+        ensure_hba_line(dir.path(), &ctx).unwrap();
+        ensure_hba_line(dir.path(), &ctx).unwrap();
+        let hba = std::fs::read_to_string(dir.path().join("pg_hba.conf")).unwrap();
+        assert_eq!(
+            hba.matches(pg_config::HBA_ACCESS_LINE).count(),
+            1,
+            "{hba:?}"
+        );
+    }
+}

@@ -1,0 +1,260 @@
+//! Startup timings (`GET /metrics.json`, upstream's keys) and the Prometheus families
+//! (`GET /metrics`).
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use compute_spec::ComputeStatus;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+
+/// Startup timings. Every upstream key is always present (0 when the step did not run);
+/// `initdb_ms` is ours (standalone mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StartupMetrics {
+    /// Time spent waiting for `/configure` in `Empty` (excluded from `total_startup_ms`).
+    pub wait_for_spec_ms: u64,
+    /// Full sync-safekeepers.
+    pub sync_safekeepers_ms: u64,
+    /// The safekeeper fast path (`TIMELINE_STATUS`).
+    pub sync_sk_check_ms: u64,
+    /// Connecting to the pageserver.
+    pub pageserver_connect_micros: u64,
+    /// Basebackup download and unpack.
+    pub basebackup_ms: u64,
+    /// Bytes of the basebackup stream.
+    pub basebackup_bytes: u64,
+    /// Start of `postgres` until `ready`.
+    pub start_postgres_ms: u64,
+    /// Catalog configuration (reconcile).
+    pub config_ms: u64,
+    /// From start (or spec receipt) to `Running`.
+    pub total_startup_ms: u64,
+    /// Remote extensions (not supported: always 0).
+    pub load_ext_ms: u64,
+    /// Remote extensions downloaded (always 0).
+    pub num_ext_downloaded: u64,
+    /// Largest remote extension (always 0).
+    pub largest_ext_size: u64,
+    /// Total remote extension download size (always 0).
+    pub total_ext_download_size: u64,
+    /// `initdb` in standalone mode.
+    pub initdb_ms: u64,
+}
+
+/// A startup phase, for the Prometheus histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Wipe and recreate PGDATA.
+    PreparePgdata,
+    /// `initdb` (standalone).
+    Initdb,
+    /// Safekeeper fast path.
+    SyncSkCheck,
+    /// Full sync-safekeepers.
+    SyncSafekeepers,
+    /// Basebackup.
+    Basebackup,
+    /// Write config files.
+    WriteConfig,
+    /// Start postgres until ready.
+    StartPostgres,
+    /// Reconcile catalog.
+    Config,
+    /// Whole startup.
+    Total,
+}
+
+impl Phase {
+    fn label(self) -> &'static str {
+        match self {
+            Phase::PreparePgdata => "prepare_pgdata",
+            Phase::Initdb => "initdb",
+            Phase::SyncSkCheck => "sync_sk_check",
+            Phase::SyncSafekeepers => "sync_safekeepers",
+            Phase::Basebackup => "basebackup",
+            Phase::WriteConfig => "write_config",
+            Phase::StartPostgres => "start_postgres",
+            Phase::Config => "config",
+            Phase::Total => "total",
+        }
+    }
+}
+
+type Labels = Vec<(String, String)>;
+
+const ALL_STATUSES: [ComputeStatus; 9] = [
+    ComputeStatus::Empty,
+    ComputeStatus::ConfigurationPending,
+    ComputeStatus::Init,
+    ComputeStatus::Running,
+    ComputeStatus::Configuration,
+    ComputeStatus::Failed,
+    ComputeStatus::TerminationPendingFast,
+    ComputeStatus::TerminationPendingImmediate,
+    ComputeStatus::Terminated,
+];
+
+/// The Prometheus registry and the families compute_ctl updates.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    up: Family<Labels, Gauge>,
+    phases: Family<Labels, Histogram>,
+    apply_operations: Family<Labels, Counter>,
+    /// Current Postgres downtime seen by the monitor, ms.
+    pub pg_current_downtime_ms: Gauge<u64, AtomicU64>,
+    /// Total Postgres downtime seen by the monitor, ms.
+    pub pg_downtime_ms_total: Gauge<u64, AtomicU64>,
+}
+
+fn phase_histogram() -> Histogram {
+    // 1 ms .. ~65 s.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.001, 2.0, 17,
+    ))
+}
+
+impl Metrics {
+    /// A registry with every family registered.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let up = Family::<Labels, Gauge>::default();
+        registry.register(
+            "compute_ctl_up",
+            "Compute status: 1 for the current status, 0 for the others",
+            up.clone(),
+        );
+        let phases =
+            Family::<Labels, Histogram>::new_with_constructor(phase_histogram as fn() -> Histogram);
+        registry.register(
+            "compute_ctl_startup_phase_seconds",
+            "Duration of each startup phase",
+            phases.clone(),
+        );
+        let apply_operations = Family::<Labels, Counter>::default();
+        registry.register(
+            "compute_ctl_apply_operations",
+            "Reconciliation operations by result",
+            apply_operations.clone(),
+        );
+        let pg_current_downtime_ms = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "compute_pg_current_downtime_ms",
+            "Current Postgres downtime seen by the compute monitor, in ms",
+            pg_current_downtime_ms.clone(),
+        );
+        let pg_downtime_ms_total = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "compute_pg_downtime_ms_total",
+            "Total Postgres downtime seen by the compute monitor, in ms",
+            pg_downtime_ms_total.clone(),
+        );
+        Metrics {
+            registry,
+            up,
+            phases,
+            apply_operations,
+            pg_current_downtime_ms,
+            pg_downtime_ms_total,
+        }
+    }
+
+    /// Marks `status` as the current one.
+    pub fn set_status(&self, status: ComputeStatus) {
+        for s in ALL_STATUSES {
+            let labels = vec![
+                ("build_tag".to_owned(), build_tag().to_owned()),
+                ("status".to_owned(), s.as_str().to_owned()),
+            ];
+            self.up.get_or_create(&labels).set(i64::from(s == status));
+        }
+    }
+
+    /// Records one phase duration.
+    pub fn observe_phase(&self, phase: Phase, duration: Duration) {
+        self.phases
+            .get_or_create(&vec![("phase".to_owned(), phase.label().to_owned())])
+            .observe(duration.as_secs_f64());
+    }
+
+    /// Counts one reconciliation operation outcome (`ok`, `failed`, `skipped`).
+    pub fn count_apply(&self, result: &str) {
+        self.apply_operations
+            .get_or_create(&vec![("result".to_owned(), result.to_owned())])
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// The build tag reported in `compute_ctl_up`: `$BUILD_TAG` at compile time, else `latest`.
+pub fn build_tag() -> &'static str {
+    option_env!("BUILD_TAG").unwrap_or("latest")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_status_phases_and_apply_results() {
+        let m = Metrics::new();
+        m.set_status(ComputeStatus::Running);
+        m.observe_phase(Phase::StartPostgres, Duration::from_millis(30));
+        m.count_apply("ok");
+        let text = m.encode();
+        assert!(
+            text.contains(r#"compute_ctl_up{build_tag="latest",status="running"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"compute_ctl_up{build_tag="latest",status="empty"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"compute_ctl_startup_phase_seconds_count{phase="start_postgres"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"compute_ctl_apply_operations_total{result="ok"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("compute_pg_downtime_ms_total 0"), "{text}");
+    }
+
+    #[test]
+    fn metrics_json_has_every_upstream_key() {
+        let json = serde_json::to_value(StartupMetrics::default()).unwrap();
+        for key in [
+            "wait_for_spec_ms",
+            "sync_safekeepers_ms",
+            "sync_sk_check_ms",
+            "pageserver_connect_micros",
+            "basebackup_ms",
+            "basebackup_bytes",
+            "start_postgres_ms",
+            "config_ms",
+            "total_startup_ms",
+        ] {
+            assert_eq!(json[key], 0, "{key}");
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Obtaining the spec and compute_ctl's own config at start: inline JSON, a spec file, a
+//! ComputeConfig file, or the control plane (`status: empty` means: wait for `/configure`).
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use compute_spec::{
+    ComputeCtlConfig, ControlPlaneComputeStatus, ControlPlaneConfigResponse, ValidatedSpec,
+};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+
+use crate::cli::{Options, SpecSource};
+
+/// What the start-up source said.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The spec, or `None`: start empty.
+    pub spec: Option<ValidatedSpec>,
+    /// Settings of compute_ctl (JWK set).
+    pub ctl: ComputeCtlConfig,
+}
+
+/// Parses a document of either shape: a wrapper with `spec: null` yields no spec.
+pub fn parse_document(text: &str, origin: &str) -> anyhow::Result<Loaded> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).with_context(|| format!("parse {origin}"))?;
+    let (has_spec, ctl) = match &value {
+        serde_json::Value::Object(obj) if compute_spec::SpecDocument::is_wrapper(obj) => {
+            let ctl = match obj.get("compute_ctl_config") {
+                Some(v) => serde_json::from_value(v.clone())
+                    .with_context(|| format!("parse {origin}: /compute_ctl_config"))?,
+                None => ComputeCtlConfig::default(),
+            };
+            (obj.get("spec").is_some_and(|s| !s.is_null()), ctl)
+        }
+        _ => (true, ComputeCtlConfig::default()),
+    };
+    let spec = if has_spec {
+        Some(ValidatedSpec::from_json(text).map_err(|report| {
+            let lines: Vec<String> = report
+                .diagnostics
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{} [{}]: {}",
+                        if d.pointer.is_empty() {
+                            "/"
+                        } else {
+                            &d.pointer
+                        },
+                        d.code,
+                        d.message
+                    )
+                })
+                .collect();
+            anyhow::anyhow!("invalid spec in {origin}: {}", lines.join("; "))
+        })?)
+    } else {
+        None
+    };
+    Ok(Loaded { spec, ctl })
+}
+
+/// Loads from the source named on the command line.
+pub async fn load(opts: &Options) -> anyhow::Result<Loaded> {
+    match &opts.spec_source {
+        SpecSource::Inline(json) => parse_document(json, "--spec"),
+        SpecSource::File(path) | SpecSource::ConfigFile(path) => {
+            let text = tokio::fs::read_to_string(path)
+                .await
+                .with_context(|| format!("read {}", path.display()))?;
+            parse_document(&text, &path.display().to_string())
+        }
+        SpecSource::ControlPlane {
+            base_url,
+            compute_id,
+        } => fetch_from_control_plane(base_url, compute_id).await,
+        SpecSource::None => Ok(Loaded::default()),
+    }
+}
+
+/// `GET {base}/compute/api/v2/computes/{id}/spec` with `Authorization: Bearer
+/// $NEON_CONTROL_PLANE_TOKEN`; 3 attempts 100 ms apart for network errors, bad JSON, 502 and
+/// 503.
+async fn fetch_from_control_plane(base_url: &str, compute_id: &str) -> anyhow::Result<Loaded> {
+    let url = format!(
+        "{}/compute/api/v2/computes/{compute_id}/spec",
+        base_url.trim_end_matches('/')
+    );
+    let uri: hyper::Uri = url
+        .parse()
+        .with_context(|| format!("parse control plane URL {url}"))?;
+    if uri.scheme_str() != Some("http") {
+        bail!("control plane URL {url}: only http:// is supported");
+    }
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<Bytes>>();
+    let token = std::env::var("NEON_CONTROL_PLANE_TOKEN").ok();
+    let mut last_error = None;
+    for attempt in 0..3 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut request = hyper::Request::get(uri.clone());
+        if let Some(token) = &token {
+            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
+            .body(Empty::new())
+            .context("build control plane request")?;
+        let response = match client.request(request).await {
+            Ok(r) => r,
+            Err(e) => {
+                last_error = Some(anyhow::anyhow!("GET {url}: {e}"));
+                continue;
+            }
+        };
+        let status = response.status();
+        let body = match response.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                last_error = Some(anyhow::anyhow!("GET {url}: read body: {e}"));
+                continue;
+            }
+        };
+        if status == 502 || status == 503 {
+            last_error = Some(anyhow::anyhow!("GET {url}: {status}"));
+            continue;
+        }
+        if !status.is_success() {
+            bail!("GET {url}: {status}: {}", String::from_utf8_lossy(&body));
+        }
+        let parsed: ControlPlaneConfigResponse = match serde_json::from_slice(&body) {
+            Ok(p) => p,
+            Err(e) => {
+                last_error = Some(anyhow::anyhow!("GET {url}: parse response: {e}"));
+                continue;
+            }
+        };
+        return match (parsed.status, parsed.spec) {
+            (ControlPlaneComputeStatus::Empty, _) => Ok(Loaded {
+                spec: None,
+                ctl: parsed.compute_ctl_config,
+            }),
+            (ControlPlaneComputeStatus::Attached, None) => {
+                bail!("control plane says attached but sends no spec")
+            }
+            (ControlPlaneComputeStatus::Attached, Some(spec)) => {
+                let spec = ValidatedSpec::from_spec(spec)
+                    .map_err(|r| anyhow::anyhow!("invalid spec from control plane: {r}"))?;
+                Ok(Loaded {
+                    spec: Some(spec),
+                    ctl: parsed.compute_ctl_config,
+                })
+            }
+        };
+    }
+    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("GET {url} failed")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_of_both_shapes() {
+        let bare = r#"{"format_version":1.0,"cluster":{"roles":[],"databases":[]}}"#;
+        assert!(parse_document(bare, "t").unwrap().spec.is_some());
+        let empty = r#"{"spec":null,"compute_ctl_config":{"jwks":{"keys":[{"kty":"OKP"}]}}}"#;
+        let loaded = parse_document(empty, "t").unwrap();
+        assert!(loaded.spec.is_none());
+        assert_eq!(loaded.ctl.jwks.keys.len(), 1);
+        let wrapped = format!(r#"{{"spec":{bare},"compute_ctl_config":{{"jwks":{{"keys":[]}}}}}}"#);
+        assert!(parse_document(&wrapped, "t").unwrap().spec.is_some());
+        let err = parse_document(
+            "{\n  \"format_version\": 1.0,\n  \"cluster\": 5\n}",
+            "spec.json",
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("invalid spec in spec.json"),
+            "{err:#}"
+        );
+        let err = parse_document("{", "spec.json").unwrap_err();
+        assert!(format!("{err:#}").contains("line 1 column 1"), "{err:#}");
+    }
+}

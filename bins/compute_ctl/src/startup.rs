@@ -1,0 +1,372 @@
+//! The startup sequence, each step timed: wipe PGDATA, then either `initdb` (standalone: no
+//! pageserver in the spec) or config + sync safekeepers + basebackup (storage mode), then the
+//! config files, `postgres` until `ready`, and the catalog configuration. Also the
+//! reconfiguration of a running compute.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use compute_spec::{ComputeMode, Lsn, ValidatedSpec};
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog;
+use crate::cli::Options;
+use crate::config_files::{self, ConfigContext};
+use crate::metrics::{Phase, StartupMetrics};
+use crate::process::{self, Postmaster, ReadinessWatch, RunAs};
+use crate::state::{ApplySummary, Compute, OperationResult};
+
+/// What the startup steps need.
+#[derive(Debug, Clone)]
+pub struct StartContext {
+    /// The shared compute.
+    pub compute: Arc<Compute>,
+    /// Settings.
+    pub opts: Arc<Options>,
+    /// User for Postgres programs.
+    pub run_as: Option<RunAs>,
+    /// Cancels the long steps (sync-safekeepers child, basebackup) of an interrupted start.
+    pub cancel: CancellationToken,
+}
+
+impl StartContext {
+    fn record(&self, phase: Phase, elapsed: Duration, set: impl FnOnce(&mut StartupMetrics, u64)) {
+        let ms = elapsed.as_millis() as u64;
+        self.compute.metrics.observe_phase(phase, elapsed);
+        self.compute.with(|s| set(&mut s.startup, ms));
+        tracing::info!(phase = ?phase, ms, "startup step done");
+    }
+
+    fn config_context(&self) -> ConfigContext<'_> {
+        ConfigContext {
+            privileged_role_name: &self.opts.privileged_role_name,
+            internal_http_port: self.opts.internal_http_port,
+            owner: self.owner(),
+        }
+    }
+
+    fn owner(&self) -> Option<(u32, u32)> {
+        self.run_as.map(|u| (u.uid, u.gid))
+    }
+}
+
+/// Runs the whole start: returns the ready, configured postmaster. On error, a postmaster that
+/// was started is stopped (immediate) before returning.
+pub async fn start_compute(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<Postmaster> {
+    let pgdata = ctx.opts.pgdata.clone();
+
+    let t = Instant::now();
+    let (force, owner) = (ctx.opts.force_wipe, ctx.owner());
+    let dir = pgdata.clone();
+    tokio::task::spawn_blocking(move || crate::pgdata::wipe_and_create(&dir, force, owner))
+        .await
+        .context("join wipe task")?
+        .context("prepare data directory")?;
+    ctx.record(Phase::PreparePgdata, t.elapsed(), |_, _| {});
+
+    if spec.storage().pageserver.is_none() {
+        cancellable(ctx, initdb(ctx))
+            .await
+            .context("initdb (standalone mode)")?;
+    } else {
+        // walproposer (sync-safekeepers) reads neon.* settings from postgresql.conf.
+        write_config(ctx, spec)?;
+        let lsn = storage_lsn(ctx, spec).await?;
+        basebackup(ctx, spec, lsn).await?;
+    }
+
+    let t = Instant::now();
+    write_config(ctx, spec)?;
+    config_files::ensure_hba_line(&pgdata, &ctx.config_context())?;
+    ctx.record(Phase::WriteConfig, t.elapsed(), |_, _| {});
+
+    let t = Instant::now();
+    let mut postmaster = cancellable(ctx, start_postgres(ctx, spec)).await?;
+    ctx.record(Phase::StartPostgres, t.elapsed(), |m, ms| {
+        m.start_postgres_ms = ms
+    });
+
+    if spec.spec().mode.is_primary() {
+        let t = Instant::now();
+        if let Err(e) = cancellable(ctx, configure_catalog(ctx, spec)).await {
+            postmaster.stop_immediate().await;
+            return Err(e);
+        }
+        ctx.record(Phase::Config, t.elapsed(), |m, ms| m.config_ms = ms);
+    }
+    Ok(postmaster)
+}
+
+/// Runs `step` unless the start is cancelled first; dropping the step stops what it started
+/// (a child is killed, a postmaster gets an immediate shutdown).
+async fn cancellable<T>(
+    ctx: &StartContext,
+    step: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::select! {
+        r = step => r,
+        () = ctx.cancel.cancelled() => bail!("start cancelled"),
+    }
+}
+
+async fn initdb(ctx: &StartContext) -> anyhow::Result<()> {
+    let t = Instant::now();
+    let user = ctx
+        .opts
+        .pg_config
+        .get_user()
+        .context("--connstr names no user")?;
+    let mut cmd = process::command(
+        ctx.opts.pg_bin_dir.join("initdb"),
+        ctx.run_as,
+        &ctx.opts.pgdata,
+    );
+    cmd.arg("--pgdata")
+        .arg(&ctx.opts.pgdata)
+        .args(["--username", user])
+        .args([
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+            "--no-instructions",
+        ]);
+    process::run_to_completion("initdb", cmd).await?;
+    ctx.record(Phase::Initdb, t.elapsed(), |m, ms| m.initdb_ms = ms);
+    Ok(())
+}
+
+fn write_config(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<()> {
+    config_files::write_config_files(&ctx.opts.pgdata, spec, &ctx.config_context())
+}
+
+fn tenant_and_timeline(
+    spec: &ValidatedSpec,
+) -> anyhow::Result<(compute_spec::TenantId, compute_spec::TimelineId)> {
+    let storage = spec.storage();
+    match (storage.tenant_id, storage.timeline_id) {
+        (Some(tenant), Some(timeline)) => Ok((tenant, timeline)),
+        _ => bail!("the spec names a pageserver but no tenant_id and timeline_id"),
+    }
+}
+
+/// Limit of one `--sync-safekeepers` run.
+const SYNC_SAFEKEEPERS_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn sync_config(ctx: &StartContext, spec: &ValidatedSpec) -> neon_clients::SyncSafekeepersConfig {
+    neon_clients::SyncSafekeepersConfig {
+        pgbin: ctx.opts.pgbin.clone(),
+        pgdata: ctx.opts.pgdata.clone(),
+        auth_token: spec.spec().storage_auth_token.clone(),
+        run_as: ctx.owner(),
+        timeout: SYNC_SAFEKEEPERS_TIMEOUT,
+    }
+}
+
+/// The LSN to take the basebackup at: synced safekeepers (Primary with safekeepers: the
+/// `TIMELINE_STATUS` fast path first, then `--sync-safekeepers`, retried as upstream), the mode's LSN (Static), or
+/// 0 = latest.
+async fn storage_lsn(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<Lsn> {
+    let storage = spec.storage();
+    match spec.spec().mode {
+        ComputeMode::Static(lsn) => Ok(lsn),
+        ComputeMode::Replica => Ok(Lsn(0)),
+        ComputeMode::Primary if storage.safekeepers.is_empty() => Ok(Lsn(0)),
+        ComputeMode::Primary => {
+            let (tenant_id, timeline_id) = tenant_and_timeline(spec)?;
+            let fast = neon_clients::FastPathConfig {
+                safekeepers: storage.safekeepers.clone(),
+                tenant_id,
+                timeline_id,
+                auth_token: spec.spec().storage_auth_token.clone(),
+                timeout: Duration::from_millis(100),
+            };
+            let synced = neon_clients::sync_safekeepers_fast_then_full_with_retries(
+                &fast,
+                &sync_config(ctx, spec),
+                &neon_clients::RetryConfig::SYNC_SAFEKEEPERS,
+                &ctx.cancel,
+            )
+            .await
+            .context("sync safekeepers")?;
+            ctx.record(Phase::SyncSkCheck, synced.check_duration, |m, ms| {
+                m.sync_sk_check_ms = ms
+            });
+            if let Some(full) = synced.sync_duration {
+                ctx.record(Phase::SyncSafekeepers, full, |m, ms| {
+                    m.sync_safekeepers_ms = ms
+                });
+            }
+            tracing::info!(lsn = %synced.lsn, method = ?synced.method, "safekeepers synced");
+            Ok(synced.lsn)
+        }
+    }
+}
+
+async fn basebackup(ctx: &StartContext, spec: &ValidatedSpec, lsn: Lsn) -> anyhow::Result<()> {
+    let (tenant_id, timeline_id) = tenant_and_timeline(spec)?;
+    let info = spec
+        .storage()
+        .pageserver
+        .as_ref()
+        .context("no pageserver in the spec")?;
+    let connstr = neon_clients::shard0_connstr(info)?;
+    let request = neon_clients::BasebackupRequest {
+        tenant_id,
+        timeline_id,
+        lsn,
+        mode: spec.spec().mode,
+        gzip: true,
+    };
+    let config = neon_clients::BasebackupConfig {
+        owner: ctx.owner(),
+        ..neon_clients::BasebackupConfig::default()
+    };
+    let stats = neon_clients::fetch_basebackup(
+        connstr,
+        spec.spec().storage_auth_token.as_deref(),
+        &request,
+        &ctx.opts.pgdata,
+        &config,
+        &ctx.cancel,
+    )
+    .await
+    .context("fetch basebackup")?;
+    ctx.record(Phase::Basebackup, stats.duration, |m, ms| {
+        m.basebackup_ms = ms;
+        m.basebackup_bytes = stats.bytes;
+        m.pageserver_connect_micros = stats.connect_micros;
+    });
+    tracing::info!(%lsn, bytes = stats.bytes, attempts = stats.attempts, "basebackup unpacked");
+    Ok(())
+}
+
+/// After a requested shutdown of a Primary with safekeepers: sync them once more and return
+/// the flushed LSN (for `/terminate`).
+pub async fn shutdown_sync(ctx: &StartContext, spec: &ValidatedSpec) -> Option<Lsn> {
+    if !spec.spec().mode.is_primary()
+        || spec.storage().safekeepers.is_empty()
+        || spec.storage().pageserver.is_none()
+    {
+        return None;
+    }
+    let t = Instant::now();
+    match neon_clients::sync_safekeepers(&sync_config(ctx, spec), &CancellationToken::new()).await {
+        Ok(lsn) => {
+            ctx.record(Phase::SyncSafekeepers, t.elapsed(), |m, ms| {
+                m.sync_safekeepers_ms = ms
+            });
+            Some(lsn)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "sync safekeepers after shutdown");
+            None
+        }
+    }
+}
+
+async fn start_postgres(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<Postmaster> {
+    let pgdata = &ctx.opts.pgdata;
+    let mut watch = ReadinessWatch::new(pgdata)?;
+    let mut cmd = process::command(&ctx.opts.pgbin, ctx.run_as, pgdata);
+    cmd.arg("-D").arg(pgdata).kill_on_drop(false);
+    if let Some(port) = ctx.opts.pg_config.get_ports().first() {
+        cmd.arg("-p").arg(port.to_string());
+    }
+    if let Some(token) = &spec.spec().storage_auth_token {
+        cmd.env("NEON_AUTH_TOKEN", token);
+    }
+    let mut postmaster = Postmaster::spawn(cmd)?;
+    let ready = watch
+        .wait_ready(postmaster.wait(), ctx.opts.pg_ready_timeout)
+        .await;
+    if let Err(e) = ready {
+        postmaster.stop_immediate().await;
+        return Err(match postmaster.last_fatal().await {
+            Some(fatal) => anyhow::Error::new(e).context(format!("start postgres: {fatal}")),
+            None => anyhow::Error::new(e).context("start postgres"),
+        });
+    }
+    tracing::info!(pid = postmaster.pid(), "postgres is ready");
+    Ok(postmaster)
+}
+
+/// Applies the catalog part of the spec (unless `skip_pg_catalog_updates`) and prepares the
+/// writability check table.
+async fn configure_catalog(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<()> {
+    if !spec.spec().skip_pg_catalog_updates {
+        reconcile(ctx, spec).await?;
+    }
+    let client = catalog::connect(&ctx.opts.pg_config, None).await?;
+    catalog::create_writability_check_data(&client).await?;
+    Ok(())
+}
+
+/// Roles and databases: observe → plan → apply (pg-reconcile). Fails when an operation
+/// failed; the per-operation results are kept either way.
+async fn reconcile(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<ApplySummary> {
+    let pg = &ctx.opts.pg_config;
+    let options = pg_reconcile::PlanOptions {
+        privileged_role_name: ctx.opts.privileged_role_name.clone(),
+        superuser: pg.get_user().unwrap_or("cloud_admin").to_owned(),
+        system_database: pg.get_dbname().unwrap_or("postgres").to_owned(),
+    };
+    let reconciled =
+        pg_reconcile::reconcile(spec, &options, pg, &pg_reconcile::Counters::default())
+            .await
+            .context("reconcile roles and databases")?;
+    for warning in &reconciled.plan.warnings {
+        tracing::warn!("reconcile: {warning}");
+    }
+    let operations: Vec<OperationResult> = reconciled
+        .plan
+        .operations()
+        .zip(&reconciled.report.outcomes)
+        .map(|(op, outcome)| {
+            let (result, error) = match outcome {
+                pg_reconcile::Outcome::Ok => ("ok", None),
+                pg_reconcile::Outcome::Failed(e) => ("failed", Some(e.to_string())),
+                _ => ("not_run", None),
+            };
+            ctx.compute.metrics.count_apply(result);
+            OperationResult {
+                operation: format!("{}: {}", op.object, op.reason),
+                result: result.to_owned(),
+                error,
+            }
+        })
+        .collect();
+    let summary = ApplySummary {
+        finished_at: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+        operations,
+    };
+    ctx.compute.with(|s| s.last_apply = Some(summary.clone()));
+    let errors: Vec<String> = reconciled.report.errors().map(|e| e.to_string()).collect();
+    if !errors.is_empty() {
+        bail!("reconcile roles and databases: {}", errors.join("; "));
+    }
+    tracing::info!(operations = summary.operations.len(), "catalog reconciled");
+    Ok(summary)
+}
+
+/// Applies a new spec to a running compute: rewrite postgresql.conf, reload, reconcile.
+pub async fn reconfigure(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<()> {
+    write_config(ctx, spec)?;
+    reload(ctx).await?;
+    if spec.spec().mode.is_primary() {
+        configure_catalog(ctx, spec).await?;
+    }
+    Ok(())
+}
+
+/// `pg_ctl reload`.
+async fn reload(ctx: &StartContext) -> anyhow::Result<()> {
+    let mut cmd = process::command(
+        ctx.opts.pg_bin_dir.join("pg_ctl"),
+        ctx.run_as,
+        &ctx.opts.pgdata,
+    );
+    cmd.arg("reload").arg("-D").arg(&ctx.opts.pgdata);
+    process::run_to_completion("pg_ctl", cmd).await
+}

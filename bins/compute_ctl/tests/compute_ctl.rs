@@ -1,0 +1,811 @@
+//! End-to-end tests of the `compute_ctl` binary against the real PostgreSQL 15 and the test
+//! pageserver: standalone start, pre-launch and `/configure`, invalid specs, JWT, signals,
+//! exit codes, failed starts and storage mode.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::{Args, Ctl, fixture, processes_mentioning, repo_file};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+fn spec(roles: &[&str], dbs: &[(&str, &str)], work_mem: &str) -> serde_json::Value {
+    json!({
+        "format_version": 1.0,
+        "cluster": {
+            "roles": roles.iter().map(|r| json!({"name": r, "encrypted_password": null, "options": null})).collect::<Vec<_>>(),
+            "databases": dbs.iter().map(|(n, o)| json!({"name": n, "owner": o})).collect::<Vec<_>>(),
+            "settings": [
+                {"name": "listen_addresses", "value": "127.0.0.1", "vartype": "string"},
+                {"name": "fsync", "value": "off", "vartype": "bool"},
+                {"name": "work_mem", "value": work_mem, "vartype": "string"}
+            ]
+        }
+    })
+}
+
+async fn role_names(ctl: &Ctl) -> Vec<String> {
+    let client = ctl.pg("postgres").await;
+    client
+        .query(
+            "SELECT rolname::text FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+async fn show(ctl: &Ctl, setting: &str) -> String {
+    let client = ctl.pg("postgres").await;
+    client
+        .query_one(&format!("SHOW {setting}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn standalone_spec_file_runs_and_sigterm_exits_cleanly() {
+    let example = repo_file("specs/examples/standalone.json");
+    let mut ctl = Ctl::start(Args {
+        extra: vec!["-S".into(), example.display().to_string()],
+        ..Args::default()
+    });
+    let status = ctl.wait_status("running").await;
+    assert!(status["error"].is_null(), "{status}");
+    let ops = status["last_apply"]["operations"].as_array().unwrap();
+    assert!(
+        !ops.is_empty() && ops.iter().all(|o| o["result"] == "ok"),
+        "{status}"
+    );
+
+    let roles = role_names(&ctl).await;
+    for role in ["alice", "readonly", "cloud_admin"] {
+        assert!(roles.contains(&role.to_owned()), "{roles:?}");
+    }
+    let listing = ctl.get_json("/dbs_and_roles").await;
+    assert!(
+        listing["databases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["name"] == "app" && d["owner"] == "alice"),
+        "{listing}"
+    );
+    assert!(
+        listing["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["encrypted_password"].is_null()),
+        "{listing}"
+    );
+    assert!(!listing.to_string().contains("SCRAM-SHA-256"), "{listing}");
+
+    let metrics = ctl.get_json("/metrics.json").await;
+    assert!(
+        metrics["total_startup_ms"].as_u64().unwrap() > 0,
+        "{metrics}"
+    );
+    assert!(
+        metrics["start_postgres_ms"].as_u64().is_some() && metrics["basebackup_ms"] == 0,
+        "{metrics}"
+    );
+    let (code, text) = ctl.request("GET", "/metrics", "", None).await;
+    assert_eq!(code, 200);
+    assert!(
+        text.contains(r#"compute_ctl_up{build_tag="latest",status="running"} 1"#),
+        "{text}"
+    );
+    let (code, body) = ctl.request("POST", "/check_writability", "", None).await;
+    assert_eq!((code, body.as_str()), (200, "true"));
+    assert_eq!(ctl.request("GET", "/nope", "", None).await.0, 404);
+    assert_eq!(ctl.request("POST", "/status", "", None).await.0, 405);
+    assert!(ctl.get_json("/info").await["num_cpus"].as_u64().unwrap() >= 1);
+
+    // The compute monitor: compute_ctl's own sessions do not count, a user's query does.
+    assert!(ctl.get_json("/status").await["last_active"].is_null());
+    ctl.pg("postgres")
+        .await
+        .batch_execute("CREATE ROLE watcher LOGIN")
+        .await
+        .unwrap();
+    let (user, conn) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=watcher dbname=postgres",
+            ctl.pg_port
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    user.batch_execute("SELECT pg_sleep(0.7)").await.unwrap();
+    let mut status = serde_json::Value::Null;
+    for _ in 0..100 {
+        status = ctl.get_json("/status").await;
+        if !status["last_active"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        status["last_active"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{status}"
+    );
+    assert!(
+        status["activity_reason"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("_backend")),
+        "{status}"
+    );
+    drop(user);
+
+    let pgdata = ctl.pgdata.display().to_string();
+    nix::sys::signal::kill(ctl.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let exit = ctl.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(exit.code(), Some(0), "{}", ctl.log());
+    let left = processes_mentioning(&pgdata);
+    assert!(left.is_empty(), "processes left: {left:?}");
+    assert!(
+        ctl.log().contains("postgres: ") || ctl.log().contains("database system is ready"),
+        "postgres log lines are forwarded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prelaunch_configure_reconfigure_and_reject_invalid_spec() {
+    let mut ctl = Ctl::start(Args::default());
+    let status = ctl.wait_status("empty").await;
+    assert!(status["tenant"].is_null());
+    assert_eq!(
+        ctl.request("POST", "/check_writability", "", None).await.0,
+        412
+    );
+
+    let first = json!({"spec": spec(&["bob"], &[("bobdb", "bob")], "3MB"), "compute_ctl_config": {"jwks": {"keys": []}}});
+    let (code, body) = ctl
+        .request("POST", "/configure", &first.to_string(), None)
+        .await;
+    assert_eq!(code, 200, "{body}\n{}", ctl.log());
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"],
+        "running"
+    );
+    let metrics = ctl.get_json("/metrics.json").await;
+    assert!(
+        metrics["wait_for_spec_ms"].as_u64().unwrap() > 0,
+        "{metrics}"
+    );
+    assert!(role_names(&ctl).await.contains(&"bob".to_owned()));
+    assert_eq!(show(&ctl, "work_mem").await, "3MB");
+
+    // Changed roles and a changed setting.
+    let second = json!({"spec": spec(&["bob", "carol"], &[("bobdb", "bob")], "5MB"), "compute_ctl_config": {"jwks": {"keys": []}}});
+    let (code, body) = ctl
+        .request("POST", "/configure", &second.to_string(), None)
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(role_names(&ctl).await.contains(&"carol".to_owned()));
+    let mut work_mem = String::new();
+    for _ in 0..100 {
+        work_mem = show(&ctl, "work_mem").await;
+        if work_mem == "5MB" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(work_mem, "5MB");
+
+    // An invalid spec: 400 with located diagnostics, nothing changed.
+    let conf_before = std::fs::read(ctl.pgdata.join("postgresql.conf")).unwrap();
+    let invalid = r#"{"spec": {"format_version": 1.0, "cluster": {"roles": [{"name": 5}], "databases": []}},
+                      "compute_ctl_config": {"jwks": {"keys": []}}}"#;
+    let (code, body) = ctl.request("POST", "/configure", invalid, None).await;
+    assert_eq!(code, 400, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        !report["diagnostics"].as_array().unwrap().is_empty(),
+        "{body}"
+    );
+    assert_eq!(ctl.get_json("/status").await["status"], "running");
+    assert_eq!(
+        std::fs::read(ctl.pgdata.join("postgresql.conf")).unwrap(),
+        conf_before
+    );
+    assert_eq!(show(&ctl, "work_mem").await, "5MB");
+    let (code, _) = ctl.request("POST", "/configure", "not json", None).await;
+    assert_eq!(code, 400);
+
+    let (code, body) = ctl.request("POST", "/terminate", "", None).await;
+    assert_eq!((code, body.as_str()), (200, r#"{"lsn":null}"#));
+    let exit = ctl.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(exit.code(), Some(0), "{}", ctl.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn terminate_works_from_empty() {
+    let mut ctl = Ctl::start(Args::default());
+    ctl.wait_status("empty").await;
+    assert_eq!(
+        ctl.request("POST", "/terminate?mode=bogus", "", None)
+            .await
+            .0,
+        400
+    );
+    let (code, body) = ctl
+        .request("POST", "/terminate?mode=immediate", "", None)
+        .await;
+    assert_eq!((code, body.as_str()), (200, r#"{"lsn":null}"#));
+    assert_eq!(ctl.wait_exit(Duration::from_secs(10)).await.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_postmaster_gives_its_exit_code() {
+    let spec = spec(&[], &[], "4MB").to_string();
+    let mut ctl = Ctl::start(Args {
+        extra: vec!["-s".into(), spec],
+        ..Args::default()
+    });
+    ctl.wait_status("running").await;
+    let pid = ctl.postmaster_pid();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let exit = ctl.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(exit.code(), Some(128 + 9), "{}", ctl.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_start_reports_lingers_and_exits_1() {
+    let mut ctl = Ctl::start(Args {
+        extra: vec![
+            "-S".into(),
+            repo_file("specs/examples/standalone.json")
+                .display()
+                .to_string(),
+            "--linger".into(),
+            "2s".into(),
+        ],
+        pgdata_setup: Some(Box::new(|pgdata| {
+            std::fs::create_dir_all(pgdata).unwrap();
+            std::fs::write(pgdata.join("precious.txt"), "keep").unwrap();
+        })),
+        ..Args::default()
+    });
+    let mut status = serde_json::Value::Null;
+    for _ in 0..200 {
+        if let Ok((200, body)) = ctl.try_request("GET", "/status", "", None).await {
+            status = serde_json::from_str(&body).unwrap();
+            if status["status"] == "failed" {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(status["status"], "failed", "{}", ctl.log());
+    assert!(
+        status["error"].as_str().unwrap().contains("no PG_VERSION"),
+        "{status}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ctl.pgdata.join("precious.txt")).unwrap(),
+        "keep"
+    );
+    assert_eq!(ctl.wait_exit(Duration::from_secs(20)).await.code(), Some(1));
+}
+
+fn token(pem: &str, claims: serde_json::Value) -> String {
+    let key = EncodingKey::from_ed_pem(fixture(pem).as_bytes()).unwrap();
+    jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &key).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jwt_accepted_rejected_and_wrong_compute() {
+    let jwks: serde_json::Value = serde_json::from_str(&fixture("jwks.json")).unwrap();
+    let config = json!({"spec": spec(&[], &[], "4MB"), "compute_ctl_config": {"jwks": jwks}});
+    let mut ctl = Ctl::start(Args {
+        extra: vec![
+            "-c".into(),
+            "{dir}/config.json".into(),
+            "-i".into(),
+            "compute-1".into(),
+        ],
+        files: vec![("config.json".into(), config.to_string())],
+        ..Args::default()
+    });
+    // /metrics is never authenticated: wait through it.
+    for _ in 0..600 {
+        let text = ctl
+            .try_request("GET", "/metrics", "", None)
+            .await
+            .map(|r| r.1)
+            .unwrap_or_default();
+        if text.contains(r#"status="running"} 1"#) {
+            break;
+        }
+        assert!(ctl.child.try_wait().unwrap().is_none(), "{}", ctl.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let good = token("ed25519.pem", json!({"compute_id": "compute-1"}));
+    let (code, body) = ctl.request("GET", "/status", "", Some(&good)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"],
+        "running"
+    );
+    assert_eq!(ctl.request("GET", "/status", "", None).await.0, 400);
+    assert_eq!(
+        ctl.request("GET", "/status", "", Some("garbage")).await.0,
+        400
+    );
+    let forged = token("ed25519-other.pem", json!({"compute_id": "compute-1"}));
+    assert_eq!(
+        ctl.request("GET", "/status", "", Some(&forged)).await.0,
+        401
+    );
+    let other = token("ed25519.pem", json!({"compute_id": "compute-2"}));
+    assert_eq!(ctl.request("GET", "/status", "", Some(&other)).await.0, 403);
+    let admin = token(
+        "ed25519.pem",
+        json!({"scope": "compute_ctl:admin", "aud": ["compute"]}),
+    );
+    assert_eq!(
+        ctl.request("GET", "/metrics.json", "", Some(&admin))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        ctl.request("POST", "/terminate", "", Some(&other)).await.0,
+        403
+    );
+    let (code, body) = ctl.request("GET", "/status", "", Some(&good)).await;
+    assert_eq!(code, 200);
+    assert!(
+        body.contains(r#""status":"running""#),
+        "refused requests change nothing: {body}"
+    );
+}
+
+fn storage_spec(pageserver: &str, safekeeper: &str, token: &str) -> String {
+    json!({
+        "safekeeper_connstrings": [safekeeper],
+        "format_version": 1.0,
+        "tenant_id": "b0554b632bd4d547a63b86c3630317e8",
+        "timeline_id": "a1c33a4e8f0e4b3c9f5d2e7f3a9b1c2d",
+        "pageserver_connstring": pageserver,
+        "storage_auth_token": token,
+        "cluster": {
+            "roles": [{"name": "dora", "encrypted_password": null, "options": null}],
+            "databases": [],
+            "settings": [{"name": "listen_addresses", "value": "127.0.0.1", "vartype": "string"}]
+        }
+    })
+    .to_string()
+}
+
+/// A safekeeper whose commit and flush LSNs agree: the fast path gives the LSN.
+async fn safekeeper(token: Option<&str>) -> neon_test_servers::TestSafekeeper {
+    let mut config = neon_test_servers::SafekeeperConfig::new(
+        "b0554b632bd4d547a63b86c3630317e8".parse().unwrap(),
+        "a1c33a4e8f0e4b3c9f5d2e7f3a9b1c2d".parse().unwrap(),
+        "0/16B3748".parse().unwrap(),
+    );
+    config.token = token.map(str::to_owned);
+    neon_test_servers::TestSafekeeper::start(config)
+        .await
+        .unwrap()
+}
+
+async fn pageserver(fault: Option<neon_test_servers::Fault>) -> neon_test_servers::TestPageserver {
+    let source = tokio::task::spawn_blocking(|| {
+        neon_test_servers::fixture::filled_pgdata("compute-ctl-tests")
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let mut config = neon_test_servers::PageserverConfig::new(
+        source,
+        "b0554b632bd4d547a63b86c3630317e8".parse().unwrap(),
+        "a1c33a4e8f0e4b3c9f5d2e7f3a9b1c2d".parse().unwrap(),
+    );
+    config.token = Some("storage-token".into());
+    config.fault = fault;
+    neon_test_servers::TestPageserver::start(config)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_mode_starts_from_the_pageserver_basebackup() {
+    let ps = pageserver(None).await;
+    let sk = safekeeper(Some("storage-token")).await;
+    let mut ctl = Ctl::start(Args {
+        extra: vec![
+            "-s".into(),
+            storage_spec(&ps.connstr(), &sk.addr(), "storage-token"),
+        ],
+        ..Args::default()
+    });
+    let status = ctl.wait_status("running").await;
+    assert_eq!(status["tenant"], "b0554b632bd4d547a63b86c3630317e8");
+    assert_eq!(status["timeline"], "a1c33a4e8f0e4b3c9f5d2e7f3a9b1c2d");
+    let metrics = ctl.get_json("/metrics.json").await;
+    assert!(
+        metrics["basebackup_bytes"].as_u64().unwrap() > 0,
+        "{metrics}"
+    );
+    assert!(
+        metrics["pageserver_connect_micros"].as_u64().unwrap() > 0,
+        "{metrics}"
+    );
+    let client = ctl.pg("postgres").await;
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM fixture", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1000);
+    assert!(role_names(&ctl).await.contains(&"dora".to_owned()));
+    let conf = std::fs::read_to_string(ctl.pgdata.join("postgresql.conf")).unwrap();
+    assert!(conf.contains("neon.tenant_id"), "{conf}");
+    let hba = std::fs::read_to_string(ctl.pgdata.join("pg_hba.conf")).unwrap();
+    assert!(hba.contains(pg_config::HBA_ACCESS_LINE), "{hba}");
+    // The token reaches postgres in its environment, not through compute_ctl's.
+    let environ = std::fs::read(format!("/proc/{}/environ", ctl.postmaster_pid())).unwrap();
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|v| v == b"NEON_AUTH_TOKEN=storage-token")
+    );
+    assert!(
+        !ctl.log().contains("storage-token"),
+        "the token is never logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pageserver_fault_fails_the_compute_with_the_error() {
+    let ps = pageserver(Some(neon_test_servers::Fault::DotDot)).await;
+    let sk = safekeeper(Some("storage-token")).await;
+    let mut ctl = Ctl::start(Args {
+        extra: vec![
+            "-s".into(),
+            storage_spec(&ps.connstr(), &sk.addr(), "storage-token"),
+            "--linger".into(),
+            "1s".into(),
+        ],
+        ..Args::default()
+    });
+    let mut status = serde_json::Value::Null;
+    for _ in 0..600 {
+        if let Ok((200, body)) = ctl.try_request("GET", "/status", "", None).await {
+            status = serde_json::from_str(&body).unwrap();
+            if status["status"] == "failed" {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status["status"], "failed", "{}", ctl.log());
+    let error = status["error"].as_str().unwrap();
+    assert!(error.contains("fetch basebackup"), "{error}");
+    assert_eq!(ctl.wait_exit(Duration::from_secs(20)).await.code(), Some(1));
+
+    // A wrong token is refused by the pageserver: failed too, with the reason.
+    let ps = pageserver(None).await;
+    let sk = safekeeper(None).await;
+    let ctl = Ctl::start(Args {
+        extra: vec![
+            "-s".into(),
+            storage_spec(&ps.connstr(), &sk.addr(), "wrong"),
+        ],
+        ..Args::default()
+    });
+    for _ in 0..600 {
+        if let Ok((200, body)) = ctl.try_request("GET", "/status", "", None).await {
+            status = serde_json::from_str(&body).unwrap();
+            if status["status"] == "failed" {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status["status"], "failed", "{}", ctl.log());
+    assert!(
+        status["error"].as_str().unwrap().contains("authentication"),
+        "{status}"
+    );
+}
+
+/// A `-b` directory whose `postgres` hangs in `--sync-safekeepers` (recording its pid) and is
+/// the real postgres otherwise; `initdb` and `pg_ctl` are the real ones.
+fn hanging_sync_bindir(dir: &std::path::Path) -> std::path::PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let real = test_postgres::pg_bin_dir();
+    for tool in ["initdb", "pg_ctl"] {
+        std::os::unix::fs::symlink(real.join(tool), bin.join(tool)).unwrap();
+    }
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = --sync-safekeepers ]; then echo $$ > {}/sync.pid; exec sleep 600; fi\nexec {} \"$@\"\n",
+        dir.display(),
+        real.join("postgres").display()
+    );
+    std::fs::write(bin.join("postgres"), script).unwrap();
+    std::fs::set_permissions(
+        bin.join("postgres"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    test_postgres::chown_to_pg_user(dir).unwrap();
+    bin.join("postgres")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_sync_safekeepers_kills_the_child() {
+    let ps = pageserver(None).await;
+    // commit != flush: the fast path does not apply, the full sync runs (and hangs).
+    let mut config = neon_test_servers::SafekeeperConfig::new(
+        "b0554b632bd4d547a63b86c3630317e8".parse().unwrap(),
+        "a1c33a4e8f0e4b3c9f5d2e7f3a9b1c2d".parse().unwrap(),
+        "0/16B3748".parse().unwrap(),
+    );
+    config.commit_lsn = "0/16B0000".parse().unwrap();
+    let sk = neon_test_servers::TestSafekeeper::start(config)
+        .await
+        .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let pgbin = hanging_sync_bindir(scratch.path());
+    let mut ctl = Ctl::start(Args {
+        extra: vec![
+            "-s".into(),
+            storage_spec(&ps.connstr(), &sk.addr(), "storage-token"),
+            "-b".into(),
+            pgbin.display().to_string(),
+        ],
+        ..Args::default()
+    });
+    let pidfile = scratch.path().join("sync.pid");
+    let mut sync_pid = None;
+    for _ in 0..400 {
+        if let Some(pid) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
+            sync_pid = Some(pid);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let sync_pid = sync_pid.unwrap_or_else(|| panic!("sync-safekeepers never ran:\n{}", ctl.log()));
+    assert!(std::path::Path::new(&format!("/proc/{sync_pid}")).exists());
+    assert_eq!(ctl.get_json("/status").await["status"], "init");
+
+    nix::sys::signal::kill(ctl.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let exit = ctl.wait_exit(Duration::from_secs(20)).await;
+    assert_eq!(exit.code(), Some(0), "{}", ctl.log());
+    // The child is gone (reaped, not a zombie left to init).
+    let alive = std::fs::read_to_string(format!("/proc/{sync_pid}/stat")).ok();
+    assert!(
+        alive.is_none(),
+        "sync-safekeepers child survived: {alive:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn second_signal_escalates_to_immediate_shutdown() {
+    let spec = spec(&[], &[], "4MB").to_string();
+    let mut ctl = Ctl::start(Args {
+        extra: vec!["-s".into(), spec],
+        ..Args::default()
+    });
+    ctl.wait_status("running").await;
+    // A stopped postmaster cannot finish the fast shutdown before the second signal.
+    let postmaster = nix::unistd::Pid::from_raw(ctl.postmaster_pid());
+    nix::sys::signal::kill(postmaster, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    nix::sys::signal::kill(ctl.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    for _ in 0..400 {
+        if ctl.log().contains("signal=SIGINT") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(ctl.log().contains("signal=SIGINT"), "{}", ctl.log());
+    nix::sys::signal::kill(ctl.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    for _ in 0..400 {
+        if ctl.log().contains("signal=SIGQUIT") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    nix::sys::signal::kill(postmaster, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let exit = ctl.wait_exit(Duration::from_secs(20)).await;
+    let log = ctl.log();
+    assert!(log.contains("mode=Immediate signals=2"), "{log}");
+    assert!(log.contains("signal=SIGQUIT"), "{log}");
+    assert!(exit.code().is_some(), "{log}");
+    assert!(processes_mentioning(&ctl.pgdata.display().to_string()).is_empty());
+}
+
+/// A control plane answering the spec request with `answer`, recording the Authorization
+/// header it got.
+async fn control_plane(
+    answer: serde_json::Value,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = seen.clone();
+    let router = axum::Router::new().route(
+        "/compute/api/v2/computes/{id}/spec",
+        axum::routing::get(
+            move |axum::extract::Path(id): axum::extract::Path<String>,
+                  headers: axum::http::HeaderMap| {
+                let recorded = recorded.clone();
+                let answer = answer.clone();
+                async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    recorded.lock().unwrap().push(format!("{id} {auth}"));
+                    axum::Json(answer)
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (port, seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spec_from_the_control_plane_empty_then_attached() {
+    // The token is given to the child only (Args::env), never set in this process.
+    let (port, seen) = control_plane(
+        json!({"status": "empty", "spec": null, "compute_ctl_config": {"jwks": {"keys": []}}}),
+    )
+    .await;
+    let mut ctl = Ctl::start(Args {
+        extra: vec![
+            "-p".into(),
+            format!("http://127.0.0.1:{port}"),
+            "-i".into(),
+            "compute-7".into(),
+        ],
+        env: vec![("NEON_CONTROL_PLANE_TOKEN".into(), "cp-token".into())],
+        ..Args::default()
+    });
+    ctl.wait_status("empty").await;
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        ["compute-7 Bearer cp-token"]
+    );
+
+    let (port, _) = control_plane(json!({"status": "attached", "spec": spec(&["erin"], &[], "4MB"), "compute_ctl_config": {"jwks": {"keys": []}}})).await;
+    let mut ctl = Ctl::start(Args {
+        extra: vec![
+            "-p".into(),
+            format!("http://127.0.0.1:{port}"),
+            "-i".into(),
+            "compute-8".into(),
+        ],
+        ..Args::default()
+    });
+    ctl.wait_status("running").await;
+    assert!(role_names(&ctl).await.contains(&"erin".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_refusing_to_start_fails_with_its_message() {
+    let mut bad = spec(&[], &[], "4MB");
+    bad["cluster"]["settings"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "shared_buffers", "value": "lots", "vartype": "string"}));
+    let mut ctl = Ctl::start(Args {
+        extra: vec!["-s".into(), bad.to_string()],
+        ..Args::default()
+    });
+    let mut status = serde_json::Value::Null;
+    for _ in 0..600 {
+        if let Ok((200, body)) = ctl.try_request("GET", "/status", "", None).await {
+            status = serde_json::from_str(&body).unwrap();
+            if status["status"] == "failed" {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let error = status["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("start postgres") && error.contains("shared_buffers"),
+        "{status}\n{}",
+        ctl.log()
+    );
+    assert_eq!(ctl.wait_exit(Duration::from_secs(20)).await.code(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vm_informant_is_started_and_stopped_at_shutdown() {
+    let scratch = tempfile::tempdir().unwrap();
+    let informant = scratch.path().join("vm-informant");
+    let pidfile = scratch.path().join("informant.pid");
+    std::fs::write(
+        &informant,
+        format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 600\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &informant,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut ctl = Ctl::start(Args {
+        extra: vec!["--vm-informant".into(), informant.display().to_string()],
+        ..Args::default()
+    });
+    ctl.wait_status("empty").await;
+    let mut pid = None;
+    for _ in 0..200 {
+        pid = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok());
+        if pid.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = pid.unwrap_or_else(|| panic!("vm-informant not started:\n{}", ctl.log()));
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    let (code, _) = ctl.request("POST", "/terminate", "", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(ctl.wait_exit(Duration::from_secs(20)).await.code(), Some(0));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}/stat")).exists(),
+        "vm-informant survived"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_startup_stops_everything_started() {
+    let spec = spec(&["frank"], &[], "4MB").to_string();
+    let mut ctl = Ctl::start(Args {
+        extra: vec!["-s".into(), spec],
+        ..Args::default()
+    });
+    for _ in 0..500 {
+        if ctl.log().contains("to=\"init\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    nix::sys::signal::kill(ctl.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let exit = ctl.wait_exit(Duration::from_secs(15)).await;
+    assert_eq!(exit.code(), Some(0), "{}", ctl.log());
+    let pgdata = ctl.pgdata.display().to_string();
+    let mut left = processes_mentioning(&pgdata);
+    for _ in 0..50 {
+        if left.is_empty() {
+            break;
+        }
+        // Backends notice the postmaster's exit on their own; give them a moment.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        left = processes_mentioning(&pgdata);
+    }
+    assert!(left.is_empty(), "processes left: {left:?}\n{}", ctl.log());
+    assert!(ctl.log().contains("startup interrupted"), "{}", ctl.log());
+}

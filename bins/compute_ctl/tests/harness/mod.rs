@@ -1,0 +1,286 @@
+//! Test harness: runs the real `compute_ctl` binary on a temporary data directory, free ports
+//! on 127.0.0.1 and the real PostgreSQL 15, and talks to its HTTP API.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+
+/// A running compute_ctl. SIGTERM, then SIGKILL, on drop.
+pub(crate) struct Ctl {
+    pub(crate) child: Child,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) pgdata: PathBuf,
+    pub(crate) pg_port: u16,
+    pub(crate) http_port: u16,
+    pub(crate) exited: Option<ExitStatus>,
+}
+
+/// Prepares the data directory before the start.
+pub(crate) type PgdataSetup = Box<dyn FnOnce(&Path)>;
+
+/// Arguments beyond the ones every run gets.
+#[derive(Default)]
+pub(crate) struct Args {
+    pub(crate) extra: Vec<String>,
+    /// Files to create in the temporary directory first: (name, contents).
+    pub(crate) files: Vec<(String, String)>,
+    /// Prepare the data directory before the start.
+    pub(crate) pgdata_setup: Option<PgdataSetup>,
+    /// Environment variables for compute_ctl.
+    pub(crate) env: Vec<(String, String)>,
+}
+
+pub(crate) fn repo_file(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative)
+}
+
+pub(crate) fn fixture(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+    )
+    .unwrap()
+}
+
+impl Ctl {
+    pub(crate) fn start(args: Args) -> Ctl {
+        let dir = tempfile::Builder::new()
+            .prefix("compute-ctl-test-")
+            .tempdir()
+            .unwrap();
+        test_postgres::chown_to_pg_user(dir.path()).unwrap();
+        let pgdata = dir.path().join("pgdata");
+        for (name, contents) in &args.files {
+            std::fs::write(dir.path().join(name), contents).unwrap();
+        }
+        if let Some(setup) = args.pgdata_setup {
+            setup(&pgdata);
+        }
+        let pg_port = test_postgres::free_port();
+        let http_port = test_postgres::free_port();
+        // The internal API is not used by the tests: an ephemeral port cannot collide.
+        let internal_port = 0;
+        let log = std::fs::File::create(dir.path().join("compute_ctl.log")).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_compute_ctl"));
+        cmd.arg("-D")
+            .arg(&pgdata)
+            .arg("-C")
+            .arg(format!(
+                "postgresql://cloud_admin@127.0.0.1:{pg_port}/postgres"
+            ))
+            .args(if args.extra.iter().any(|a| a == "-b") {
+                Vec::new()
+            } else {
+                vec![
+                    "-b".to_owned(),
+                    test_postgres::pg_bin_dir()
+                        .join("postgres")
+                        .display()
+                        .to_string(),
+                ]
+            })
+            .args(["--http-bind", "127.0.0.1"])
+            .args(if args.extra.iter().any(|a| a == "--vm-informant") {
+                &[][..]
+            } else {
+                &["--vm-informant", "/nonexistent/vm-informant"][..]
+            })
+            .args(if args.extra.iter().any(|a| a == "--linger") {
+                &[][..]
+            } else {
+                &["--linger", "300ms"][..]
+            })
+            .arg("--external-http-port")
+            .arg(http_port.to_string())
+            .arg("--internal-http-port")
+            .arg(internal_port.to_string())
+            .args(
+                args.extra
+                    .iter()
+                    .map(|a| a.replace("{dir}", &dir.path().display().to_string())),
+            )
+            .envs(args.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let child = cmd.spawn().unwrap();
+        Ctl {
+            child,
+            dir,
+            pgdata,
+            pg_port,
+            http_port,
+            exited: None,
+        }
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("compute_ctl.log")).unwrap_or_default()
+    }
+
+    pub(crate) fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.id() as i32)
+    }
+
+    pub(crate) async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+        token: Option<&str>,
+    ) -> (u16, String) {
+        self.try_request(method, path, body, token)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log()))
+    }
+
+    /// Like `request`, but a connection failure is an `Err` (the server may not listen yet).
+    pub(crate) async fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+        token: Option<&str>,
+    ) -> Result<(u16, String), String> {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>();
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://127.0.0.1:{}{path}", self.http_port));
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(60), client.request(req))
+            .await
+            .expect("HTTP request timed out")
+            .map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    pub(crate) async fn get_json(&self, path: &str) -> serde_json::Value {
+        let (code, body) = self.request("GET", path, "", None).await;
+        assert_eq!(code, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Polls `/status` until its status is `want` (panics on `failed` unless wanted).
+    pub(crate) async fn wait_status(&mut self, want: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "compute_ctl exited ({status}) before {want}:\n{}",
+                    self.log()
+                );
+            }
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<Full<Bytes>>();
+            let uri = format!("http://127.0.0.1:{}/status", self.http_port);
+            if let Ok(resp) = client.get(uri.parse().unwrap()).await {
+                let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+                if let Ok(json) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                    if json["status"] == want {
+                        return json;
+                    }
+                    if json["status"] == "failed" {
+                        panic!(
+                            "compute failed while waiting for {want}: {json}\n{}",
+                            self.log()
+                        );
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {want} status in time:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for the process to exit.
+    pub(crate) async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                self.exited = Some(status);
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "compute_ctl did not exit in {limit:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub(crate) async fn pg(&self, db: &str) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(
+            &format!(
+                "host=127.0.0.1 port={} user=cloud_admin dbname={db}",
+                self.pg_port
+            ),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}\n{}", self.log()));
+        tokio::spawn(conn);
+        client
+    }
+
+    pub(crate) fn postmaster_pid(&self) -> i32 {
+        let text = std::fs::read_to_string(self.pgdata.join("postmaster.pid")).unwrap();
+        text.lines().next().unwrap().trim().parse().unwrap()
+    }
+}
+
+/// Processes whose command line mentions `needle` (e.g. a data directory).
+pub(crate) fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.contains(needle) {
+            found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
+impl Drop for Ctl {
+    fn drop(&mut self) {
+        if self.exited.is_none() && matches!(self.child.try_wait(), Ok(None)) {
+            let _ = nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

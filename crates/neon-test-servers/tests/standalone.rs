@@ -1,0 +1,134 @@
+//! The test servers as standalone processes, as a compute_ctl started by hand would use them.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use compute_spec::ComputeMode;
+use neon_clients::{
+    BasebackupConfig, BasebackupRequest, Compression, check_safekeepers_synced, fetch_basebackup,
+};
+use tokio_util::sync::CancellationToken;
+
+const TENANT: &str = "b0554b632bd4d547a63b86c3630317e8";
+const TIMELINE: &str = "a1c33a4e8f0e4b3c9f5d2e7f3a9b1c2d";
+
+/// A child process killed and reaped on drop.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(program: &str, args: &[String]) -> (Process, u16) {
+    let port = test_postgres::free_port();
+    let child = Command::new(program)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let process = Process(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{program} did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (process, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_pageserver_and_safekeeper_serve_the_clients() {
+    let source = neon_test_servers::fixture::filled_pgdata("standalone").unwrap();
+    let ids = [
+        "--tenant".to_owned(),
+        TENANT.to_owned(),
+        "--timeline".to_owned(),
+        TIMELINE.to_owned(),
+    ];
+    let mut args = ids.to_vec();
+    args.extend([
+        "--pgdata-source".into(),
+        source.display().to_string(),
+        "--token".into(),
+        "tok".into(),
+    ]);
+    let (_pageserver, ps_port) = spawn(env!("CARGO_BIN_EXE_test-pageserver"), &args);
+    let mut args = ids.to_vec();
+    args.extend([
+        "--flush-lsn".into(),
+        "0/3000000".into(),
+        "--commit-lsn".into(),
+        "0/3000000".into(),
+    ]);
+    let (_safekeeper, sk_port) = spawn(env!("CARGO_BIN_EXE_test-safekeeper"), &args);
+
+    let lsn = check_safekeepers_synced(&neon_clients::FastPathConfig {
+        safekeepers: vec![format!("127.0.0.1:{sk_port}")],
+        tenant_id: TENANT.parse().unwrap(),
+        timeline_id: TIMELINE.parse().unwrap(),
+        auth_token: None,
+        timeout: Duration::from_secs(2),
+    })
+    .await;
+    assert_eq!(lsn, Some("0/3000000".parse().unwrap()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let stats = fetch_basebackup(
+        &format!("host=127.0.0.1 port={ps_port} user=no_user"),
+        Some("tok"),
+        &BasebackupRequest {
+            tenant_id: TENANT.parse().unwrap(),
+            timeline_id: TIMELINE.parse().unwrap(),
+            lsn: "0/3000000".parse().unwrap(),
+            mode: ComputeMode::Primary,
+            gzip: true,
+        },
+        dir.path(),
+        &BasebackupConfig::default(),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stats.compression, Compression::Gzip);
+    assert!(dir.path().join("global/pg_control").is_file());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("PG_VERSION"))
+            .unwrap()
+            .trim(),
+        "15"
+    );
+}
+
+#[test]
+fn standin_prints_the_lsn_or_execs_postgres() {
+    let standin = env!("CARGO_BIN_EXE_test-sync-safekeepers");
+    let out = Command::new(standin)
+        .arg("--sync-safekeepers")
+        .env("TEST_SYNC_SK_LSN", "0/16B3748")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0/16B3748\n");
+
+    let out = Command::new(standin)
+        .arg("--sync-safekeepers")
+        .env("TEST_SYNC_SK_FAIL", "FATAL: boom")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FATAL: boom"));
+
+    // Anything else runs the real postgres.
+    let out = Command::new(standin).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("postgres (PostgreSQL) 15"));
+}
