@@ -341,10 +341,11 @@ impl PgBin {
                 .gucs
                 .iter()
                 .find(|g| g.name.eq_ignore_ascii_case(&s.name))
+                && let Some(expected) = spec_vartype(&desc.vartype)
+                && expected != s.vartype
+                && !(expected == "enum" && s.vartype == "string")
             {
-                if let Some(expected) = spec_vartype(&desc.vartype) {
-                    if expected != s.vartype && !(expected == "enum" && s.vartype == "string") {
-                        out.push(Diagnostic::new(
+                out.push(Diagnostic::new(
                             codes::PG_VARTYPE_MISMATCH,
                             Severity::Warning,
                             format!("{at}/vartype"),
@@ -353,8 +354,6 @@ impl PgBin {
                                 s.name, desc.vartype, expected, s.vartype
                             ),
                         ));
-                    }
-                }
             }
             if s.name.eq_ignore_ascii_case("shared_preload_libraries") {
                 self.check_libraries(value, &format!("{at}/value"), &mut out);

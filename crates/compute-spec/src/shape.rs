@@ -209,15 +209,15 @@ pub(crate) struct ShapeWalk<'d> {
 impl ShapeWalk<'_> {
     /// The wrapper `{spec, compute_ctl_config}`.
     pub(crate) fn wrapper(&mut self, value: &Value) {
-        if self.object(value, "", "document", WRAPPER_FIELDS) {
-            if let Some(config) = value.get("compute_ctl_config") {
-                self.object(
-                    config,
-                    "/compute_ctl_config",
-                    "compute_ctl_config",
-                    CTL_CONFIG_FIELDS,
-                );
-            }
+        if self.object(value, "", "document", WRAPPER_FIELDS)
+            && let Some(config) = value.get("compute_ctl_config")
+        {
+            self.object(
+                config,
+                "/compute_ctl_config",
+                "compute_ctl_config",
+                CTL_CONFIG_FIELDS,
+            );
         }
     }
 
@@ -336,15 +336,15 @@ impl ShapeWalk<'_> {
         for (key, field_value) in map {
             match fields.iter().find(|f| f.name == key) {
                 Some(field) => {
-                    if let (true, Check::Type(check)) = (self.check_types, field.check) {
-                        if let Err((below, message)) = check(field_value) {
-                            self.diagnostics.push(Diagnostic::new(
-                                type_error_code(field.name, &message),
-                                Severity::Error,
-                                format!("{pointer}/{}{below}", escape_pointer(key)),
-                                message,
-                            ));
-                        }
+                    if let (true, Check::Type(check)) = (self.check_types, field.check)
+                        && let Err((below, message)) = check(field_value)
+                    {
+                        self.diagnostics.push(Diagnostic::new(
+                            type_error_code(field.name, &message),
+                            Severity::Error,
+                            format!("{pointer}/{}{below}", escape_pointer(key)),
+                            message,
+                        ));
                     }
                 }
                 None => self

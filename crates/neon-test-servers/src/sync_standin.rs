@@ -101,10 +101,10 @@ impl StandinConfig {
             };
             return Action::Exec(postgres);
         }
-        if let Some(expected) = self.get("expect_token") {
-            if token != Some(expected) {
-                return Action::Fail("FATAL: NEON_AUTH_TOKEN is not the expected token".into());
-            }
+        if let Some(expected) = self.get("expect_token")
+            && token != Some(expected)
+        {
+            return Action::Fail("FATAL: NEON_AUTH_TOKEN is not the expected token".into());
         }
         if let Some(message) = self.get("fail") {
             return Action::Fail(message.to_owned());

@@ -32,17 +32,17 @@ pub fn write_pgdata_tar<W: Write>(
     let mut paths = Vec::new();
     collect(source, Path::new(""), &mut paths)?;
     for (index, relative) in paths.iter().enumerate() {
-        if index == 10 {
-            if let Some(entry) = hostile {
-                append_hostile(&mut builder, entry)?;
-            }
+        if index == 10
+            && let Some(entry) = hostile
+        {
+            append_hostile(&mut builder, entry)?;
         }
         builder.append_path_with_name(source.join(relative), relative)?;
     }
-    if paths.len() <= 10 {
-        if let Some(entry) = hostile {
-            append_hostile(&mut builder, entry)?;
-        }
+    if paths.len() <= 10
+        && let Some(entry) = hostile
+    {
+        append_hostile(&mut builder, entry)?;
     }
     builder.into_inner()
 }

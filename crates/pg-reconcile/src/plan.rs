@@ -275,7 +275,7 @@ fn stored_password(value: &str) -> Option<String> {
     // base64 everywhere, 32-byte keys.
     let b64 = |s: &str| {
         !s.is_empty()
-            && s.len() % 4 == 0
+            && s.len().is_multiple_of(4)
             && s.trim_end_matches('=').len() + 2 >= s.len()
             && s.trim_end_matches('=')
                 .bytes()
@@ -359,14 +359,14 @@ fn attribute_clauses(
         clauses.push(format!("CONNECTION LIMIT {}", attrs.connection_limit));
         differs.push("connection limit");
     }
-    if let Some(v) = attrs.valid_until {
-        if current.and_then(|c| c.valid_until) != Some(v) {
-            clauses.push(format!(
-                "VALID UNTIL {}",
-                quote_literal(&render_valid_until(v))
-            ));
-            differs.push("valid until");
-        }
+    if let Some(v) = attrs.valid_until
+        && current.and_then(|c| c.valid_until) != Some(v)
+    {
+        clauses.push(format!(
+            "VALID UNTIL {}",
+            quote_literal(&render_valid_until(v))
+        ));
+        differs.push("valid until");
     }
     (clauses, differs)
 }

@@ -71,14 +71,13 @@ pub(super) fn check_storage(r: &mut Rules<'_>, spec: &ComputeSpec) {
     if let (Some(top), Some((i, guc))) = (
         spec.pageserver_connstring.as_deref(),
         setting(spec, "neon.pageserver_connstring"),
-    ) {
-        if top.trim() != guc.trim() {
-            r.error(
-                codes::CONFLICTING_STORAGE_SETTING,
-                &format!("/cluster/settings/{i}/value"),
-                "neon.pageserver_connstring differs from pageserver_connstring".to_owned(),
-            );
-        }
+    ) && top.trim() != guc.trim()
+    {
+        r.error(
+            codes::CONFLICTING_STORAGE_SETTING,
+            &format!("/cluster/settings/{i}/value"),
+            "neon.pageserver_connstring differs from pageserver_connstring".to_owned(),
+        );
     }
     if let Some(info) = &spec.pageserver_connection_info {
         check_connection_info(r, info);
@@ -117,14 +116,13 @@ pub(super) fn check_storage(r: &mut Rules<'_>, spec: &ComputeSpec) {
         }
     }
     if let (Some(top), Some((i, guc))) = (spec.shard_stripe_size, setting(spec, "neon.stripe_size"))
+        && guc.trim().parse::<u32>().ok() != Some(top)
     {
-        if guc.trim().parse::<u32>().ok() != Some(top) {
-            r.error(
-                codes::CONFLICTING_STORAGE_SETTING,
-                &format!("/cluster/settings/{i}/value"),
-                format!("neon.stripe_size is {guc:?}, but shard_stripe_size is {top}"),
-            );
-        }
+        r.error(
+            codes::CONFLICTING_STORAGE_SETTING,
+            &format!("/cluster/settings/{i}/value"),
+            format!("neon.stripe_size is {guc:?}, but shard_stripe_size is {top}"),
+        );
     }
 
     // Safekeepers: duplicates, and conflicts between the list and the GUC.
@@ -149,14 +147,14 @@ pub(super) fn check_storage(r: &mut Rules<'_>, spec: &ComputeSpec) {
                 );
             }
         }
-        if let Some((i, value)) = guc {
-            if guc_list(value) != spec.safekeeper_connstrings {
-                r.error(
-                    codes::CONFLICTING_STORAGE_SETTING,
-                    &format!("/cluster/settings/{i}/value"),
-                    "neon.safekeepers differs from safekeeper_connstrings".to_owned(),
-                );
-            }
+        if let Some((i, value)) = guc
+            && guc_list(value) != spec.safekeeper_connstrings
+        {
+            r.error(
+                codes::CONFLICTING_STORAGE_SETTING,
+                &format!("/cluster/settings/{i}/value"),
+                "neon.safekeepers differs from safekeeper_connstrings".to_owned(),
+            );
         }
     } else if let Some((i, value)) = guc.filter(|_| spec.mode.is_primary()) {
         let mut seen = HashSet::new();
@@ -180,21 +178,22 @@ pub(super) fn check_storage(r: &mut Rules<'_>, spec: &ComputeSpec) {
             "a Primary with a pageserver needs safekeepers: set safekeeper_connstrings or the neon.safekeepers setting".to_owned(),
         );
     }
-    if let Some(ps) = &storage.pageserver {
-        if ps.shard_count > 1 && ps.stripe_size.is_none() {
-            r.error(
-                codes::MISSING_STRIPE_SIZE,
-                if spec.pageserver_connection_info.is_some() {
-                    "/pageserver_connection_info"
-                } else {
-                    ""
-                },
-                format!(
-                    "{} pageserver shards need a stripe size (shard_stripe_size or neon.stripe_size)",
-                    ps.shard_count
-                ),
-            );
-        }
+    if let Some(ps) = &storage.pageserver
+        && ps.shard_count > 1
+        && ps.stripe_size.is_none()
+    {
+        r.error(
+            codes::MISSING_STRIPE_SIZE,
+            if spec.pageserver_connection_info.is_some() {
+                "/pageserver_connection_info"
+            } else {
+                ""
+            },
+            format!(
+                "{} pageserver shards need a stripe size (shard_stripe_size or neon.stripe_size)",
+                ps.shard_count
+            ),
+        );
     }
 }
 
