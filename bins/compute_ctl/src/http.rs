@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use compute_spec::{ComputeStatus, ValidatedSpec};
+use compute_spec::ComputeStatus;
 use serde::Serialize;
 use serde_json::json;
 
@@ -212,7 +212,8 @@ async fn metrics(State(state): State<HttpState>) -> Response {
 }
 
 async fn configure(State(state): State<HttpState>, body: String) -> Response {
-    let spec = match ValidatedSpec::from_json(&body) {
+    let options = crate::spec_source::validation_options(&state.opts);
+    let spec = match crate::spec_source::accept_json(&body, &options) {
         Ok(spec) => spec,
         Err(report) => {
             return (

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use compute_spec::{
-    ComputeCtlConfig, ControlPlaneComputeStatus, ControlPlaneConfigResponse, ValidatedSpec,
+    ComputeCtlConfig, ComputeSpec, ControlPlaneComputeStatus, ControlPlaneConfigResponse,
+    ValidatedSpec, ValidationOptions, ValidationReport,
 };
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
@@ -21,8 +22,55 @@ pub struct Loaded {
     pub ctl: ComputeCtlConfig,
 }
 
+/// The validation options of this compute: the default provided roles plus the user of
+/// `--connstr` and the privileged role, which compute_ctl itself provides.
+pub fn validation_options(opts: &Options) -> ValidationOptions {
+    let mut options = ValidationOptions::default();
+    if let Some(user) = opts.pg_config.get_user() {
+        options = options.with_provided_role(user);
+    }
+    options.with_provided_role(&opts.privileged_role_name)
+}
+
+/// How compute_ctl accepts a spec document (either shape): compute-spec's rules plus the
+/// reconciler's option allow-list (`pg_reconcile::option_diagnostics`), so that a spec it
+/// would refuse half-way through a start is refused before anything changes. Every finding is
+/// located.
+pub fn accept_json(
+    text: &str,
+    options: &ValidationOptions,
+) -> Result<ValidatedSpec, ValidationReport> {
+    let mut validation = compute_spec::validate_json(text, options);
+    if let Some(spec) = &validation.spec {
+        let extra = pg_reconcile::option_diagnostics(spec, validation.spec_pointer);
+        if !extra.is_empty() {
+            validation.report.diagnostics.extend(extra);
+            compute_spec::locate_diagnostics(text, &mut validation.report.diagnostics);
+        }
+    }
+    validation.into_validated()
+}
+
+/// [`accept_json`] for a spec that arrived already parsed (from the control plane).
+pub fn accept_spec(
+    spec: ComputeSpec,
+    options: &ValidationOptions,
+) -> Result<ValidatedSpec, ValidationReport> {
+    let problems = pg_reconcile::option_diagnostics(&spec, "");
+    if !problems.is_empty() {
+        return Err(ValidationReport {
+            diagnostics: problems,
+        });
+    }
+    ValidatedSpec::from_spec_with(spec, options)
+}
+
 /// Parses a document of either shape: a wrapper with `spec: null` yields no spec.
-pub fn parse_document(text: &str, origin: &str) -> anyhow::Result<Loaded> {
+pub fn parse_document(
+    text: &str,
+    origin: &str,
+    options: &ValidationOptions,
+) -> anyhow::Result<Loaded> {
     let value: serde_json::Value =
         serde_json::from_str(text).with_context(|| format!("parse {origin}"))?;
     let (has_spec, ctl) = match &value {
@@ -37,7 +85,7 @@ pub fn parse_document(text: &str, origin: &str) -> anyhow::Result<Loaded> {
         _ => (true, ComputeCtlConfig::default()),
     };
     let spec = if has_spec {
-        Some(ValidatedSpec::from_json(text).map_err(|report| {
+        Some(accept_json(text, options).map_err(|report| {
             let lines: Vec<String> = report
                 .diagnostics
                 .iter()
@@ -65,17 +113,21 @@ pub fn parse_document(text: &str, origin: &str) -> anyhow::Result<Loaded> {
 /// Loads from the source named on the command line.
 pub async fn load(opts: &Options) -> anyhow::Result<Loaded> {
     match &opts.spec_source {
-        SpecSource::Inline(json) => parse_document(json, "--spec"),
+        SpecSource::Inline(json) => parse_document(json, "--spec", &validation_options(opts)),
         SpecSource::File(path) | SpecSource::ConfigFile(path) => {
             let text = tokio::fs::read_to_string(path)
                 .await
                 .with_context(|| format!("read {}", path.display()))?;
-            parse_document(&text, &path.display().to_string())
+            parse_document(
+                &text,
+                &path.display().to_string(),
+                &validation_options(opts),
+            )
         }
         SpecSource::ControlPlane {
             base_url,
             compute_id,
-        } => fetch_from_control_plane(base_url, compute_id).await,
+        } => fetch_from_control_plane(base_url, compute_id, &validation_options(opts)).await,
         SpecSource::None => Ok(Loaded::default()),
     }
 }
@@ -83,7 +135,11 @@ pub async fn load(opts: &Options) -> anyhow::Result<Loaded> {
 /// `GET {base}/compute/api/v2/computes/{id}/spec` with `Authorization: Bearer
 /// $NEON_CONTROL_PLANE_TOKEN`; 3 attempts 100 ms apart for network errors, bad JSON, 502 and
 /// 503.
-async fn fetch_from_control_plane(base_url: &str, compute_id: &str) -> anyhow::Result<Loaded> {
+async fn fetch_from_control_plane(
+    base_url: &str,
+    compute_id: &str,
+    options: &ValidationOptions,
+) -> anyhow::Result<Loaded> {
     let url = format!(
         "{}/compute/api/v2/computes/{compute_id}/spec",
         base_url.trim_end_matches('/')
@@ -147,7 +203,7 @@ async fn fetch_from_control_plane(base_url: &str, compute_id: &str) -> anyhow::R
                 bail!("control plane says attached but sends no spec")
             }
             (ControlPlaneComputeStatus::Attached, Some(spec)) => {
-                let spec = ValidatedSpec::from_spec(spec)
+                let spec = accept_spec(spec, options)
                     .map_err(|r| anyhow::anyhow!("invalid spec from control plane: {r}"))?;
                 Ok(Loaded {
                     spec: Some(spec),
@@ -163,26 +219,73 @@ async fn fetch_from_control_plane(base_url: &str, compute_id: &str) -> anyhow::R
 mod tests {
     use super::*;
 
+    /// A spec the reconciler would refuse half-way is refused whole, located, in either shape;
+    /// the connstr user and the privileged role count as provided roles.
+    #[test]
+    fn acceptance_includes_the_reconcile_allow_list() {
+        let bare = r#"{"format_version": 1.0, "cluster": {"roles": [
+  {"name": "a", "options": [{"name": "SUPERUSER", "vartype": "bool"}]}],
+  "databases": [{"name": "d", "owner": "web_admin"}]}}"#;
+        let options = ValidationOptions::default().with_provided_role("web_admin");
+        let report = accept_json(bare, &options).unwrap_err();
+        let found: Vec<_> = report
+            .diagnostics
+            .iter()
+            .map(|d| (d.code, d.pointer.as_str(), d.location.map(|l| l.line)))
+            .collect();
+        assert_eq!(
+            found,
+            [(
+                pg_reconcile::OPTION_NOT_ALLOWED,
+                "/cluster/roles/0/options/0",
+                Some(2)
+            )]
+        );
+        let wrapped =
+            format!(r#"{{"spec": {bare}, "compute_ctl_config": {{"jwks": {{"keys": []}}}}}}"#);
+        let report = accept_json(&wrapped, &options).unwrap_err();
+        assert_eq!(
+            report.diagnostics[0].pointer,
+            "/spec/cluster/roles/0/options/0"
+        );
+        // Without the provided role, the owner is unknown too.
+        let report = accept_json(bare, &ValidationOptions::default()).unwrap_err();
+        assert_eq!(report.diagnostics.len(), 2);
+        let spec: ComputeSpec = serde_json::from_str(bare).unwrap();
+        assert!(accept_spec(spec, &options).is_err());
+    }
+
     #[test]
     fn documents_of_both_shapes() {
         let bare = r#"{"format_version":1.0,"cluster":{"roles":[],"databases":[]}}"#;
-        assert!(parse_document(bare, "t").unwrap().spec.is_some());
+        assert!(
+            parse_document(bare, "t", &ValidationOptions::default())
+                .unwrap()
+                .spec
+                .is_some()
+        );
         let empty = r#"{"spec":null,"compute_ctl_config":{"jwks":{"keys":[{"kty":"OKP"}]}}}"#;
-        let loaded = parse_document(empty, "t").unwrap();
+        let loaded = parse_document(empty, "t", &ValidationOptions::default()).unwrap();
         assert!(loaded.spec.is_none());
         assert_eq!(loaded.ctl.jwks.keys.len(), 1);
         let wrapped = format!(r#"{{"spec":{bare},"compute_ctl_config":{{"jwks":{{"keys":[]}}}}}}"#);
-        assert!(parse_document(&wrapped, "t").unwrap().spec.is_some());
+        assert!(
+            parse_document(&wrapped, "t", &ValidationOptions::default())
+                .unwrap()
+                .spec
+                .is_some()
+        );
         let err = parse_document(
             "{\n  \"format_version\": 1.0,\n  \"cluster\": 5\n}",
             "spec.json",
+            &ValidationOptions::default(),
         )
         .unwrap_err();
         assert!(
             format!("{err:#}").contains("invalid spec in spec.json"),
             "{err:#}"
         );
-        let err = parse_document("{", "spec.json").unwrap_err();
+        let err = parse_document("{", "spec.json", &ValidationOptions::default()).unwrap_err();
         assert!(format!("{err:#}").contains("line 1 column 1"), "{err:#}");
     }
 }

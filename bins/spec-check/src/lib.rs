@@ -90,11 +90,6 @@ pub struct FileReport {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Diagnostic code: a role or database option that the reconciler's allow-list refuses.
-pub const OPTION_NOT_ALLOWED: &str = "option-not-allowed";
-/// Diagnostic code: an allowed option whose value the reconciler cannot render.
-pub const BAD_OPTION_VALUE: &str = "bad-option-value";
-
 /// Exit status: no findings.
 pub const EXIT_CLEAN: u8 = 0;
 /// Exit status: findings.
@@ -279,25 +274,9 @@ pub fn check_bytes(
     if let Some(spec) = &validation.spec {
         // What the reconciler would refuse on any cluster: options off its allow-list and
         // values it cannot render. Found here so that no compute starts with them.
-        let problems = pg_reconcile::check_options(spec);
-        if !problems.is_empty() {
-            validation
-                .report
-                .diagnostics
-                .extend(problems.iter().map(|p| {
-                    let code = match p {
-                        pg_reconcile::PlanProblem::UnknownOption { .. } => OPTION_NOT_ALLOWED,
-                        _ => BAD_OPTION_VALUE,
-                    };
-                    let pointer = format!("{}{}", validation.spec_pointer, p.pointer());
-                    let message = p.to_string();
-                    // PlanProblem's text starts with its pointer; the diagnostic shows it apart.
-                    let message = message
-                        .strip_prefix(&format!("{}: ", p.pointer()))
-                        .unwrap_or(&message)
-                        .to_owned();
-                    Diagnostic::new(code, Severity::Error, pointer, message)
-                }));
+        let extra = pg_reconcile::option_diagnostics(spec, validation.spec_pointer);
+        if !extra.is_empty() {
+            validation.report.diagnostics.extend(extra);
             compute_spec::locate_diagnostics(text, &mut validation.report.diagnostics);
         }
     }

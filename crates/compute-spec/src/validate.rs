@@ -267,6 +267,22 @@ pub struct Validation {
     pub report: ValidationReport,
 }
 
+impl Validation {
+    /// The [`ValidatedSpec`] when the document holds a spec and no finding is an error;
+    /// otherwise every finding. Callers may first add findings of their own (e.g. the
+    /// reconciler's option checks) to `report`.
+    pub fn into_validated(self) -> Result<ValidatedSpec, ValidationReport> {
+        match self.spec {
+            Some(spec) if !self.report.has_errors() => Ok(ValidatedSpec {
+                storage: rules::resolve_storage(&spec),
+                spec,
+                warnings: self.report.diagnostics,
+            }),
+            _ => Err(self.report),
+        }
+    }
+}
+
 /// Parses and checks a document in either shape, collecting every diagnostic. This is what
 /// `spec-check` runs; [`ValidatedSpec::from_json_with`] builds on it.
 pub fn validate_json(text: &str, options: &ValidationOptions) -> Validation {
@@ -453,15 +469,7 @@ impl ValidatedSpec {
         text: &str,
         options: &ValidationOptions,
     ) -> Result<ValidatedSpec, ValidationReport> {
-        let validation = validate_json(text, options);
-        match validation.spec {
-            Some(spec) if !validation.report.has_errors() => Ok(ValidatedSpec {
-                storage: rules::resolve_storage(&spec),
-                spec,
-                warnings: validation.report.diagnostics,
-            }),
-            _ => Err(validation.report),
-        }
+        validate_json(text, options).into_validated()
     }
 
     /// Validates an already-parsed spec with default options (pointers relative to the spec;

@@ -430,6 +430,38 @@ pub fn check_options(spec: &compute_spec::ComputeSpec) -> Vec<PlanProblem> {
     problems
 }
 
+/// Diagnostic code: a role or database option that the allow-list refuses.
+pub const OPTION_NOT_ALLOWED: &str = "option-not-allowed";
+/// Diagnostic code: an allowed option whose value cannot be rendered.
+pub const BAD_OPTION_VALUE: &str = "bad-option-value";
+
+/// [`check_options`] as located-spec diagnostics (errors), with pointers prefixed by
+/// `spec_pointer` (`""` for a bare spec, `"/spec"` for a wrapper), for `spec-check` and for
+/// compute_ctl's acceptance of a spec. Fill in line:column with
+/// [`compute_spec::locate_diagnostics`].
+pub fn option_diagnostics(
+    spec: &compute_spec::ComputeSpec,
+    spec_pointer: &str,
+) -> Vec<compute_spec::Diagnostic> {
+    check_options(spec)
+        .iter()
+        .map(|problem| {
+            let code = match problem {
+                PlanProblem::UnknownOption { .. } => OPTION_NOT_ALLOWED,
+                _ => BAD_OPTION_VALUE,
+            };
+            let message = problem.to_string();
+            // The problem's text starts with its pointer; a diagnostic carries it apart.
+            let message = message
+                .strip_prefix(&format!("{}: ", problem.pointer()))
+                .unwrap_or(&message)
+                .to_owned();
+            let pointer = format!("{spec_pointer}{}", problem.pointer());
+            compute_spec::Diagnostic::new(code, compute_spec::Severity::Error, pointer, message)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
