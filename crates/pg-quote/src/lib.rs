@@ -107,32 +107,14 @@ pub fn dollar_tag(body: &str) -> String {
 mod tests {
     use super::*;
 
-    /// Names from upstream's catalog test, plus more.
-    pub(crate) const HOSTILE: &[&str] = &[
-        "name with spaces",
-        "trailing tab\t",
-        "%20",
-        "\"name\";\\n select 1;",
-        "'; DROP TABLE x; --",
-        "#hash",
-        "&amp",
-        "a=b",
-        "🐘 emoji",
-        "\";$$ $x$ %I",
-        "\"",
-        "'",
-        "$",
-        "$$",
-        "$x$",
-        "x",
-        "xx",
-        "$xx$",
-        "$x$xx$x$",
-        "\\",
-        "back\\slash'quote",
-        "line\nbreak",
-        "",
-    ];
+    /// Upstream's catalog-test names, plus forms that stress each quoting rule.
+    fn hostile() -> Vec<String> {
+        let mut names = test_postgres::hostile_names();
+        for extra in ["$x$xx$x$", "\\", "back\\slash'quote", "line\nbreak", ""] {
+            names.push(extra.to_owned());
+        }
+        names
+    }
 
     #[test]
     fn spelled_forms() {
@@ -157,7 +139,7 @@ mod tests {
     #[test]
     fn postgres_reads_back_every_hostile_value() {
         let pg = test_postgres::TestPostgres::start().unwrap();
-        for name in HOSTILE {
+        for name in &hostile() {
             let sql = format!(
                 "select {lit} = {dollar}, (select {lit}) = (select {lit2}), \
                  quote_ident({lit}) = {ident_lit}",

@@ -11,33 +11,7 @@ use tokio_postgres::Config;
 
 const SCRAM: &str = "SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0c2FsdA==$a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=:c3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3M=";
 
-/// Names from upstream's catalog test.
-fn hostile_names() -> Vec<String> {
-    let mut names: Vec<String> = [
-        "name with spaces",
-        "trailing tab\t",
-        "%20",
-        "\"name\";\\n select 1;",
-        "'; DROP TABLE x; --",
-        "#hash",
-        "&amp",
-        "a=b",
-        "🐘 emoji",
-        "\";$$ $x$ %I",
-        "\"",
-        "'",
-        "$",
-        "$$",
-        "$x$",
-        "x",
-        "xx",
-        "$xx$",
-    ]
-    .map(str::to_owned)
-    .into();
-    names.push("x".repeat(63));
-    names
-}
+use test_postgres::hostile_names;
 
 fn spec(value: Value) -> ValidatedSpec {
     let mut value = value;

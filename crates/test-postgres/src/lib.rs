@@ -55,6 +55,37 @@ fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { action, source }
 }
 
+/// The tricky names of upstream's catalog test (spaces, a trailing tab, `%20`, an injection
+/// attempt, `#`, `&`, `=`, an emoji, `";$$ $x$ %I`, quotes, `$`, `$$`, `$x$`, `x`, `xx`,
+/// `$xx$`), plus 63 × `x`: the longest identifier PostgreSQL keeps. For tests that use them as
+/// role, database and owner names and as values.
+pub fn hostile_names() -> Vec<String> {
+    let mut names: Vec<String> = [
+        "name with spaces",
+        "trailing tab\t",
+        "%20",
+        "\"name\";\\n select 1;",
+        "'; DROP TABLE x; --",
+        "#hash",
+        "&amp",
+        "a=b",
+        "🐘 emoji",
+        "\";$$ $x$ %I",
+        "\"",
+        "'",
+        "$",
+        "$$",
+        "$x$",
+        "x",
+        "xx",
+        "$xx$",
+    ]
+    .map(str::to_owned)
+    .into();
+    names.push("x".repeat(63));
+    names
+}
+
 /// Directory of the PostgreSQL binaries: `$PG_BIN_DIR` or `/usr/lib/postgresql/15/bin`.
 pub fn pg_bin_dir() -> PathBuf {
     std::env::var_os("PG_BIN_DIR")
