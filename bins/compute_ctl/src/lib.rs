@@ -54,6 +54,20 @@ use crate::state::{Compute, ShutdownMode, ShutdownRequest};
 /// How long to stay up after `/terminate?mode=immediate` so that its answer goes out.
 const RESPONSE_GRACE: Duration = Duration::from_millis(300);
 
+/// The log filter: `RUST_LOG` (default `info`), except that the database client's own
+/// records are kept at `info` or above whatever `RUST_LOG` says: at `debug` tokio-postgres logs
+/// query text and parameters, which include password hashes during reconciliation.
+pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let filter = rust_log
+        .and_then(|text| tracing_subscriber::EnvFilter::try_new(text).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    filter.add_directive(
+        "tokio_postgres=info"
+            .parse()
+            .expect("a constant, valid filter directive"),
+    )
+}
+
 /// Runs compute_ctl: HTTP API, spec, startup, supervision. Returns the process exit code:
 /// the postmaster's exit code (128 + signal when killed), 1 after a failed start (once the
 /// linger time is over), 0 when stopped before Postgres ran.
@@ -378,5 +392,31 @@ async fn configurator(ctx: StartContext) {
                 ctx.compute.fail(format!("{e:#}"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod log_filter_tests {
+    use super::log_filter;
+
+    #[test]
+    fn database_client_never_logs_below_info() {
+        for rust_log in [
+            None,
+            Some("debug"),
+            Some("trace"),
+            Some("tokio_postgres=trace"),
+        ] {
+            let filter = log_filter(rust_log).to_string();
+            assert!(
+                filter.contains("tokio_postgres=info"),
+                "{rust_log:?}: {filter}"
+            );
+            assert!(
+                !filter.contains("tokio_postgres=trace"),
+                "{rust_log:?}: {filter}"
+            );
+        }
+        assert!(log_filter(Some("debug")).to_string().contains("debug"));
     }
 }

@@ -7,10 +7,9 @@ use compute_ctl::cli::Cli;
 fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(compute_ctl::log_filter(
+            std::env::var("RUST_LOG").ok().as_deref(),
+        ))
         .with_ansi(false)
         .with_writer(std::io::stderr)
         .init();
