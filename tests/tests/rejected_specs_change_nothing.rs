@@ -83,7 +83,10 @@ async fn rejected_specs_leave_the_catalog_untouched() {
         .expect("the baseline spec is accepted");
     assert!(baseline.report.is_success());
     let before = common::catalog_dump(&pg);
-    assert!(before.contains("|alice|"), "the dump shows roles:\n{before}");
+    assert!(
+        before.contains("|alice|"),
+        "the dump shows roles:\n{before}"
+    );
 
     for (code, pointer, text) in BAD_SPECS {
         let Err(report) = accept_and_reconcile(&pg, text).await else {
@@ -100,7 +103,11 @@ async fn rejected_specs_leave_the_catalog_untouched() {
             found.pointer
         );
         assert!(found.location.is_some(), "{code} has a line:column");
-        assert_eq!(common::catalog_dump(&pg), before, "{code} changed the catalog");
+        assert_eq!(
+            common::catalog_dump(&pg),
+            before,
+            "{code} changed the catalog"
+        );
     }
 
     // The reconciler refuses a spec it cannot render on its own too, before any statement:
@@ -122,7 +129,11 @@ async fn rejected_specs_leave_the_catalog_untouched() {
         panic!("reconcile applied a SUPERUSER role option");
     };
     assert!(error.to_string().contains("SUPERUSER"), "{error}");
-    assert_eq!(common::catalog_dump(&pg), before, "reconcile changed the catalog");
+    assert_eq!(
+        common::catalog_dump(&pg),
+        before,
+        "reconcile changed the catalog"
+    );
 
     // The dump does see a change: the good part of the bad specs, accepted, shows up.
     let good = r#"{"format_version": 1.0, "cluster": {
@@ -132,5 +143,8 @@ async fn rejected_specs_leave_the_catalog_untouched() {
     assert!(applied.report.is_success());
     let after = common::catalog_dump(&pg);
     assert_ne!(after, before);
-    assert!(after.contains("|bob|") && after.contains("|bobdb|"), "{after}");
+    assert!(
+        after.contains("|bob|") && after.contains("|bobdb|"),
+        "{after}"
+    );
 }

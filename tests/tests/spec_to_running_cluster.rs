@@ -126,7 +126,9 @@ fn seed_delta_objects(pg: &TestPostgres, spec: &ComputeSpec) -> Seeded {
                     .expect("seed a role to rename");
                 let oid = oid_of(pg, "pg_roles", "rolname", &op.name);
                 let new_name = op.new_name.clone().expect("rename has a new name");
-                seeded.renamed_roles.insert(op.name.clone(), (oid, new_name));
+                seeded
+                    .renamed_roles
+                    .insert(op.name.clone(), (oid, new_name));
             }
             Some(DeltaAction::DeleteDb) => {
                 pg.psql("postgres", &format!("CREATE DATABASE {name}"))
@@ -196,7 +198,11 @@ fn check_roles_and_databases(pg: &TestPostgres, spec: &ComputeSpec, seeded: &See
     .collect();
     for role in &spec.cluster.roles {
         let Some(row) = roles.get(&role.name) else {
-            panic!("spec role {:?} missing; roles: {:?}", role.name, roles.keys());
+            panic!(
+                "spec role {:?} missing; roles: {:?}",
+                role.name,
+                roles.keys()
+            );
         };
         if role.name == SUPERUSER {
             continue;
@@ -211,8 +217,14 @@ fn check_roles_and_databases(pg: &TestPostgres, spec: &ComputeSpec, seeded: &See
         assert_eq!(row[2], expected, "password hash of {:?}", role.name);
     }
     for (old, (oid, new)) in &seeded.renamed_roles {
-        assert!(!roles.contains_key(old), "renamed role {old:?} still exists");
-        assert_eq!(&roles[new][0], oid, "{new:?} is {old:?} renamed, not a new role");
+        assert!(
+            !roles.contains_key(old),
+            "renamed role {old:?} still exists"
+        );
+        assert_eq!(
+            &roles[new][0], oid,
+            "{new:?} is {old:?} renamed, not a new role"
+        );
     }
     for deleted in &seeded.deleted_roles {
         assert!(!roles.contains_key(deleted), "role {deleted:?} not deleted");
@@ -224,7 +236,10 @@ fn check_roles_and_databases(pg: &TestPostgres, spec: &ComputeSpec, seeded: &See
         )
         .expect("list reassigned tables");
     for line in orphans.lines() {
-        assert!(line.ends_with(&format!(" {SUPERUSER}")), "reassigned: {line}");
+        assert!(
+            line.ends_with(&format!(" {SUPERUSER}")),
+            "reassigned: {line}"
+        );
     }
     assert_eq!(orphans.lines().count(), seeded.deleted_roles.len());
 
@@ -243,15 +258,25 @@ fn check_roles_and_databases(pg: &TestPostgres, spec: &ComputeSpec, seeded: &See
     .collect();
     for db in &spec.cluster.databases {
         let Some((_, owner)) = databases.get(&db.name) else {
-            panic!("spec database {:?} missing: {:?}", db.name, databases.keys());
+            panic!(
+                "spec database {:?} missing: {:?}",
+                db.name,
+                databases.keys()
+            );
         };
         assert_eq!(owner, &db.owner, "owner of database {:?}", db.name);
     }
     for (old, (oid, new)) in &seeded.renamed_dbs {
-        assert!(!databases.contains_key(old), "renamed database {old:?} exists");
+        assert!(
+            !databases.contains_key(old),
+            "renamed database {old:?} exists"
+        );
         assert_eq!(&databases[new].0, oid, "{new:?} is {old:?} renamed");
         let marker = pg
-            .psql(new, "SELECT count(*) FROM pg_class WHERE relname = 'renamed_marker'")
+            .psql(
+                new,
+                "SELECT count(*) FROM pg_class WHERE relname = 'renamed_marker'",
+            )
             .expect("look for the marker");
         assert_eq!(marker.trim(), "1", "{new:?} kept its content");
     }
@@ -344,6 +369,9 @@ fn every_upstream_fixture_has_a_test() {
         .collect();
     let source = include_str!("spec_to_running_cluster.rs");
     for name in names {
-        assert!(source.contains(&format!("(\"{name}\")")), "no test for {name}");
+        assert!(
+            source.contains(&format!("(\"{name}\")")),
+            "no test for {name}"
+        );
     }
 }

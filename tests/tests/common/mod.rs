@@ -31,14 +31,6 @@ pub(crate) fn upstream_specs() -> Vec<(PathBuf, String)> {
         .collect()
 }
 
-/// An initialized data directory (real `initdb`, superuser [`SUPERUSER`]) whose server is
-/// stopped, with its port, socket directory and log handled by `test-postgres`.
-pub(crate) fn initdb_stopped() -> TestPostgres {
-    let mut pg = TestPostgres::start().expect("initdb and start PostgreSQL 15");
-    pg.stop_in_place().expect("stop the fresh server");
-    pg
-}
-
 /// What compute_ctl writes into PGDATA in standalone mode, through `pg-config` only: every
 /// file of `pgdata_files` (`postgresql.conf` replaces initdb's wholesale) and the `pg_hba.conf`
 /// access line, each written atomically and given to the unprivileged user when we are root.
