@@ -185,12 +185,13 @@ fn check_roles_and_databases(pg: &TestPostgres, spec: &ComputeSpec, seeded: &See
         pg,
         "postgres",
         &format!(
-            "SELECT {}, {}, {}, {}, {} FROM pg_authid",
+            "SELECT {}, {}, {}, {}, {}, {} FROM pg_authid",
             hex("rolname"),
             hex("oid"),
             hex("rolcanlogin"),
             hex("coalesce(rolpassword, '')"),
             hex("pg_has_role(oid, 'neon_superuser', 'MEMBER')"),
+            hex("rolsuper"),
         ),
     )
     .into_iter()
@@ -205,8 +206,12 @@ fn check_roles_and_databases(pg: &TestPostgres, spec: &ComputeSpec, seeded: &See
             );
         };
         if role.name == SUPERUSER {
+            // A spec may list compute_ctl's own user (the docker-compose ones do): it must
+            // stay a superuser, or compute_ctl locks itself out.
+            assert_eq!(row[4], "true", "{SUPERUSER} is still a superuser");
             continue;
         }
+        assert_eq!(row[4], "false", "spec role {:?} is no superuser", role.name);
         assert_eq!(row[1], "true", "spec role {:?} can log in", role.name);
         assert_eq!(row[3], "true", "{:?} is in neon_superuser", role.name);
         let expected = match role.encrypted_password.as_deref() {
