@@ -7,7 +7,9 @@
 //!   compute_ctl does in standalone mode, but through the libraries only: `initdb` →
 //!   `pg-config` renders and writes `postgresql.conf` → the real server starts on it →
 //!   `pg-reconcile` converges roles, databases, renames and deletions → the result is read
-//!   back with `psql`, and a second plan is empty.
+//!   back with `psql` (roles with owner, attributes and hashes, renames keeping their oid,
+//!   deletions with reassigned objects, every setting via `SHOW`), no password hash reached
+//!   the server log although it logs every statement, and a second plan is empty.
 //! - `monitor_sees_reconciled_roles`: `compute-monitor` counts a reconciled role's session as
 //!   activity and never compute_ctl's own.
 //! - `rejected_specs_change_nothing`: a spec refused by validation or by the reconciler's
