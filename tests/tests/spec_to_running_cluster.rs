@@ -122,8 +122,14 @@ fn seed_delta_objects(pg: &TestPostgres, spec: &ComputeSpec) -> Seeded {
                 seeded.deleted_roles.push(op.name.clone());
             }
             Some(DeltaAction::RenameRole) => {
-                pg.psql("postgres", &format!("CREATE ROLE {name} LOGIN"))
-                    .expect("seed a role to rename");
+                // With an md5 password: PostgreSQL clears it on rename (the hash is salted
+                // with the name), and the reconciler must set the spec's hash again.
+                let password = quote_literal(&format!("md5{}", "0".repeat(32)));
+                pg.psql(
+                    "postgres",
+                    &format!("CREATE ROLE {name} LOGIN PASSWORD {password}"),
+                )
+                .expect("seed a role to rename");
                 let oid = oid_of(pg, "pg_roles", "rolname", &op.name);
                 let new_name = op.new_name.clone().expect("rename has a new name");
                 seeded
