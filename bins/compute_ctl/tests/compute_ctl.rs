@@ -686,10 +686,17 @@ async fn spec_from_the_control_plane_empty_then_attached() {
         ..Args::default()
     });
     ctl.wait_status("empty").await;
+    // `empty` is also the status before the request goes out: wait for the request itself.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while seen.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(
         seen.lock().unwrap().as_slice(),
         ["compute-7 Bearer cp-token"]
     );
+    // Still waiting for a spec after the control plane said `empty`.
+    assert_eq!(ctl.get_json("/status").await["status"], "empty");
 
     let (port, _) = control_plane(json!({"status": "attached", "spec": spec(&["erin"], &[], "4MB"), "compute_ctl_config": {"jwks": {"keys": []}}})).await;
     let mut ctl = Ctl::start(Args {
