@@ -27,6 +27,20 @@ fn assert_no_nul(text: &str) {
     );
 }
 
+/// Appends `'value'` with `'` and `\` doubled: the escaping shared by SQL escape-string
+/// literals and postgresql.conf values.
+fn push_single_quoted(out: &mut String, value: &str) {
+    out.push('\'');
+    for c in value.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+}
+
 /// An SQL identifier: always double-quoted, `"` doubled. Case and every character are kept.
 pub fn quote_ident(name: &str) -> String {
     assert_no_nul(name);
@@ -52,15 +66,7 @@ pub fn quote_literal(value: &str) -> String {
     if backslash {
         out.push('E');
     }
-    out.push('\'');
-    for c in value.chars() {
-        match c {
-            '\'' => out.push_str("''"),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
+    push_single_quoted(&mut out, value);
     out
 }
 
@@ -73,15 +79,7 @@ pub fn quote_conf_value(value: &str) -> String {
         "newlines must be rejected by spec validation"
     );
     let mut out = String::with_capacity(value.len() + 2);
-    out.push('\'');
-    for c in value.chars() {
-        match c {
-            '\'' => out.push_str("''"),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
+    push_single_quoted(&mut out, value);
     out
 }
 
