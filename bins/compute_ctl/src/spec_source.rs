@@ -33,22 +33,14 @@ pub fn validation_options(opts: &Options) -> ValidationOptions {
 }
 
 /// How compute_ctl accepts a spec document (either shape): compute-spec's rules plus the
-/// reconciler's option allow-list (`pg_reconcile::option_diagnostics`), so that a spec it
+/// reconciler's option allow-list (`pg_reconcile::validate_for_reconcile`), so that a spec it
 /// would refuse half-way through a start is refused before anything changes. Every finding is
 /// located.
 pub fn accept_json(
     text: &str,
     options: &ValidationOptions,
 ) -> Result<ValidatedSpec, ValidationReport> {
-    let mut validation = compute_spec::validate_json(text, options);
-    if let Some(spec) = &validation.spec {
-        let extra = pg_reconcile::option_diagnostics(spec, validation.spec_pointer);
-        if !extra.is_empty() {
-            validation.report.diagnostics.extend(extra);
-            compute_spec::locate_diagnostics(text, &mut validation.report.diagnostics);
-        }
-    }
-    validation.into_validated()
+    pg_reconcile::validate_for_reconcile(text, options).into_validated()
 }
 
 /// [`accept_json`] for a spec that arrived already parsed (from the control plane).

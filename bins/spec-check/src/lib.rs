@@ -270,16 +270,9 @@ pub fn check_bytes(
             }]);
         }
     };
-    let mut validation = compute_spec::validate_json(text, options);
-    if let Some(spec) = &validation.spec {
-        // What the reconciler would refuse on any cluster: options off its allow-list and
-        // values it cannot render. Found here so that no compute starts with them.
-        let extra = pg_reconcile::option_diagnostics(spec, validation.spec_pointer);
-        if !extra.is_empty() {
-            validation.report.diagnostics.extend(extra);
-            compute_spec::locate_diagnostics(text, &mut validation.report.diagnostics);
-        }
-    }
+    // Includes what the reconciler would refuse on any cluster (options off its allow-list,
+    // values it cannot render), so that no compute starts with them.
+    let mut validation = pg_reconcile::validate_for_reconcile(text, options);
     if let (Some(pgbin), Some(spec)) = (pgbin, &validation.spec) {
         let extra = pgbin.check_spec(spec, validation.spec_pointer)?;
         if !extra.is_empty() {

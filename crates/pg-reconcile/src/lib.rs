@@ -80,5 +80,7 @@ pub use apply::{
 };
 pub use catalog::{CATALOG_QUERY, Catalog, DatabaseInfo, RoleInfo, ValidUntil};
 pub use error::{OperationError, PlanError, PlanProblem, ReconcileError, sqlstate_is_retryable};
-pub use options::{BAD_OPTION_VALUE, OPTION_NOT_ALLOWED, check_options, option_diagnostics};
+pub use options::{
+    BAD_OPTION_VALUE, OPTION_NOT_ALLOWED, check_options, option_diagnostics, validate_for_reconcile,
+};
 pub use plan::{ObjectRef, Operation, Phase, PhaseKind, Plan, PlanOptions, Statement, plan};

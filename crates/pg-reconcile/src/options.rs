@@ -462,6 +462,26 @@ pub fn option_diagnostics(
         .collect()
 }
 
+/// compute-spec's [`validate_json`](compute_spec::validate_json) of a document, plus
+/// [`option_diagnostics`] located in the text: every finding that a spec meant for this
+/// reconciler can have before it meets a database. `spec-check` reports these;
+/// compute_ctl accepts a spec only through
+/// [`Validation::into_validated`](compute_spec::Validation::into_validated) of them.
+pub fn validate_for_reconcile(
+    text: &str,
+    options: &compute_spec::ValidationOptions,
+) -> compute_spec::Validation {
+    let mut validation = compute_spec::validate_json(text, options);
+    if let Some(spec) = &validation.spec {
+        let extra = option_diagnostics(spec, validation.spec_pointer);
+        if !extra.is_empty() {
+            validation.report.diagnostics.extend(extra);
+            compute_spec::locate_diagnostics(text, &mut validation.report.diagnostics);
+        }
+    }
+    validation
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
