@@ -73,6 +73,7 @@ async fn ours(dir: &Path, spec_path: &Path) -> Run {
         .args([
             "--http-bind",
             "127.0.0.1",
+            "--allow-unauthenticated",
             "--linger",
             "0s",
             "--external-http-port",

@@ -1,7 +1,8 @@
 //! JWT authorization of the external HTTP API, as upstream: `Authorization: Bearer <jwt>`
 //! verified against the config's JWK set (EdDSA/Ed25519 or RS256 keys); 400 when the header
 //! is missing or malformed, 401 when no key verifies it (or an admin token lacks the
-//! `compute` audience), 403 when a non-admin token names another compute.
+//! `compute` audience), 403 when a non-admin token names another compute. An empty key set
+//! verifies nothing, so every token is refused (401), as upstream.
 
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -10,21 +11,33 @@ use serde::Deserialize;
 /// The admin scope: may act on any compute (requires audience `compute`).
 pub const ADMIN_SCOPE: &str = "compute_ctl:admin";
 
-/// A refused request.
+/// A refused request. The messages are upstream's, word for word.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
     /// No `Authorization: Bearer` header, or not a JWT.
     #[error("invalid authorization token")]
     Malformed,
-    /// No key verified the token, it expired, or an admin token lacks the audience.
-    #[error("invalid authorization token: {0}")]
-    Unauthorized(String),
+    /// No key verified the token (signature, algorithm, expiry, claims), or there is no key.
+    #[error("failed to verify authorization token")]
+    Unverified {
+        /// Why the last key refused it (logged, not answered).
+        reason: String,
+    },
+    /// An admin token without an audience.
+    #[error("missing audience in authorization token claims")]
+    MissingAudience,
+    /// An admin token whose audience lacks `compute`.
+    #[error("invalid audience in authorization token claims")]
+    InvalidAudience,
+    /// A compute token without `compute_id`.
+    #[error("missing compute_id in authorization token claims")]
+    MissingComputeId,
     /// The token is for another compute.
-    #[error("token is for compute {claimed:?}, not this one")]
+    #[error("invalid compute ID in authorization token claims")]
     WrongCompute {
         /// The `compute_id` claim.
-        claimed: Option<String>,
+        claimed: String,
     },
 }
 
@@ -33,8 +46,10 @@ impl AuthError {
     pub fn status(&self) -> u16 {
         match self {
             AuthError::Malformed => 400,
-            AuthError::Unauthorized(_) => 401,
-            AuthError::WrongCompute { .. } => 403,
+            AuthError::Unverified { .. }
+            | AuthError::MissingAudience
+            | AuthError::InvalidAudience => 401,
+            AuthError::MissingComputeId | AuthError::WrongCompute { .. } => 403,
         }
     }
 }
@@ -76,6 +91,7 @@ impl Audience {
 }
 
 /// Verifies tokens for one compute.
+#[derive(Clone)]
 pub struct Authenticator {
     keys: Vec<(DecodingKey, Algorithm)>,
     compute_id: Option<String>,
@@ -91,14 +107,24 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// From the config's JWK set; `None` when the set is empty (authentication off).
+    /// An authenticator with no keys: every token is refused.
+    pub fn refusing_all() -> Authenticator {
+        Authenticator {
+            keys: Vec::new(),
+            compute_id: None,
+        }
+    }
+
+    /// Whether any key can verify a token.
+    pub fn has_keys(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// From the config's JWK set (an empty set refuses every token).
     pub fn from_jwks(
         jwks: &compute_spec::JwkSet,
         compute_id: Option<String>,
-    ) -> Result<Option<Authenticator>, BadKey> {
-        if jwks.keys.is_empty() {
-            return Ok(None);
-        }
+    ) -> Result<Authenticator, BadKey> {
         let mut keys = Vec::new();
         for (index, key) in jwks.keys.iter().enumerate() {
             let bad = |reason: String| BadKey { index, reason };
@@ -116,7 +142,7 @@ impl Authenticator {
             let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| bad(e.to_string()))?;
             keys.push((decoding, algorithm));
         }
-        Ok(Some(Authenticator { keys, compute_id }))
+        Ok(Authenticator { keys, compute_id })
     }
 
     /// Checks the `Authorization` header value.
@@ -144,20 +170,18 @@ impl Authenticator {
                 Err(e) => last_error = e.to_string(),
             }
         }
-        let claims = claims.ok_or(AuthError::Unauthorized(last_error))?;
+        let claims = claims.ok_or(AuthError::Unverified { reason: last_error })?;
         if claims.scope.as_deref() == Some(ADMIN_SCOPE) {
             return match &claims.aud {
+                None => Err(AuthError::MissingAudience),
                 Some(aud) if aud.contains("compute") => Ok(()),
-                _ => Err(AuthError::Unauthorized(
-                    "admin token without audience \"compute\"".into(),
-                )),
+                Some(_) => Err(AuthError::InvalidAudience),
             };
         }
-        match (&claims.compute_id, &self.compute_id) {
-            (Some(claimed), Some(ours)) if claimed == ours => Ok(()),
-            _ => Err(AuthError::WrongCompute {
-                claimed: claims.compute_id,
-            }),
+        match (claims.compute_id, &self.compute_id) {
+            (None, _) => Err(AuthError::MissingComputeId),
+            (Some(claimed), Some(ours)) if claimed == *ours => Ok(()),
+            (Some(claimed), _) => Err(AuthError::WrongCompute { claimed }),
         }
     }
 }
@@ -192,12 +216,14 @@ mod tests {
         assert_eq!(got, expect, "{header:?}");
     }
 
+    fn refusal(auth: &Authenticator, header: Option<String>) -> String {
+        auth.authorize(header.as_deref()).unwrap_err().to_string()
+    }
+
     #[test]
     fn tokens_are_accepted_rejected_and_scoped() {
         let jwks: compute_spec::JwkSet = serde_json::from_str(&fixture("jwks.json")).unwrap();
-        let auth = Authenticator::from_jwks(&jwks, Some("c1".into()))
-            .unwrap()
-            .unwrap();
+        let auth = Authenticator::from_jwks(&jwks, Some("c1".into())).unwrap();
         let bearer = |t: String| Some(format!("Bearer {t}"));
         let ed = |claims| bearer(token(Algorithm::EdDSA, "ed25519.pem", claims));
         check(&auth, ed(serde_json::json!({"compute_id": "c1"})), 200);
@@ -240,15 +266,47 @@ mod tests {
         check(&auth, None, 400);
         check(&auth, Some("Basic abc".into()), 400);
         check(&auth, Some("Bearer not-a-jwt".into()), 400);
+
+        // Upstream's messages, word for word.
+        for (claims, message) in [
+            (
+                serde_json::json!({"compute_id": "c2"}),
+                "invalid compute ID in authorization token claims",
+            ),
+            (
+                serde_json::json!({}),
+                "missing compute_id in authorization token claims",
+            ),
+            (
+                serde_json::json!({"scope": ADMIN_SCOPE}),
+                "missing audience in authorization token claims",
+            ),
+            (
+                serde_json::json!({"scope": ADMIN_SCOPE, "aud": ["invalid"]}),
+                "invalid audience in authorization token claims",
+            ),
+            (
+                serde_json::json!({"compute_id": "c1", "exp": 1000}),
+                "failed to verify authorization token",
+            ),
+        ] {
+            assert_eq!(refusal(&auth, ed(claims.clone())), message, "{claims}");
+        }
+        assert_eq!(refusal(&auth, None), "invalid authorization token");
     }
 
     #[test]
-    fn empty_jwks_disables_auth_and_bad_keys_are_located() {
-        assert!(
-            Authenticator::from_jwks(&compute_spec::JwkSet::default(), None)
-                .unwrap()
-                .is_none()
+    fn empty_jwks_refuses_every_token_and_bad_keys_are_located() {
+        let empty =
+            Authenticator::from_jwks(&compute_spec::JwkSet::default(), Some("c1".into())).unwrap();
+        assert!(!empty.has_keys());
+        let signed = token(
+            Algorithm::EdDSA,
+            "ed25519.pem",
+            serde_json::json!({"compute_id": "c1"}),
         );
+        check(&empty, Some(format!("Bearer {signed}")), 401);
+        check(&empty, None, 400);
         let jwks: compute_spec::JwkSet =
             serde_json::from_str(r#"{"keys":[{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}]}"#)
                 .unwrap();

@@ -74,7 +74,8 @@ pub struct Cli {
     )]
     pub config: Option<PathBuf>,
 
-    /// Id of this compute: checked against JWT claims and used in the control-plane URL.
+    /// Id of this compute: checked against the `compute_id` claim of JWTs and used in the
+    /// control-plane URL. Required with `--config` and `--control-plane-uri` (as upstream).
     #[arg(short = 'i', long, env = "COMPUTE_ID", value_name = "COMPUTE_ID")]
     pub compute_id: Option<String>,
 
@@ -91,28 +92,62 @@ pub struct Cli {
     )]
     pub control_plane_uri: Option<String>,
 
-    /// Port of the external HTTP API (legacy name of `--external-http-port`).
-    #[arg(long, conflicts_with = "external_http_port", value_name = "PORT")]
+    /// Port of the external HTTP API, with the internal API on the next port (the older
+    /// single-port form; upstream honours it only with `--lakebase-mode`).
+    #[arg(
+        long,
+        conflicts_with_all = ["external_http_port", "internal_http_port"],
+        value_name = "PORT"
+    )]
     pub http_port: Option<u16>,
 
     /// Port of the external HTTP API (control plane, metrics scraper).
-    #[arg(long, value_name = "PORT")]
-    pub external_http_port: Option<u16>,
+    #[arg(long, default_value_t = 3080, value_name = "PORT")]
+    pub external_http_port: u16,
 
-    /// Port of the internal HTTP API (read-only status and metrics for processes in the
-    /// compute).
+    /// Port of the internal HTTP API (status and metrics for processes inside the compute).
     #[arg(long, default_value_t = 3081, value_name = "PORT")]
     pub internal_http_port: u16,
 
-    /// Address both HTTP listeners bind to. The external API is unauthenticated unless the
-    /// config carries a JWK set.
+    /// Address the external HTTP API binds to. Default: `::` (IPv4 and IPv6, as upstream),
+    /// `0.0.0.0` where IPv6 is unavailable.
+    #[arg(long, env = "COMPUTE_CTL_HTTP_BIND", value_name = "ADDR")]
+    pub http_bind: Option<IpAddr>,
+
+    /// Address the internal HTTP API (never authenticated) binds to.
     #[arg(
         long,
-        env = "COMPUTE_CTL_HTTP_BIND",
-        default_value = "0.0.0.0",
+        env = "COMPUTE_CTL_INTERNAL_HTTP_BIND",
+        default_value = "127.0.0.1",
         value_name = "ADDR"
     )]
-    pub http_bind: IpAddr,
+    pub internal_http_bind: IpAddr,
+
+    /// Serve the external API's authenticated routes without a token when the config carries
+    /// no JWK set (upstream answers every such call 401, as this build does without the flag).
+    /// Only allowed when the external API is bound to a loopback address.
+    #[arg(long)]
+    pub allow_unauthenticated: bool,
+
+    /// Base URL of the remote extension storage gateway (a trailing `/` is added; a query is
+    /// refused). Remote extensions are not downloaded by this build yet: a spec that asks for
+    /// them gets a warning.
+    #[arg(short = 'r', long, value_parser = parse_remote_ext_base_url, value_name = "URL")]
+    pub remote_ext_base_url: Option<url::Url>,
+
+    /// Development mode, as upstream's: termination signals spare the services compute_ctl
+    /// does not start itself (pgbouncer, local_proxy). This build manages neither, so the flag
+    /// changes nothing.
+    #[arg(long)]
+    pub dev: bool,
+
+    /// Drop the settings of the spec that this postgres binary does not support instead of
+    /// failing at start: names it does not know (without a dot), preload libraries missing
+    /// from its library directory, `synchronous_standby_names` of a walproposer it lacks. Each
+    /// drop is logged and listed in `/status` (`dropped_settings`). For running neon_local's
+    /// specs on vanilla PostgreSQL.
+    #[arg(long, env = "COMPUTE_CTL_DROP_UNSUPPORTED_SETTINGS")]
+    pub drop_unsupported_settings: bool,
 
     /// Name of the privileged (non-superuser) role written as `neon.privileged_role_name`.
     #[arg(long, default_value = "neon_superuser", value_parser = parse_role_name)]
@@ -145,6 +180,95 @@ pub struct Cli {
     /// Wipe the data directory even if it is non-empty and has no `PG_VERSION`.
     #[arg(long)]
     pub force_wipe: bool,
+
+    /// Upstream flags this build refuses.
+    #[command(flatten)]
+    pub refused: RefusedFlags,
+}
+
+const REFUSED: &str = "Upstream flags this build refuses";
+
+/// Flags of upstream's compute_ctl that cannot apply to this build. Each is parsed (so its
+/// value is checked as upstream does) and then refused with the reason, never ignored.
+#[derive(Debug, Default, clap::Args)]
+pub struct RefusedFlags {
+    /// Databricks mode (refused when true).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL", help_heading = REFUSED)]
+    pub lakebase_mode: bool,
+    /// Lakebase start deadline in seconds (see `--pg-ready-timeout`).
+    #[arg(long, value_name = "SECONDS", help_heading = REFUSED)]
+    pub pg_init_timeout: Option<u64>,
+    /// Installed-extensions statistics interval in seconds.
+    #[arg(long, value_name = "SECONDS", help_heading = REFUSED)]
+    pub installed_extensions_collection_interval: Option<u64>,
+    /// vm-monitor's cgroup.
+    #[arg(long, value_name = "NAME", help_heading = REFUSED)]
+    pub cgroup: Option<String>,
+    /// vm-monitor's file cache connection string.
+    #[arg(long, value_name = "CONNSTR", help_heading = REFUSED)]
+    pub filecache_connstr: Option<String>,
+    /// vm-monitor's listen address.
+    #[arg(long, value_name = "ADDR", help_heading = REFUSED)]
+    pub vm_monitor_addr: Option<String>,
+    /// Resize swap to the spec's `swap_size_bytes`.
+    #[arg(long, help_heading = REFUSED)]
+    pub resize_swap_on_bind: bool,
+    /// Set a disk quota from the spec's `disk_quota_bytes` on this mount point.
+    #[arg(long, value_name = "MOUNTPOINT", help_heading = REFUSED)]
+    pub set_disk_quota_for_fs: Option<String>,
+}
+
+impl RefusedFlags {
+    /// The first refused flag given, with the reason.
+    fn refusal(&self) -> Option<(&'static str, &'static str)> {
+        const VM: &str = "NeonVM autoscaling (vm-monitor) is not part of this build";
+        let given = [
+            (
+                self.lakebase_mode,
+                "--lakebase-mode",
+                "Databricks/Lakebase mode is not part of this build",
+            ),
+            (
+                self.pg_init_timeout.is_some(),
+                "--pg-init-timeout",
+                "it is a Lakebase deadline; use --pg-ready-timeout",
+            ),
+            (
+                self.installed_extensions_collection_interval.is_some(),
+                "--installed-extensions-collection-interval",
+                "installed-extensions statistics are not collected yet",
+            ),
+            (self.cgroup.is_some(), "--cgroup", VM),
+            (self.filecache_connstr.is_some(), "--filecache-connstr", VM),
+            (self.vm_monitor_addr.is_some(), "--vm-monitor-addr", VM),
+            (
+                self.resize_swap_on_bind,
+                "--resize-swap-on-bind",
+                "swap resizing needs NeonVM's resize-swap helper",
+            ),
+            (
+                self.set_disk_quota_for_fs.is_some(),
+                "--set-disk-quota-for-fs",
+                "disk quotas need NeonVM's set-disk-quota helper",
+            ),
+        ];
+        given
+            .into_iter()
+            .find(|(on, ..)| *on)
+            .map(|(_, flag, why)| (flag, why))
+    }
+}
+
+/// Upstream's normalisation: trailing slashes become one, a query string is refused.
+fn parse_remote_ext_base_url(value: &str) -> Result<url::Url, String> {
+    let normalised = format!("{}/", value.trim_end_matches('/'));
+    let url = url::Url::parse(&normalised).map_err(|e| format!("{value:?}: {e}"))?;
+    if url.query().is_some() {
+        return Err(format!(
+            "{value:?}: a query string is not allowed in the base URL"
+        ));
+    }
+    Ok(url)
 }
 
 fn parse_role_name(name: &str) -> Result<String, String> {
@@ -198,8 +322,18 @@ pub struct Options {
     pub external_http_port: u16,
     /// Internal HTTP port (0: any free port).
     pub internal_http_port: u16,
-    /// Bind address of both listeners.
-    pub http_bind: IpAddr,
+    /// Bind address of the external listener; `None`: `::`, else `0.0.0.0`.
+    pub http_bind: Option<IpAddr>,
+    /// Bind address of the internal listener.
+    pub internal_http_bind: IpAddr,
+    /// Serve authenticated routes without a token when there is no JWK set.
+    pub allow_unauthenticated: bool,
+    /// The remote extension gateway.
+    pub remote_ext_base_url: Option<url::Url>,
+    /// `--dev`.
+    pub dev: bool,
+    /// Drop settings the postgres binary does not support (`--drop-unsupported-settings`).
+    pub drop_unsupported_settings: bool,
     /// `neon.privileged_role_name`.
     pub privileged_role_name: String,
     /// User to run Postgres programs as, by name (`None`: the current user).
@@ -217,6 +351,18 @@ pub struct Options {
 impl Cli {
     /// Checks the combination of flags and resolves paths.
     pub fn into_options(self) -> anyhow::Result<Options> {
+        if let Some((flag, why)) = self.refused.refusal() {
+            bail!("{flag}: not supported by this build: {why}");
+        }
+        if self.compute_id.is_none() && (self.config.is_some() || self.control_plane_uri.is_some())
+        {
+            bail!("--compute-id is required with --config and --control-plane-uri");
+        }
+        if self.allow_unauthenticated && !self.http_bind.is_some_and(|a| a.is_loopback()) {
+            bail!(
+                "--allow-unauthenticated needs --http-bind with a loopback address (127.0.0.1 or ::1)"
+            );
+        }
         let cwd = std::env::current_dir().context("read the current directory")?;
         let absolute = |p: &Path| {
             if p.is_absolute() {
@@ -274,9 +420,16 @@ impl Cli {
             pg_bin_dir,
             spec_source,
             compute_id: self.compute_id,
-            external_http_port: self.external_http_port.or(self.http_port).unwrap_or(3080),
-            internal_http_port: self.internal_http_port,
+            external_http_port: self.http_port.unwrap_or(self.external_http_port),
+            internal_http_port: self
+                .http_port
+                .map_or(self.internal_http_port, |p| p.saturating_add(1)),
             http_bind: self.http_bind,
+            internal_http_bind: self.internal_http_bind,
+            allow_unauthenticated: self.allow_unauthenticated,
+            remote_ext_base_url: self.remote_ext_base_url,
+            dev: self.dev,
+            drop_unsupported_settings: self.drop_unsupported_settings,
             privileged_role_name: self.privileged_role_name,
             pg_user,
             linger: self.linger,
@@ -332,9 +485,10 @@ mod tests {
         check(&["-S", "/s.json"], Ok(SpecSource::File("/s.json".into())));
         check(&["-s", "{}"], Ok(SpecSource::Inline("{}".into())));
         check(
-            &["-c", "/c.json"],
+            &["-c", "/c.json", "-i", "c1"],
             Ok(SpecSource::ConfigFile("/c.json".into())),
         );
+        check(&["-c", "/c.json"], Err("--compute-id is required"));
         check(&[], Ok(SpecSource::None));
         check(
             &["-p", "http://cp", "-i", "c1"],
@@ -352,6 +506,77 @@ mod tests {
             &["--privileged-role-name", "Bad-Name"],
             Err("not a valid role name"),
         );
+    }
+
+    fn options(args: &[&str]) -> Result<Options, String> {
+        let mut argv = vec![
+            "compute_ctl",
+            "-D",
+            "/x",
+            "-C",
+            "postgresql://u@h/db",
+            "-b",
+            "/p",
+        ];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(&argv)
+            .map_err(|e| e.to_string())
+            .and_then(|cli| cli.into_options().map_err(|e| format!("{e:#}")))
+    }
+
+    /// neon_local's flags are accepted; upstream flags that cannot apply are refused by name
+    /// with the reason; `--lakebase-mode false` is upstream's default and accepted.
+    #[test]
+    fn upstream_flags_accepted_or_refused_with_the_reason() {
+        let o = options(&["--dev", "--remote-ext-base-url", "http://ext.example//"]).unwrap();
+        assert!(o.dev);
+        assert_eq!(
+            o.remote_ext_base_url.unwrap().as_str(),
+            "http://ext.example/"
+        );
+        let o = options(&["-r", "https://example.com/subpath"]).unwrap();
+        assert_eq!(
+            o.remote_ext_base_url.unwrap().as_str(),
+            "https://example.com/subpath/"
+        );
+        assert!(
+            options(&["-r", "https://example.com?hello=world"])
+                .unwrap_err()
+                .contains("query string")
+        );
+        assert!(options(&["--lakebase-mode", "false"]).is_ok());
+        for (args, flag) in [
+            (&["--lakebase-mode", "true"][..], "--lakebase-mode"),
+            (&["--pg-init-timeout", "60"], "--pg-init-timeout"),
+            (
+                &["--installed-extensions-collection-interval", "60"],
+                "--installed-extensions-collection-interval",
+            ),
+            (&["--cgroup", "neon-postgres"], "--cgroup"),
+            (&["--filecache-connstr", "host=x"], "--filecache-connstr"),
+            (&["--vm-monitor-addr", "0.0.0.0:10301"], "--vm-monitor-addr"),
+            (&["--resize-swap-on-bind"], "--resize-swap-on-bind"),
+            (&["--set-disk-quota-for-fs", "/"], "--set-disk-quota-for-fs"),
+        ] {
+            let err = options(args).unwrap_err();
+            assert!(
+                err.starts_with(&format!("{flag}: not supported by this build: ")),
+                "{err}"
+            );
+        }
+        // Wrong value types are clap errors, as upstream's.
+        assert!(options(&["--pg-init-timeout", "soon"]).is_err());
+        assert!(options(&["--external-http-port", "70000"]).is_err());
+        // Ports: upstream defaults; `--http-port` puts the internal API on the next port.
+        let o = options(&[]).unwrap();
+        assert_eq!((o.external_http_port, o.internal_http_port), (3080, 3081));
+        let o = options(&["--http-port", "5000"]).unwrap();
+        assert_eq!((o.external_http_port, o.internal_http_port), (5000, 5001));
+        assert!(options(&["--http-port", "5000", "--internal-http-port", "1"]).is_err());
+        // Unauthenticated serving only on loopback.
+        assert!(options(&["--allow-unauthenticated"]).is_err());
+        assert!(options(&["--allow-unauthenticated", "--http-bind", "0.0.0.0"]).is_err());
+        assert!(options(&["--allow-unauthenticated", "--http-bind", "127.0.0.1"]).is_ok());
     }
 
     #[test]

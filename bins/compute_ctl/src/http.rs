@@ -4,8 +4,9 @@
 //! router and against `openapi.json`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{Query, Request, State};
@@ -16,6 +17,8 @@ use axum::routing::{get, post};
 use compute_spec::ComputeStatus;
 use serde::Serialize;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::auth::Authenticator;
 use crate::catalog;
@@ -67,8 +70,8 @@ pub struct HttpState {
     pub compute: Arc<Compute>,
     /// Settings.
     pub opts: Arc<Options>,
-    /// Token verification; `None`: unauthenticated.
-    pub auth: Arc<RwLock<Option<Authenticator>>>,
+    /// Token verification; `None`: unauthenticated (`--allow-unauthenticated`).
+    pub auth: Arc<Option<Authenticator>>,
 }
 
 /// The external router.
@@ -85,6 +88,7 @@ pub fn external_router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .merge(authenticated)
+        .layer(middleware::from_fn(request_span))
         .with_state(state)
 }
 
@@ -94,24 +98,150 @@ pub fn internal_router(state: HttpState) -> Router {
         .route("/status", get(status))
         .route("/metrics.json", get(metrics_json))
         .route("/metrics", get(metrics))
+        .layer(middleware::from_fn(request_span))
         .with_state(state)
 }
 
-/// Binds `addr` and serves `router` until the task is dropped.
-pub async fn serve(
-    addr: SocketAddr,
+/// The header carrying a request's id (kept from the request, else a new UUID v4), returned
+/// on the response as upstream does.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Each request runs in a span `request{method, uri, request_id}`; the outcome is logged at
+/// INFO with its status code and latency (`/status` and `/metrics` polls at DEBUG).
+async fn request_span(request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        uri = %request.uri(),
+        request_id = %id,
+    );
+    let poll = matches!(
+        request.uri().path(),
+        "/status" | "/metrics" | "/metrics.json"
+    );
+    async move {
+        let started = Instant::now();
+        let mut response = next.run(request).await;
+        let code = response.status().as_u16();
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if poll && code < 400 {
+            tracing::debug!(code, latency_ms, "request done");
+        } else {
+            tracing::info!(code, latency_ms, "request done");
+        }
+        if let Ok(value) = header::HeaderValue::from_str(&id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// The two listeners, served until [`Servers::stop`].
+#[derive(Debug)]
+pub struct Servers {
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Servers {
+    /// Binds the external listener (`--http-bind`, default `::` for IPv4 and IPv6, falling
+    /// back to `0.0.0.0` where IPv6 is unavailable) and the internal one
+    /// (`--internal-http-bind`), and serves them.
+    pub async fn start(opts: &Options, state: HttpState) -> anyhow::Result<Servers> {
+        let external = match opts.http_bind {
+            Some(ip) => bind(SocketAddr::new(ip, opts.external_http_port)).await,
+            None => bind_dual_stack(opts.external_http_port).await,
+        }
+        .map_err(|e| anyhow::anyhow!("bind the external HTTP API: {e}"))?;
+        let internal = bind(SocketAddr::new(
+            opts.internal_http_bind,
+            opts.internal_http_port,
+        ))
+        .await
+        .map_err(|e| anyhow::anyhow!("bind the internal HTTP API: {e}"))?;
+        let stop = CancellationToken::new();
+        let tasks = vec![
+            serve(external, external_router(state.clone()), "external", &stop),
+            serve(internal, internal_router(state), "internal", &stop),
+        ];
+        Ok(Servers { stop, tasks })
+    }
+
+    /// Graceful shutdown: no new connections, requests in flight (an answer to
+    /// `/terminate`) finish; bounded to 2 s.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(std::time::Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{addr}: {e}")))
+}
+
+/// `[::]:port` accepting IPv4 too (`IPV6_V6ONLY` off), else `0.0.0.0:port` when the host has
+/// no IPv6.
+async fn bind_dual_stack(port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
+    let dual = (|| {
+        let socket = tokio::net::TcpSocket::new_v6()?;
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::Ipv6V6Only, &false)
+            .map_err(std::io::Error::from)?;
+        socket.set_reuseaddr(true)?;
+        socket.bind(v6)?;
+        socket.listen(1024)
+    })();
+    match dual {
+        Ok(listener) => Ok(listener),
+        Err(e)
+            if e.raw_os_error().is_some_and(|code| {
+                code == nix::libc::EAFNOSUPPORT || code == nix::libc::EADDRNOTAVAIL
+            }) =>
+        {
+            tracing::info!(error = %e, "no IPv6: the external HTTP API listens on IPv4 only");
+            bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)).await
+        }
+        Err(e) => Err(std::io::Error::new(e.kind(), format!("{v6}: {e}"))),
+    }
+}
+
+fn serve(
+    listener: tokio::net::TcpListener,
     router: Router,
     name: &'static str,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("bind the {name} HTTP API to {addr}: {e}"))?;
-    tracing::info!(%addr, "{name} HTTP API listening");
-    Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "{name} HTTP API listening");
+    }
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
             tracing::error!(error = %e, "{name} HTTP API stopped");
         }
-    }))
+    })
 }
 
 fn error(code: StatusCode, message: impl Into<String>) -> Response {
@@ -124,20 +254,21 @@ async fn require_auth(
     request: Request,
     next: Next,
 ) -> Response {
-    let verdict = {
-        let auth = state.auth.read().unwrap_or_else(|e| e.into_inner());
-        auth.as_ref().map(|a| {
-            a.authorize(
-                headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok()),
-            )
-        })
-    };
+    let verdict = state.auth.as_ref().as_ref().map(|a| {
+        a.authorize(
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        )
+    });
     match verdict {
         None | Some(Ok(())) => next.run(request).await,
         Some(Err(e)) => {
-            tracing::info!(path = %request.uri().path(), status = e.status(), "request refused");
+            let reason = match &e {
+                crate::auth::AuthError::Unverified { reason } => reason.as_str(),
+                _ => "",
+            };
+            tracing::info!(path = %request.uri().path(), status = e.status(), error = %e, reason, "request refused");
             error(
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED),
                 e.to_string(),
@@ -211,13 +342,53 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         .into_response()
 }
 
-async fn configure(State(state): State<HttpState>, body: String) -> Response {
+/// Whether a `Content-Type` is JSON as axum's `Json` extractor (and so upstream) accepts it:
+/// `application/json` (parameters allowed) or `application/*+json`.
+fn is_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Codes of findings about the document's shape (wrong JSON types, missing fields): upstream
+/// answers those 422, as its JSON extractor does, and other invalid specs 400.
+const SHAPE_CODES: &[&str] = &[
+    compute_spec::codes::INVALID_TYPE,
+    compute_spec::codes::MISSING_FIELD,
+];
+
+async fn configure(State(state): State<HttpState>, headers: HeaderMap, body: String) -> Response {
+    if !is_json_content_type(&headers) {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected request with `content-type: application/json`",
+        );
+    }
     let options = crate::spec_source::validation_options(&state.opts);
     let spec = match crate::spec_source::accept_json(&body, &options) {
         Ok(spec) => spec,
         Err(report) => {
+            let shape = report.diagnostics.iter().any(|d| {
+                d.severity == compute_spec::Severity::Error && SHAPE_CODES.contains(&d.code)
+            });
+            let code = if shape {
+                StatusCode::UNPROCESSABLE_ENTITY
+            } else {
+                StatusCode::BAD_REQUEST
+            };
             return (
-                StatusCode::BAD_REQUEST,
+                code,
                 axum::Json(
                     json!({ "error": report.to_string(), "diagnostics": report.diagnostics }),
                 ),
@@ -358,7 +529,7 @@ mod tests {
         HttpState {
             compute: Arc::new(Compute::new()),
             opts: Arc::new(cli.into_options().unwrap()),
-            auth: Arc::new(RwLock::new(None)),
+            auth: Arc::new(None),
         }
     }
 

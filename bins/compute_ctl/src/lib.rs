@@ -32,9 +32,11 @@ pub mod startup;
 pub mod state;
 pub mod vm_informant;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
 
 use compute_spec::ComputeStatus;
 use nix::sys::signal::Signal;
@@ -47,7 +49,7 @@ use crate::auth::Authenticator;
 use crate::cli::Options;
 use crate::http::HttpState;
 use crate::metrics::Phase;
-use crate::process::RunAs;
+use crate::process::{Postmaster, RunAs};
 use crate::startup::StartContext;
 use crate::state::{Compute, ShutdownMode, ShutdownRequest};
 
@@ -68,45 +70,47 @@ pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
     )
 }
 
-/// Runs compute_ctl: HTTP API, spec, startup, supervision. Returns the process exit code:
+/// Runs compute_ctl: spec, HTTP API, startup, supervision. Returns the process exit code:
 /// the postmaster's exit code (128 + signal when killed), 1 after a failed start (once the
 /// linger time is over), 0 when stopped before Postgres ran.
+///
+/// As upstream, the spec and compute_ctl's config are read *before* the HTTP listeners exist,
+/// so that a control plane polling `/status` from launch sees `init` (or `empty` when started
+/// without a spec) from the first answer. A termination signal interrupts a slow control plane.
 pub async fn run(opts: Options) -> anyhow::Result<i32> {
     let opts = Arc::new(opts);
     let compute = Arc::new(Compute::new());
-    let run_as = match &opts.pg_user {
-        Some(name) if nix::unistd::Uid::effective().is_root() => Some(RunAs::lookup(name)?),
-        Some(name) => {
-            let me = nix::unistd::User::from_uid(nix::unistd::Uid::effective())
-                .ok()
-                .flatten();
-            if me.is_none_or(|u| u.name != *name) {
-                anyhow::bail!("--pg-user {name:?} needs compute_ctl to run as root");
-            }
-            None
-        }
-        None => None,
-    };
+    let run_as = resolve_run_as(&opts)?;
     install_signal_handlers(compute.clone())?;
+    let mut shutdown = compute.subscribe_shutdown();
 
-    let auth = Arc::new(RwLock::new(None));
+    let loaded = tokio::select! {
+        loaded = spec_source::load(&opts) => loaded,
+        _ = requested(&mut shutdown) => {
+            tracing::info!("stopped while obtaining the spec");
+            let _ = compute.transition(ComputeStatus::Terminated);
+            return Ok(0);
+        }
+    };
+    let prepared = loaded.and_then(|loaded| {
+        let auth = Authenticator::from_jwks(&loaded.ctl.jwks, opts.compute_id.clone())
+            .context("load compute_ctl_config.jwks")?;
+        Ok((loaded.spec, auth))
+    });
+    let auth = match &prepared {
+        Ok((_, auth)) => auth.clone(),
+        Err(_) => Authenticator::refusing_all(),
+    };
+    if let Ok((Some(spec), _)) = &prepared {
+        warn_about_unsupported_fields(spec, &opts);
+        let _ = compute.transition_with(ComputeStatus::Init, |s| s.spec = Some(spec.clone()));
+    }
     let state = HttpState {
         compute: compute.clone(),
         opts: opts.clone(),
-        auth: auth.clone(),
+        auth: Arc::new(http_auth(auth, &opts)),
     };
-    let external = http::serve(
-        SocketAddr::new(opts.http_bind, opts.external_http_port),
-        http::external_router(state.clone()),
-        "external",
-    )
-    .await?;
-    let internal = http::serve(
-        SocketAddr::new(opts.http_bind, opts.internal_http_port),
-        http::internal_router(state),
-        "internal",
-    )
-    .await?;
+    let servers = http::Servers::start(&opts, state).await?;
 
     let background = CancellationToken::new();
     let informant = vm_informant::spawn(opts.vm_informant.clone(), background.clone());
@@ -116,15 +120,55 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
         run_as,
         cancel: CancellationToken::new(),
     };
-    let code = supervise(&ctx, &auth).await;
+    let code = match prepared {
+        Ok((spec, _)) => supervise(&ctx, spec, &mut shutdown).await,
+        Err(e) => fail_and_linger(&ctx, &e.context("obtain spec"), &mut shutdown).await,
+    };
 
     background.cancel();
     if let Some(task) = informant {
         let _ = task.await;
     }
-    external.abort();
-    internal.abort();
+    servers.stop().await;
     Ok(code)
+}
+
+/// The user Postgres programs run as: `--pg-user` when root; otherwise the flag, if given,
+/// must name the current user.
+fn resolve_run_as(opts: &Options) -> anyhow::Result<Option<RunAs>> {
+    match &opts.pg_user {
+        Some(name) if nix::unistd::Uid::effective().is_root() => Ok(Some(RunAs::lookup(name)?)),
+        Some(name) => {
+            let me = nix::unistd::User::from_uid(nix::unistd::Uid::effective())
+                .ok()
+                .flatten();
+            if me.is_none_or(|u| u.name != *name) {
+                anyhow::bail!("--pg-user {name:?} needs compute_ctl to run as root");
+            }
+            Ok(None)
+        }
+        None => Ok(None),
+    }
+}
+
+/// The authentication of the external API: the config's keys; without keys every
+/// authenticated route is refused (upstream), unless `--allow-unauthenticated`.
+fn http_auth(auth: Authenticator, opts: &Options) -> Option<Authenticator> {
+    if auth.has_keys() || !opts.allow_unauthenticated {
+        return Some(auth);
+    }
+    tracing::warn!("no JWK set and --allow-unauthenticated: the external HTTP API is open");
+    None
+}
+
+/// Spec fields this build does not act on yet: said at start, never silently ignored.
+fn warn_about_unsupported_fields(spec: &compute_spec::ValidatedSpec, opts: &Options) {
+    if spec.spec().remote_extensions.is_some() {
+        tracing::warn!(
+            base_url = opts.remote_ext_base_url.as_ref().map(|u| u.as_str()),
+            "remote_extensions: remote extensions are not downloaded by this build"
+        );
+    }
 }
 
 fn install_signal_handlers(compute: Arc<Compute>) -> anyhow::Result<()> {
@@ -153,12 +197,23 @@ fn install_signal_handlers(compute: Arc<Compute>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn postgres_signal(mode: ShutdownMode) -> Signal {
-    match mode {
+/// The signal a stop request sends to the postmaster: `/terminate` sends SIGINT (a fast
+/// shutdown) whatever its mode, as upstream; the mode only decides how long compute_ctl stays
+/// up afterwards. Signals to compute_ctl: SIGTERM/SIGINT fast, SIGQUIT (or a second signal)
+/// immediate.
+fn postgres_signal(request: ShutdownRequest) -> Signal {
+    match request.mode {
+        _ if request.from_http => Signal::SIGINT,
         ShutdownMode::Fast => Signal::SIGINT,
         ShutdownMode::Immediate => Signal::SIGQUIT,
     }
 }
+
+/// How long a postmaster may take after SIGINT before it gets SIGQUIT, and after SIGQUIT
+/// before it gets SIGKILL: a stop never waits without bound (neon_local gives compute_ctl
+/// 10 s to exit after it asked).
+const FAST_STOP_LIMIT: Duration = Duration::from_secs(5);
+const IMMEDIATE_STOP_LIMIT: Duration = Duration::from_secs(2);
 
 async fn requested(rx: &mut watch::Receiver<Option<ShutdownRequest>>) -> ShutdownRequest {
     match rx.wait_for(Option::is_some).await {
@@ -186,74 +241,65 @@ async fn fail_and_linger(
     1
 }
 
-async fn supervise(ctx: &StartContext, auth: &RwLock<Option<Authenticator>>) -> i32 {
-    let compute = &ctx.compute;
-    let mut shutdown = compute.subscribe_shutdown();
-
-    let loaded = match spec_source::load(&ctx.opts).await {
-        Ok(loaded) => loaded,
-        Err(e) => return fail_and_linger(ctx, &e.context("obtain spec"), &mut shutdown).await,
-    };
-    match Authenticator::from_jwks(&loaded.ctl.jwks, ctx.opts.compute_id.clone()) {
-        Ok(a) => {
-            if a.is_none() && !ctx.opts.http_bind.is_loopback() {
-                tracing::warn!(bind = %ctx.opts.http_bind, "no JWK set configured: the external HTTP API is unauthenticated");
-            }
-            *auth.write().unwrap_or_else(|e| e.into_inner()) = a;
-        }
-        Err(e) => {
-            return fail_and_linger(
-                ctx,
-                &anyhow::Error::new(e).context("load compute_ctl_config.jwks"),
-                &mut shutdown,
-            )
-            .await;
-        }
-    }
-
-    let spec = match loaded.spec {
-        Some(spec) => {
-            let _ = compute.transition_with(ComputeStatus::Init, |s| s.spec = Some(spec.clone()));
-            spec
-        }
-        None => {
-            tracing::info!("no spec yet: waiting for POST /configure");
-            let waited = Instant::now();
-            let mut status = compute.subscribe();
-            tokio::select! {
-                _ = status.wait_for(|s| *s == ComputeStatus::ConfigurationPending) => {}
-                _ = requested(&mut shutdown) => {
-                    let _ = compute.transition(ComputeStatus::Terminated);
-                    tokio::time::sleep(RESPONSE_GRACE).await;
-                    return 0;
-                }
-            }
-            let mut spec = None;
-            let moved = compute.transition_with(ComputeStatus::Init, |s| {
-                spec = s.pending_spec.take();
-                s.spec = spec.clone();
-                s.startup.wait_for_spec_ms = waited.elapsed().as_millis() as u64;
-                s.start_time = SystemTime::now();
-                s.start_instant = Instant::now();
-            });
-            match (moved, spec) {
-                (Ok(()), Some(spec)) => spec,
-                _ => {
-                    // A termination request won the race.
-                    let _ = compute.transition(ComputeStatus::Terminated);
-                    return 0;
-                }
-            }
-        }
+/// Runs the compute from the spec given at start, or waits in `Empty` for one from
+/// `POST /configure` first.
+async fn supervise(
+    ctx: &StartContext,
+    spec: Option<compute_spec::ValidatedSpec>,
+    shutdown: &mut watch::Receiver<Option<ShutdownRequest>>,
+) -> i32 {
+    let spec = match spec {
+        Some(spec) => spec,
+        None => match wait_for_spec(ctx, shutdown).await {
+            Some(spec) => spec,
+            None => return 0,
+        },
     };
     let span = tracing::info_span!(
         "compute",
         tenant = spec.storage().tenant_id.map(|t| t.to_string()),
         timeline = spec.storage().timeline_id.map(|t| t.to_string()),
     );
-    run_compute(ctx, &spec, &mut shutdown)
-        .instrument(span)
-        .await
+    run_compute(ctx, &spec, shutdown).instrument(span).await
+}
+
+/// In `Empty`: waits for `/configure` (→ `Init` with its spec) or a termination request
+/// (→ `Terminated`, `None`).
+async fn wait_for_spec(
+    ctx: &StartContext,
+    shutdown: &mut watch::Receiver<Option<ShutdownRequest>>,
+) -> Option<compute_spec::ValidatedSpec> {
+    let compute = &ctx.compute;
+    tracing::info!("no spec yet: waiting for POST /configure");
+    let waited = Instant::now();
+    let mut status = compute.subscribe();
+    tokio::select! {
+        _ = status.wait_for(|s| *s == ComputeStatus::ConfigurationPending) => {}
+        _ = requested(shutdown) => {
+            let _ = compute.transition(ComputeStatus::Terminated);
+            tokio::time::sleep(RESPONSE_GRACE).await;
+            return None;
+        }
+    }
+    let mut spec = None;
+    let moved = compute.transition_with(ComputeStatus::Init, |s| {
+        spec = s.pending_spec.take();
+        s.spec = spec.clone();
+        s.startup.wait_for_spec_ms = waited.elapsed().as_millis() as u64;
+        s.start_time = SystemTime::now();
+        s.start_instant = Instant::now();
+    });
+    match (moved, spec) {
+        (Ok(()), Some(spec)) => {
+            warn_about_unsupported_fields(&spec, &ctx.opts);
+            Some(spec)
+        }
+        _ => {
+            // A termination request won the race.
+            let _ = compute.transition(ComputeStatus::Terminated);
+            None
+        }
+    }
 }
 
 /// Starts the compute from `spec` and supervises the postmaster until it exits.
@@ -273,8 +319,7 @@ async fn run_compute(
             // postmaster already started gets an immediate shutdown when dropped.
             ctx.cancel.cancel();
             if let Ok(Ok(mut pm)) = tokio::time::timeout(Duration::from_secs(10), &mut start).await {
-                pm.signal(postgres_signal(request.mode));
-                pm.wait().await;
+                stop_postmaster(&mut pm, shutdown).await;
             }
             let _ = compute.transition(ComputeStatus::Terminated);
             return 0;
@@ -302,43 +347,131 @@ async fn run_compute(
         compute.activity.clone(),
         monitor_cancel.clone(),
     );
-    let exit = loop {
-        if let Some(request) = *shutdown.borrow_and_update() {
-            postmaster.signal(postgres_signal(request.mode));
-        }
-        tokio::select! {
-            status = postmaster.wait() => break status,
-            changed = shutdown.changed() => {
-                if changed.is_err() {
-                    break postmaster.wait().await;
-                }
-            }
-        }
-    };
+    let exit = stop_postmaster(&mut postmaster, shutdown).await;
     configurator.abort();
     monitor_cancel.cancel();
     let _ = monitor.await;
-    let code = process::exit_code(exit);
     let request = *shutdown.borrow();
-    if matches!(
-        compute.status(),
-        ComputeStatus::TerminationPendingFast | ComputeStatus::TerminationPendingImmediate
-    ) {
-        if let Some(lsn) = startup::shutdown_sync(ctx, spec).await {
+    after_postgres_exit(ctx, spec, request, exit).await;
+    linger_after_terminate(ctx, request).await;
+    process::exit_code(exit)
+}
+
+/// Waits for the postmaster to exit. Each stop request is passed on as a signal; a postmaster
+/// that ignores it is escalated to SIGQUIT after [`FAST_STOP_LIMIT`] and to SIGKILL after
+/// [`IMMEDIATE_STOP_LIMIT`] more.
+async fn stop_postmaster(
+    postmaster: &mut Postmaster,
+    shutdown: &mut watch::Receiver<Option<ShutdownRequest>>,
+) -> ExitStatus {
+    let mut sent: Option<(Signal, tokio::time::Instant)> = None;
+    loop {
+        if let Some(request) = *shutdown.borrow_and_update() {
+            let signal = postgres_signal(request);
+            if sent.is_none_or(|(previous, _)| severity(signal) > severity(previous)) {
+                postmaster.signal(signal);
+                sent = Some((signal, tokio::time::Instant::now()));
+            }
+        }
+        let escalation = sent.and_then(|(signal, at)| match signal {
+            Signal::SIGINT => Some((Signal::SIGQUIT, at + FAST_STOP_LIMIT)),
+            Signal::SIGQUIT => Some((Signal::SIGKILL, at + IMMEDIATE_STOP_LIMIT)),
+            _ => None,
+        });
+        let deadline = escalation.map(|(_, at)| at);
+        tokio::select! {
+            status = postmaster.wait() => return status,
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    return postmaster.wait().await;
+                }
+            }
+            () = sleep_until(deadline) => {
+                if let Some((signal, _)) = escalation {
+                    tracing::warn!(?signal, "postgres did not stop in time: escalating");
+                    postmaster.signal(signal);
+                    sent = Some((signal, tokio::time::Instant::now()));
+                }
+            }
+        }
+    }
+}
+
+fn severity(signal: Signal) -> u8 {
+    match signal {
+        Signal::SIGINT => 1,
+        Signal::SIGQUIT => 2,
+        _ => 3,
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What follows the postmaster's exit, by cause:
+/// - `/terminate`: the shutdown sync-safekeepers (its LSN answers the request), `Terminated`;
+/// - a signal to compute_ctl: `Terminated` at once, without syncing (upstream exits at once;
+///   neon_local signals compute_ctl when the safekeepers may be down);
+/// - a clean exit nobody here asked for (`pg_ctl stop` from outside, as neon_local's
+///   `endpoint stop` does): the shutdown sync as after `/terminate`, then `Terminated`;
+/// - any other exit: `Failed` with the exit status.
+///
+/// A signal arriving during the shutdown sync cuts it short.
+async fn after_postgres_exit(
+    ctx: &StartContext,
+    spec: &compute_spec::ValidatedSpec,
+    request: Option<ShutdownRequest>,
+    exit: ExitStatus,
+) {
+    let compute = &ctx.compute;
+    let sync = match request {
+        Some(request) => request.from_http,
+        None if exit.success() => {
+            tracing::info!("postgres was stopped from outside compute_ctl");
+            let _ = compute.transition(ComputeStatus::TerminationPendingFast);
+            true
+        }
+        None => {
+            tracing::error!(%exit, "postgres exited unexpectedly");
+            compute.fail(format!("postgres exited unexpectedly ({exit})"));
+            return;
+        }
+    };
+    if sync {
+        let mut later = compute.subscribe_shutdown();
+        later.mark_unchanged();
+        let cancel = CancellationToken::new();
+        let sync = startup::shutdown_sync(ctx, spec, &cancel);
+        tokio::pin!(sync);
+        let lsn = tokio::select! {
+            lsn = &mut sync => lsn,
+            _ = later.changed() => {
+                tracing::info!("termination signal: shutdown sync-safekeepers cut short");
+                cancel.cancel();
+                sync.await
+            }
+        };
+        if let Some(lsn) = lsn {
             compute.with(|s| s.terminate_lsn = Some(lsn.to_string()));
         }
-        let _ = compute.transition(ComputeStatus::Terminated);
-        tracing::info!(%exit, "postgres stopped");
-    } else {
-        tracing::error!(%exit, "postgres exited unexpectedly");
-        compute.fail(format!("postgres exited unexpectedly ({exit})"));
     }
+    let _ = compute.transition(ComputeStatus::Terminated);
+    tracing::info!(%exit, "postgres stopped");
+}
+
+/// After `/terminate`: fast mode serves the final status for the linger time (cut short by
+/// another request), immediate mode only long enough for the answer to go out.
+async fn linger_after_terminate(ctx: &StartContext, request: Option<ShutdownRequest>) {
     match request {
         Some(ShutdownRequest {
             mode: ShutdownMode::Fast,
             from_http: true,
         }) => {
-            let mut later = compute.subscribe_shutdown();
+            let mut later = ctx.compute.subscribe_shutdown();
             later.mark_unchanged();
             tokio::select! {
                 () = tokio::time::sleep(ctx.opts.linger) => {}
@@ -350,7 +483,6 @@ async fn run_compute(
         }) => tokio::time::sleep(RESPONSE_GRACE).await,
         _ => {}
     }
-    code
 }
 
 /// Applies specs posted to `/configure` while the compute runs.

@@ -88,18 +88,6 @@ impl Phase {
 
 type Labels = Vec<(String, String)>;
 
-const ALL_STATUSES: [ComputeStatus; 9] = [
-    ComputeStatus::Empty,
-    ComputeStatus::ConfigurationPending,
-    ComputeStatus::Init,
-    ComputeStatus::Running,
-    ComputeStatus::Configuration,
-    ComputeStatus::Failed,
-    ComputeStatus::TerminationPendingFast,
-    ComputeStatus::TerminationPendingImmediate,
-    ComputeStatus::Terminated,
-];
-
 /// The Prometheus registry and the families compute_ctl updates.
 #[derive(Debug)]
 pub struct Metrics {
@@ -127,7 +115,7 @@ impl Metrics {
         let up = Family::<Labels, Gauge>::default();
         registry.register(
             "compute_ctl_up",
-            "Compute status: 1 for the current status, 0 for the others",
+            "Compute is up; the status label is the current status (one sample)",
             up.clone(),
         );
         let phases =
@@ -165,15 +153,15 @@ impl Metrics {
         }
     }
 
-    /// Marks `status` as the current one.
+    /// Marks `status` as the current one: `compute_ctl_up` has one sample, labelled with the
+    /// build tag and the status in upstream's kebab-case (`configuration-pending`).
     pub fn set_status(&self, status: ComputeStatus) {
-        for s in ALL_STATUSES {
-            let labels = vec![
-                ("build_tag".to_owned(), build_tag().to_owned()),
-                ("status".to_owned(), s.as_str().to_owned()),
-            ];
-            self.up.get_or_create(&labels).set(i64::from(s == status));
-        }
+        let labels = vec![
+            ("build_tag".to_owned(), build_tag().to_owned()),
+            ("status".to_owned(), status.to_string()),
+        ];
+        self.up.clear();
+        self.up.get_or_create(&labels).set(1);
     }
 
     /// Records one phase duration.
@@ -217,6 +205,7 @@ mod tests {
     #[test]
     fn exposition_has_status_phases_and_apply_results() {
         let m = Metrics::new();
+        m.set_status(ComputeStatus::TerminationPendingFast);
         m.set_status(ComputeStatus::Running);
         m.observe_phase(Phase::StartPostgres, Duration::from_millis(30));
         m.count_apply("ok");
@@ -225,9 +214,11 @@ mod tests {
             text.contains(r#"compute_ctl_up{build_tag="latest",status="running"} 1"#),
             "{text}"
         );
+        assert_eq!(text.matches("compute_ctl_up{").count(), 1, "{text}");
+        m.set_status(ComputeStatus::ConfigurationPending);
         assert!(
-            text.contains(r#"compute_ctl_up{build_tag="latest",status="empty"} 0"#),
-            "{text}"
+            m.encode()
+                .contains(r#"compute_ctl_up{build_tag="latest",status="configuration-pending"} 1"#),
         );
         assert!(
             text.contains(r#"compute_ctl_startup_phase_seconds_count{phase="start_postgres"} 1"#),

@@ -242,9 +242,13 @@ async fn basebackup(ctx: &StartContext, spec: &ValidatedSpec, lsn: Lsn) -> anyho
     Ok(())
 }
 
-/// After a requested shutdown of a Primary with safekeepers: sync them once more and return
-/// the flushed LSN (for `/terminate`).
-pub async fn shutdown_sync(ctx: &StartContext, spec: &ValidatedSpec) -> Option<Lsn> {
+/// After Postgres stopped, for a Primary with safekeepers: sync them once more and return the
+/// flushed LSN (for `/terminate`). `cancel` kills the sync.
+pub async fn shutdown_sync(
+    ctx: &StartContext,
+    spec: &ValidatedSpec,
+    cancel: &CancellationToken,
+) -> Option<Lsn> {
     if !spec.spec().mode.is_primary()
         || spec.storage().safekeepers.is_empty()
         || spec.storage().pageserver.is_none()
@@ -252,7 +256,7 @@ pub async fn shutdown_sync(ctx: &StartContext, spec: &ValidatedSpec) -> Option<L
         return None;
     }
     let t = Instant::now();
-    match neon_clients::sync_safekeepers(&sync_config(ctx, spec), &CancellationToken::new()).await {
+    match neon_clients::sync_safekeepers(&sync_config(ctx, spec), cancel).await {
         Ok(lsn) => {
             ctx.record(Phase::SyncSafekeepers, t.elapsed(), |m, ms| {
                 m.sync_safekeepers_ms = ms
@@ -292,12 +296,15 @@ async fn start_postgres(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Res
     Ok(postmaster)
 }
 
-/// Applies the catalog part of the spec (unless `skip_pg_catalog_updates`) and prepares the
-/// writability check table.
+/// Applies the catalog part of the spec and prepares the writability check table, unless
+/// `skip_pg_catalog_updates` (then nothing, as upstream: a woken compute's catalog is left as
+/// the basebackup had it).
 async fn configure_catalog(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<()> {
-    if !spec.spec().skip_pg_catalog_updates {
-        reconcile(ctx, spec).await?;
+    if spec.spec().skip_pg_catalog_updates {
+        tracing::info!("skip_pg_catalog_updates: the catalog is left as it is");
+        return Ok(());
     }
+    reconcile(ctx, spec).await?;
     let client = catalog::connect(&ctx.opts.pg_config, None).await?;
     catalog::create_writability_check_data(&client).await?;
     Ok(())

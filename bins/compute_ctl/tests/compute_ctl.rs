@@ -203,17 +203,23 @@ async fn prelaunch_configure_reconfigure_and_reject_invalid_spec() {
     }
     assert_eq!(work_mem, "5MB");
 
-    // An invalid spec: 400 with located diagnostics, nothing changed.
+    // An invalid spec: located diagnostics, nothing changed. A document of the wrong shape
+    // (a JSON type error) is 422 as upstream's JSON extractor answers; a spec that breaks a
+    // rule (a database owned by an unknown role) is 400.
     let conf_before = std::fs::read(ctl.pgdata.join("postgresql.conf")).unwrap();
-    let invalid = r#"{"spec": {"format_version": 1.0, "cluster": {"roles": [{"name": 5}], "databases": []}},
+    let wrong_shape = r#"{"spec": {"format_version": 1.0, "cluster": {"roles": [{"name": 5}], "databases": []}},
                       "compute_ctl_config": {"jwks": {"keys": []}}}"#;
-    let (code, body) = ctl.request("POST", "/configure", invalid, None).await;
-    assert_eq!(code, 400, "{body}");
-    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert!(
-        !report["diagnostics"].as_array().unwrap().is_empty(),
-        "{body}"
-    );
+    let breaks_a_rule = r#"{"spec": {"format_version": 1.0, "cluster": {"roles": [], "databases": [{"name": "d", "owner": "nobody"}]}},
+                      "compute_ctl_config": {"jwks": {"keys": []}}}"#;
+    for (invalid, status) in [(wrong_shape, 422), (breaks_a_rule, 400)] {
+        let (code, body) = ctl.request("POST", "/configure", invalid, None).await;
+        assert_eq!(code, status, "{body}");
+        let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            !report["diagnostics"].as_array().unwrap().is_empty(),
+            "{body}"
+        );
+    }
     assert_eq!(ctl.get_json("/status").await["status"], "running");
     assert_eq!(
         std::fs::read(ctl.pgdata.join("postgresql.conf")).unwrap(),

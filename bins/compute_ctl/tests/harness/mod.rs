@@ -86,6 +86,13 @@ impl Ctl {
                 ]
             })
             .args(["--http-bind", "127.0.0.1"])
+            .args(
+                if args.extra.iter().any(|a| a == "--no-allow-unauthenticated") {
+                    &[][..]
+                } else {
+                    &["--allow-unauthenticated"][..]
+                },
+            )
             .args(if args.extra.iter().any(|a| a == "--vm-informant") {
                 &[][..]
             } else {
@@ -103,6 +110,7 @@ impl Ctl {
             .args(
                 args.extra
                     .iter()
+                    .filter(|a| *a != "--no-allow-unauthenticated")
                     .map(|a| a.replace("{dir}", &dir.path().display().to_string())),
             )
             .envs(args.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -157,6 +165,9 @@ impl Ctl {
             .uri(format!("http://127.0.0.1:{}{path}", self.http_port));
         if let Some(token) = token {
             req = req.header("authorization", format!("Bearer {token}"));
+        }
+        if method == "POST" {
+            req = req.header("content-type", "application/json");
         }
         let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
         let resp = tokio::time::timeout(Duration::from_secs(60), client.request(req))
