@@ -124,9 +124,13 @@ pub async fn load(opts: &Options) -> anyhow::Result<Loaded> {
     }
 }
 
+/// How long one control-plane request may take, connection included (upstream's client has
+/// the same 30 s total timeout).
+const CONTROL_PLANE_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// `GET {base}/compute/api/v2/computes/{id}/spec` with `Authorization: Bearer
-/// $NEON_CONTROL_PLANE_TOKEN`; 3 attempts 100 ms apart for network errors, bad JSON, 502 and
-/// 503.
+/// $NEON_CONTROL_PLANE_TOKEN`, as upstream: 3 attempts 100 ms apart for network errors, an
+/// unparsable 200 body, 502 and 503; any other status than 200 is refused at once.
 async fn fetch_from_control_plane(
     base_url: &str,
     compute_id: &str,
@@ -157,27 +161,36 @@ async fn fetch_from_control_plane(
         let request = request
             .body(Empty::new())
             .context("build control plane request")?;
-        let response = match client.request(request).await {
-            Ok(r) => r,
-            Err(e) => {
-                last_error = Some(anyhow::anyhow!("GET {url}: {e}"));
-                continue;
-            }
+        let exchange = async {
+            let response = client.request(request).await.map_err(|e| e.to_string())?;
+            let status = response.status();
+            let body = response.into_body().collect().await;
+            let body = body.map_err(|e| format!("read the body: {e}"))?.to_bytes();
+            Ok::<_, String>((status, body))
         };
-        let status = response.status();
-        let body = match response.into_body().collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
-                last_error = Some(anyhow::anyhow!("GET {url}: read body: {e}"));
-                continue;
-            }
-        };
+        let (status, body) =
+            match tokio::time::timeout(CONTROL_PLANE_REQUEST_TIMEOUT, exchange).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(e)) => {
+                    last_error = Some(anyhow::anyhow!("GET {url}: {e}"));
+                    continue;
+                }
+                Err(_) => {
+                    last_error = Some(anyhow::anyhow!(
+                        "GET {url}: no answer within {CONTROL_PLANE_REQUEST_TIMEOUT:?}"
+                    ));
+                    continue;
+                }
+            };
         if status == 502 || status == 503 {
             last_error = Some(anyhow::anyhow!("GET {url}: {status}"));
             continue;
         }
-        if !status.is_success() {
-            bail!("GET {url}: {status}: {}", String::from_utf8_lossy(&body));
+        if status != 200 {
+            bail!(
+                "GET {url}: unexpected control plane response status code: {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
         }
         let parsed: ControlPlaneConfigResponse = match serde_json::from_slice(&body) {
             Ok(p) => p,
