@@ -18,6 +18,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 use compute_spec::{ComputeSpec, Diagnostic, Severity};
 use nix::unistd::{Gid, Uid, User};
+use pg_config::{parse_conf, preload_entries};
 
 /// Diagnostic codes of the `--pgbin` checks.
 pub mod codes {
@@ -107,80 +108,6 @@ pub fn parse_server_error(stderr: &str) -> Option<ServerError> {
     let message = stderr.lines().find_map(|l| after(l, "FATAL:"))?;
     let hint = stderr.lines().find_map(|l| after(l, "HINT:"));
     Some(ServerError { message, hint })
-}
-
-/// Splits a `shared_preload_libraries` value into its entries (comma-separated, optionally
-/// double-quoted).
-pub fn preload_entries(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(|e| e.trim().trim_matches('"').trim().to_owned())
-        .filter(|e| !e.is_empty())
-        .collect()
-}
-
-/// One `name = value` line of a postgresql.conf text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfLine {
-    /// Line number, from 1.
-    pub line: usize,
-    /// Setting name as written.
-    pub name: String,
-    /// Value, unquoted.
-    pub value: String,
-}
-
-/// Parses postgresql.conf text: `name [=] value [# comment]`, values bare or single-quoted
-/// (`''` and backslash escapes). Lines that do not parse are skipped: PostgreSQL itself
-/// reports them when it reads the file.
-pub fn parse_conf(text: &str) -> Vec<ConfLine> {
-    let mut out = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim_start();
-        let name_len = line
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
-            .unwrap_or(line.len());
-        if name_len == 0 {
-            continue; // blank, comment, or garbage
-        }
-        let (name, rest) = line.split_at(name_len);
-        let rest = rest.trim_start();
-        let rest = rest.strip_prefix('=').unwrap_or(rest).trim_start();
-        let value = if let Some(quoted) = rest.strip_prefix('\'') {
-            let mut value = String::new();
-            let mut chars = quoted.chars().peekable();
-            let mut closed = false;
-            while let Some(c) = chars.next() {
-                match c {
-                    '\'' if chars.peek() == Some(&'\'') => {
-                        chars.next();
-                        value.push('\'');
-                    }
-                    '\'' => {
-                        closed = true;
-                        break;
-                    }
-                    '\\' => value.extend(chars.next()),
-                    c => value.push(c),
-                }
-            }
-            if !closed {
-                continue;
-            }
-            value
-        } else {
-            rest.split(|c: char| c.is_whitespace() || c == '#')
-                .next()
-                .unwrap_or_default()
-                .to_owned()
-        };
-        out.push(ConfLine {
-            line: i + 1,
-            name: name.to_owned(),
-            value,
-        });
-    }
-    out
 }
 
 /// A setting waiting to be checked by a server run, with where to report it.
@@ -531,33 +458,5 @@ mod tests {
         .unwrap();
         assert_eq!(e.parameter(), None);
         assert_eq!(parse_server_error("nothing"), None);
-    }
-
-    #[test]
-    fn parses_conf_text() {
-        let text = "# comment\n\nwork_mem = 4MB # per sort\n  search_path='\"$user\", public'\n\
-                    listen_addresses '*'\napplication_name = 'it''s'\nbroken = 'unterminated\n";
-        let lines = parse_conf(text);
-        let got: Vec<(usize, &str, &str)> = lines
-            .iter()
-            .map(|l| (l.line, l.name.as_str(), l.value.as_str()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                (3, "work_mem", "4MB"),
-                (4, "search_path", "\"$user\", public"),
-                (5, "listen_addresses", "*"),
-                (6, "application_name", "it's"),
-            ]
-        );
-    }
-
-    #[test]
-    fn splits_preload_entries() {
-        assert_eq!(
-            preload_entries(" neon, \"pg_stat_statements\" ,,$libdir/auto_explain"),
-            ["neon", "pg_stat_statements", "$libdir/auto_explain"]
-        );
     }
 }

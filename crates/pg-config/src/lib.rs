@@ -27,12 +27,14 @@
 //! ```
 #![warn(missing_docs)]
 
+mod conf_text;
 mod files;
 mod pg_hba;
 mod postgresql_conf;
 
 use compute_spec::{ComputeMode, ValidatedSpec};
 
+pub use conf_text::{ConfLine, parse_conf, preload_entries};
 pub use files::{FileOptions, WriteFileError, WriteStep, write_file_atomically};
 pub use pg_hba::{HBA_ACCESS_LINE, with_hba_access_line};
 pub use postgresql_conf::{
