@@ -1,7 +1,7 @@
 //! `--pgbin`: checks a spec's settings against a real PostgreSQL binary.
 //!
 //! - `postgres --describe-config` gives the names and types of every GUC the binary knows (for
-//!   "did you mean" and vartype checks).
+//!   "did you mean" and vartype checks); `pg-binary` runs it and finds the library directory.
 //! - `postgres -c name=value …` (no data directory, empty environment) makes the server itself
 //!   parse every value exactly as it would at start — names, booleans, enum values, units,
 //!   ranges — and stop with a FATAL at the first bad one; it never gets as far as starting,
@@ -13,11 +13,13 @@
 //! `postgres` user. Parsing the binary's output is pure and unit-tested.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use compute_spec::{ComputeSpec, Diagnostic, Severity};
-use nix::unistd::{Gid, Uid, User};
+use nix::unistd::{Uid, User};
+use pg_binary::{GucDescription, PgBinary};
+use pg_config::{parse_conf, preload_entries};
 
 /// Diagnostic codes of the `--pgbin` checks.
 pub mod codes {
@@ -43,42 +45,6 @@ const FILE_SETTINGS: &[&str] = &[
     "ident_file",
     "external_pid_file",
 ];
-
-/// One line of `postgres --describe-config`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GucDescription {
-    /// Name, lower case.
-    pub name: String,
-    /// `postmaster`, `sighup`, `user`, …
-    pub context: String,
-    /// `BOOLEAN`, `INTEGER`, `REAL`, `STRING` or `ENUM`.
-    pub vartype: String,
-    /// Minimum, for numbers (in the setting's base unit).
-    pub min: Option<String>,
-    /// Maximum, for numbers (in the setting's base unit).
-    pub max: Option<String>,
-}
-
-/// Parses `postgres --describe-config` output: tab-separated name, context, group, type,
-/// reset value, min, max, descriptions.
-pub fn parse_describe_config(text: &str) -> Vec<GucDescription> {
-    text.lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split('\t').collect();
-            if fields.len() < 7 || fields[0].is_empty() {
-                return None;
-            }
-            let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-            Some(GucDescription {
-                name: fields[0].to_ascii_lowercase(),
-                context: fields[1].to_owned(),
-                vartype: fields[3].to_owned(),
-                min: non_empty(fields[5]),
-                max: non_empty(fields[6]),
-            })
-        })
-        .collect()
-}
 
 /// The FATAL message (and HINT) a server run ended with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,80 +75,6 @@ pub fn parse_server_error(stderr: &str) -> Option<ServerError> {
     Some(ServerError { message, hint })
 }
 
-/// Splits a `shared_preload_libraries` value into its entries (comma-separated, optionally
-/// double-quoted).
-pub fn preload_entries(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(|e| e.trim().trim_matches('"').trim().to_owned())
-        .filter(|e| !e.is_empty())
-        .collect()
-}
-
-/// One `name = value` line of a postgresql.conf text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfLine {
-    /// Line number, from 1.
-    pub line: usize,
-    /// Setting name as written.
-    pub name: String,
-    /// Value, unquoted.
-    pub value: String,
-}
-
-/// Parses postgresql.conf text: `name [=] value [# comment]`, values bare or single-quoted
-/// (`''` and backslash escapes). Lines that do not parse are skipped: PostgreSQL itself
-/// reports them when it reads the file.
-pub fn parse_conf(text: &str) -> Vec<ConfLine> {
-    let mut out = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim_start();
-        let name_len = line
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
-            .unwrap_or(line.len());
-        if name_len == 0 {
-            continue; // blank, comment, or garbage
-        }
-        let (name, rest) = line.split_at(name_len);
-        let rest = rest.trim_start();
-        let rest = rest.strip_prefix('=').unwrap_or(rest).trim_start();
-        let value = if let Some(quoted) = rest.strip_prefix('\'') {
-            let mut value = String::new();
-            let mut chars = quoted.chars().peekable();
-            let mut closed = false;
-            while let Some(c) = chars.next() {
-                match c {
-                    '\'' if chars.peek() == Some(&'\'') => {
-                        chars.next();
-                        value.push('\'');
-                    }
-                    '\'' => {
-                        closed = true;
-                        break;
-                    }
-                    '\\' => value.extend(chars.next()),
-                    c => value.push(c),
-                }
-            }
-            if !closed {
-                continue;
-            }
-            value
-        } else {
-            rest.split(|c: char| c.is_whitespace() || c == '#')
-                .next()
-                .unwrap_or_default()
-                .to_owned()
-        };
-        out.push(ConfLine {
-            line: i + 1,
-            name: name.to_owned(),
-            value,
-        });
-    }
-    out
-}
-
 /// A setting waiting to be checked by a server run, with where to report it.
 #[derive(Debug)]
 struct Pending {
@@ -197,27 +89,13 @@ struct Pending {
 /// A PostgreSQL installation to check against.
 #[derive(Debug, Clone)]
 pub struct PgBin {
-    postgres: PathBuf,
-    run_as: Option<(Uid, Gid)>,
-    gucs: Vec<GucDescription>,
-    libdir: PathBuf,
+    binary: PgBinary,
 }
 
 impl PgBin {
     /// Opens the `postgres` binary at `path` (or in the directory `path`): reads its GUC
     /// catalogue and finds its library directory.
     pub fn open(path: &Path) -> anyhow::Result<PgBin> {
-        let mut postgres =
-            std::path::absolute(path).with_context(|| format!("resolve {}", path.display()))?;
-        if postgres.is_dir() {
-            postgres.push("postgres"); // a bin directory
-        }
-        if !postgres.is_file() {
-            bail!(
-                "{} is not a file (expected the `postgres` binary)",
-                postgres.display()
-            );
-        }
         let run_as = if Uid::effective().is_root() {
             let user = User::from_name(UNPRIVILEGED_USER)
                 .context("look up the unprivileged user")?
@@ -226,79 +104,28 @@ impl PgBin {
                         "PostgreSQL refuses to run as root and there is no `{UNPRIVILEGED_USER}` user to run it as"
                     )
                 })?;
-            Some((user.uid, user.gid))
+            Some((user.uid.as_raw(), user.gid.as_raw()))
         } else {
             None
         };
-        let mut pg = PgBin {
-            postgres,
-            run_as,
-            gucs: Vec::new(),
-            libdir: PathBuf::new(),
-        };
-        let output = pg
-            .command()
-            .arg("--describe-config")
-            .output()
-            .with_context(|| format!("run {} --describe-config", pg.postgres.display()))?;
-        if !output.status.success() {
-            bail!(
-                "{} --describe-config failed ({}): {}",
-                pg.postgres.display(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        pg.gucs = parse_describe_config(&String::from_utf8_lossy(&output.stdout));
-        if pg.gucs.is_empty() {
-            bail!(
-                "{} --describe-config listed no settings",
-                pg.postgres.display()
-            );
-        }
-        pg.libdir = pg.find_libdir();
-        Ok(pg)
+        let binary = PgBinary::probe(path, run_as)?;
+        Ok(PgBin { binary })
     }
 
     /// The settings the binary knows.
     pub fn gucs(&self) -> &[GucDescription] {
-        &self.gucs
+        self.binary.settings()
     }
 
     /// The library directory `shared_preload_libraries` entries are looked up in.
     pub fn libdir(&self) -> &Path {
-        &self.libdir
+        self.binary.libdir()
     }
 
-    fn find_libdir(&self) -> PathBuf {
-        let bindir = self.postgres.parent().unwrap_or(Path::new("/"));
-        let pg_config = bindir.join("pg_config");
-        if let Ok(out) = Command::new(&pg_config)
-            .arg("--pkglibdir")
-            .stdin(Stdio::null())
-            .output()
-        {
-            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-            if out.status.success() && dir.is_dir() {
-                return dir;
-            }
-        }
-        bindir.join("../lib")
-    }
-
-    /// The binary, with an empty environment (no `PGDATA`: the server must not find a data
-    /// directory), C messages, as the unprivileged user when we are root.
+    /// The binary, with an empty environment, C messages, as the unprivileged user when we
+    /// are root.
     fn command(&self) -> Command {
-        let mut cmd = Command::new(&self.postgres);
-        cmd.env_clear()
-            .env("LC_ALL", "C")
-            .current_dir("/")
-            .stdin(Stdio::null());
-        if let Some((uid, gid)) = self.run_as {
-            use std::os::unix::process::CommandExt;
-            cmd.uid(uid.as_raw()).gid(gid.as_raw());
-        }
-        cmd
+        self.binary.command()
     }
 
     /// Checks the settings of `spec` (located at `prefix` in its document): `cluster.settings`
@@ -338,7 +165,7 @@ impl PgBin {
             };
             let at = format!("{prefix}/cluster/settings/{i}");
             if let Some(desc) = self
-                .gucs
+                .gucs()
                 .iter()
                 .find(|g| g.name.eq_ignore_ascii_case(&s.name))
                 && let Some(expected) = spec_vartype(&desc.vartype)
@@ -382,7 +209,7 @@ impl PgBin {
             }
             let output = cmd
                 .output()
-                .with_context(|| format!("run {}", self.postgres.display()))?;
+                .with_context(|| format!("run {}", self.binary.postgres().display()))?;
             let stderr = String::from_utf8_lossy(&output.stderr);
             let Some(error) = parse_server_error(&stderr) else {
                 break;
@@ -409,7 +236,7 @@ impl PgBin {
         {
             let lname = p.name.to_ascii_lowercase();
             let mut message = format!("{}this PostgreSQL has no setting {:?}", p.context, p.name);
-            if let Some(best) = closest(&lname, self.gucs.iter().map(|g| g.name.as_str())) {
+            if let Some(best) = closest(&lname, self.gucs().iter().map(|g| g.name.as_str())) {
                 message.push_str(&format!(" (did you mean `{best}`?)"));
             }
             return Diagnostic::new(
@@ -444,8 +271,8 @@ impl PgBin {
                 vec![PathBuf::from(name), PathBuf::from(format!("{name}.so"))]
             } else {
                 vec![
-                    self.libdir.join(name),
-                    self.libdir.join(format!("{name}.so")),
+                    self.libdir().join(name),
+                    self.libdir().join(format!("{name}.so")),
                 ]
             };
             if candidates.iter().any(|p| p.is_file()) {
@@ -453,9 +280,9 @@ impl PgBin {
             }
             let mut message = format!(
                 "shared_preload_libraries entry {entry:?} is not installed: no {name}.so in {}",
-                self.libdir.display()
+                self.libdir().display()
             );
-            let installed: Vec<String> = std::fs::read_dir(&self.libdir)
+            let installed: Vec<String> = std::fs::read_dir(self.libdir())
                 .map(|dir| {
                     dir.filter_map(|e| {
                         let file = e.ok()?.file_name().into_string().ok()?;
@@ -503,19 +330,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_describe_config() {
-        let text = "port\tpostmaster\tConnections\tINTEGER\t0\t1\t65535\tSets the TCP port.\t\n\
-                    wal_level\tpostmaster\tWAL\tENUM\treplica\t\t\tSets the level.\t\n\
-                    short\tline\n";
-        let gucs = parse_describe_config(text);
-        assert_eq!(gucs.len(), 2);
-        assert_eq!(gucs[0].name, "port");
-        assert_eq!(gucs[0].vartype, "INTEGER");
-        assert_eq!(gucs[0].max.as_deref(), Some("65535"));
-        assert_eq!(gucs[1].min, None);
-    }
-
-    #[test]
     fn parses_server_errors() {
         let stderr = "2026-11-25 22:28:10.837 GMT [13280] FATAL:  invalid value for parameter \"wal_level\": \"zzz\"\n\
                       2026-11-25 22:28:10.837 GMT [13280] HINT:  Available values: minimal, replica, logical.\n";
@@ -531,33 +345,5 @@ mod tests {
         .unwrap();
         assert_eq!(e.parameter(), None);
         assert_eq!(parse_server_error("nothing"), None);
-    }
-
-    #[test]
-    fn parses_conf_text() {
-        let text = "# comment\n\nwork_mem = 4MB # per sort\n  search_path='\"$user\", public'\n\
-                    listen_addresses '*'\napplication_name = 'it''s'\nbroken = 'unterminated\n";
-        let lines = parse_conf(text);
-        let got: Vec<(usize, &str, &str)> = lines
-            .iter()
-            .map(|l| (l.line, l.name.as_str(), l.value.as_str()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                (3, "work_mem", "4MB"),
-                (4, "search_path", "\"$user\", public"),
-                (5, "listen_addresses", "*"),
-                (6, "application_name", "it's"),
-            ]
-        );
-    }
-
-    #[test]
-    fn splits_preload_entries() {
-        assert_eq!(
-            preload_entries(" neon, \"pg_stat_statements\" ,,$libdir/auto_explain"),
-            ["neon", "pg_stat_statements", "$libdir/auto_explain"]
-        );
     }
 }

@@ -4,7 +4,9 @@
 //!
 //! Rendering is pure (no files, no processes, no clock): spec + [`ConfigOptions`] in, text out,
 //! so every rendered file is snapshot-tested without PostgreSQL. The only I/O is
-//! [`write_file_atomically`]. This crate does not decide *when* files are written or reloaded
+//! [`write_file_atomically`]. What one PostgreSQL installation supports comes in as plain data
+//! ([`ServerSupport`], found by the `pg-binary` crate): with it, settings the binary would refuse
+//! are dropped and listed ([`unsupported_settings`]). This crate does not decide *when* files are written or reloaded
 //! (compute_ctl does), does not touch roles or databases (`pg-reconcile`), and spells every
 //! value through `pg-quote`.
 //!
@@ -27,17 +29,23 @@
 //! ```
 #![warn(missing_docs)]
 
+mod conf_text;
 mod files;
 mod pg_hba;
 mod postgresql_conf;
+mod server_support;
 
 use compute_spec::{ComputeMode, ValidatedSpec};
 
+pub use conf_text::{ConfLine, parse_conf, preload_entries};
 pub use files::{FileOptions, WriteFileError, WriteStep, write_file_atomically};
 pub use pg_hba::{HBA_ACCESS_LINE, with_hba_access_line};
 pub use postgresql_conf::{
     ConfigOptions, MANAGED_BEGIN, MANAGED_END, SettingLineError, TEMP_OVERRIDE_CONF,
     render_postgresql_conf, render_setting_line,
+};
+pub use server_support::{
+    DropReason, DroppedSetting, ServerSupport, SettingSource, unsupported_settings,
 };
 
 /// File name of the main configuration file in PGDATA.

@@ -2,7 +2,9 @@
 //!
 //! Layout of the rendered file, in order (PostgreSQL applies the *last* line for a name):
 //!
-//! 1. `cluster.postgresql_conf`, verbatim, when present (a newline is added if missing);
+//! 1. `cluster.postgresql_conf`, verbatim, when present (a newline is added if missing); with
+//!    [`ConfigOptions::drop_unsupported`], each line the binary does not support is replaced
+//!    by a comment saying why (and a library list by the list without the missing libraries);
 //! 2. the settings compute_ctl owns, each only when it has a value: storage
 //!    (`neon.stripe_size`, `neon.pageserver_connstring`, `neon.safekeepers` with the `g#N:`
 //!    generation prefix, `neon.tenant_id`, `neon.timeline_id`, `neon.project_id`,
@@ -10,7 +12,8 @@
 //!    lines (`hot_standby`, `recovery_target_lsn`), `dynamic_shared_memory_type`,
 //!    `neon.privileged_role_name`, the extension server port, subscriber and log-export lines,
 //!    and the pgaudit block (upstream's order);
-//! 3. `cluster.settings` between [`MANAGED_BEGIN`] and [`MANAGED_END`];
+//! 3. `cluster.settings` between [`MANAGED_BEGIN`] and [`MANAGED_END`] (unsupported ones
+//!    replaced by comments, as in part 1);
 //! 4. `include_if_exists = 'compute_ctl_temp_override.conf'` ([`TEMP_OVERRIDE_CONF`]).
 //!
 //! **No name is written twice** (names compared case-insensitively, as PostgreSQL does):
@@ -30,11 +33,16 @@
 //! cannot be written at all (a newline or NUL, which validation rejects) and a name that is not
 //! a valid parameter name (only `ident` or `ident.ident` parse; PostgreSQL 15 rejects `a.b.c`
 //! and `$`) are left out with a comment naming the spec location; see [`render_setting_line`].
+//!
+//! **Unsupported settings are dropped only on request** ([`ConfigOptions::drop_unsupported`]),
+//! as decided by [`unsupported_settings`], which callers use to report the same list.
 
 use std::collections::HashSet;
 
 use compute_spec::{ComputeAudit, ComputeFeature, ComputeMode, GenericOption, ValidatedSpec};
 use pg_quote::quote_conf_value;
+
+use crate::server_support::{DroppedSetting, ServerSupport, SettingSource, unsupported_settings};
 
 /// File name of the override file included last; compute_ctl writes temporary settings there
 /// (e.g. `neon.max_cluster_size=-1` while it applies the catalog) and empties it afterwards.
@@ -66,6 +74,10 @@ pub struct ConfigOptions {
     /// read by the caller): `dynamic_shared_memory_type = mmap` is written, since POSIX shared
     /// memory is then counted twice. Default false.
     pub strict_overcommit: bool,
+    /// Drop (or, for library lists, rewrite) the spec settings this installation does not
+    /// support, each replaced by a comment; see [`unsupported_settings`] for what is dropped
+    /// and for the list to report. Default `None`: everything is written.
+    pub drop_unsupported: Option<ServerSupport>,
 }
 
 impl Default for ConfigOptions {
@@ -76,6 +88,7 @@ impl Default for ConfigOptions {
             locale: Some("C.UTF-8".to_owned()),
             tls: false,
             strict_overcommit: false,
+            drop_unsupported: None,
         }
     }
 }
@@ -85,10 +98,14 @@ pub fn render_postgresql_conf(spec: &ValidatedSpec, options: &ConfigOptions) -> 
     let mut conf = Conf::default();
     let compute = spec.spec();
     let storage = spec.storage();
+    let dropped = match &options.drop_unsupported {
+        Some(support) => unsupported_settings(spec, support),
+        None => Vec::new(),
+    };
 
     if let Some(verbatim) = &compute.cluster.postgresql_conf {
-        conf.out.push_str(verbatim);
-        if !verbatim.is_empty() && !verbatim.ends_with('\n') {
+        render_verbatim(&mut conf, verbatim, &dropped);
+        if !conf.out.is_empty() && !conf.out.ends_with('\n') {
             conf.out.push('\n');
         }
     }
@@ -182,13 +199,13 @@ pub fn render_postgresql_conf(spec: &ValidatedSpec, options: &ConfigOptions) -> 
     render_audit(
         &mut conf,
         compute.audit_log_level,
-        spec_shared_preload_libraries(spec),
+        spec_shared_preload_libraries(spec, &dropped).as_deref(),
     );
 
     if let Some(settings) = &compute.cluster.settings {
         conf.out.push_str(MANAGED_BEGIN);
         conf.out.push('\n');
-        render_settings(&mut conf, settings);
+        render_settings(&mut conf, settings, &dropped);
         conf.out.push_str(MANAGED_END);
         conf.out.push('\n');
     }
@@ -197,17 +214,65 @@ pub fn render_postgresql_conf(spec: &ValidatedSpec, options: &ConfigOptions) -> 
     conf.out
 }
 
-/// The last value of the spec setting `shared_preload_libraries`, if any.
-fn spec_shared_preload_libraries(spec: &ValidatedSpec) -> Option<&str> {
-    spec.spec()
-        .cluster
-        .settings
-        .as_ref()?
+/// `cluster.postgresql_conf` with the `dropped` lines replaced by comments (followed by the
+/// rewritten line, if any); other lines byte for byte.
+fn render_verbatim(conf: &mut Conf, verbatim: &str, dropped: &[DroppedSetting]) {
+    // Numbered as `str::lines` numbers them (what `parse_conf` reports).
+    for (index, raw) in verbatim.split_inclusive('\n').enumerate() {
+        let at = SettingSource::PostgresqlConf { line: index + 1 };
+        let Some(drop) = dropped.iter().find(|d| d.source == at) else {
+            conf.out.push_str(raw);
+            continue;
+        };
+        conf.comment(&dropped_comment(&format!("line {}", index + 1), drop));
+        if let Some(kept) = &drop.kept_value {
+            // The name is a valid parameter name (decided so); the value has no newline.
+            conf.out.push_str(&drop.name);
+            conf.out.push_str(" = ");
+            conf.out.push_str(&quote_conf_value(kept));
+            conf.out.push('\n');
+        }
+    }
+}
+
+/// The comment replacing a dropped setting: where, what and why, without its value, control
+/// characters shown as `?`.
+fn dropped_comment(at: &str, drop: &DroppedSetting) -> String {
+    let what = if drop.kept_value.is_some() {
+        "rewritten"
+    } else {
+        "dropped"
+    };
+    format!("{at}: {} {what} by compute_ctl: {}", drop.name, drop.reason)
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// The last value of the spec setting `shared_preload_libraries` that is written, if any
+/// (without the `dropped` libraries).
+fn spec_shared_preload_libraries(
+    spec: &ValidatedSpec,
+    dropped: &[DroppedSetting],
+) -> Option<String> {
+    let settings = spec.spec().cluster.settings.as_ref()?;
+    settings
         .iter()
+        .enumerate()
         .rev()
-        .find(|o| o.name.eq_ignore_ascii_case("shared_preload_libraries"))?
-        .value
-        .as_deref()
+        .filter(|(_, o)| o.name.eq_ignore_ascii_case("shared_preload_libraries"))
+        .find_map(|(index, o)| match find_dropped(dropped, index) {
+            Some(drop) => drop.kept_value.clone().map(Some),
+            None => Some(o.value.clone()),
+        })?
+}
+
+/// The decision about `cluster.settings` entry `index`, if it is dropped or rewritten.
+fn find_dropped(dropped: &[DroppedSetting], index: usize) -> Option<&DroppedSetting> {
+    let pointer = format!("/cluster/settings/{index}");
+    dropped
+        .iter()
+        .find(|d| matches!(&d.source, SettingSource::Settings { pointer: p } if *p == pointer))
 }
 
 /// The pgaudit block, as upstream writes it for each level. `shared_preload_libraries` is
@@ -247,12 +312,31 @@ fn render_audit(conf: &mut Conf, level: ComputeAudit, spec_libraries: Option<&st
     conf.owned_string("shared_preload_libraries", &list.join(","));
 }
 
-fn render_settings(conf: &mut Conf, settings: &[GenericOption]) {
+fn render_settings(conf: &mut Conf, settings: &[GenericOption], dropped: &[DroppedSetting]) {
     let mut seen = HashSet::new();
     // Walk backwards so that the last occurrence of a name is the one kept; restore order after.
     let mut lines = Vec::with_capacity(settings.len());
     for (index, option) in settings.iter().enumerate().rev() {
         let pointer = format!("/cluster/settings/{index}");
+        let drop = find_dropped(dropped, index);
+        let rewritten;
+        let option = match drop {
+            None => option,
+            Some(drop) => match &drop.kept_value {
+                // Not written, and does not hide an earlier entry of the same name.
+                None => {
+                    lines.push(format!("# {}", dropped_comment(&pointer, drop)));
+                    continue;
+                }
+                Some(kept) => {
+                    rewritten = GenericOption {
+                        value: Some(kept.clone()),
+                        ..option.clone()
+                    };
+                    &rewritten
+                }
+            },
+        };
         let line = match render_setting_line(option) {
             Ok(line) => line,
             Err(error) => {
@@ -273,6 +357,9 @@ fn render_settings(conf: &mut Conf, settings: &[GenericOption]) {
             ));
         } else {
             lines.push(line);
+            if let Some(drop) = drop {
+                lines.push(format!("# {}", dropped_comment(&pointer, drop)));
+            }
         }
     }
     for line in lines.iter().rev() {
@@ -313,7 +400,7 @@ pub enum SettingLineError {
 }
 
 /// Names the postgresql.conf parser treats as directives to read other files.
-const FILE_DIRECTIVES: &[&str] = &["include", "include_if_exists", "include_dir"];
+pub(crate) const FILE_DIRECTIVES: &[&str] = &["include", "include_if_exists", "include_dir"];
 
 /// One `name = value` line (without the newline) for a setting, spelled by its vartype:
 /// `string` values always quoted, other values bare only when they are one plain token,
@@ -393,7 +480,7 @@ fn is_plain_token(value: &str) -> bool {
 /// Whether `name` can be written as a parameter name: an ASCII identifier, or two joined by a
 /// dot (a custom placeholder such as `neon.safekeepers`). Names cannot be quoted in
 /// postgresql.conf, so anything else is left out.
-fn is_valid_name(name: &str) -> bool {
+pub(crate) fn is_valid_name(name: &str) -> bool {
     let identifier = |part: &str| {
         let mut bytes = part.bytes();
         matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')

@@ -163,6 +163,7 @@ fn modes() {
         locale: None,
         tls: true,
         strict_overcommit: true,
+        drop_unsupported: None,
     };
     check(
         &storage_spec(
