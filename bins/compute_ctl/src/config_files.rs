@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use compute_spec::ValidatedSpec;
-use pg_config::{ConfigOptions, FileOptions};
+use pg_config::{ConfigOptions, FileOptions, ServerSupport};
 
 /// Settings of the compute that are not in the spec.
 #[derive(Debug, Clone)]
@@ -17,6 +17,9 @@ pub struct ConfigContext<'a> {
     pub internal_http_port: u16,
     /// Owner of the written files.
     pub owner: Option<(u32, u32)>,
+    /// What the postgres binary supports, when settings it does not are to be dropped
+    /// (`--drop-unsupported-settings`).
+    pub drop_unsupported: Option<&'a ServerSupport>,
 }
 
 impl ConfigContext<'_> {
@@ -26,6 +29,7 @@ impl ConfigContext<'_> {
             extension_server_port: Some(self.internal_http_port),
             strict_overcommit: std::fs::read_to_string("/proc/sys/vm/overcommit_memory")
                 .is_ok_and(|v| v.trim() == "2"),
+            drop_unsupported: self.drop_unsupported.cloned(),
             ..ConfigOptions::default()
         }
     }
@@ -82,6 +86,7 @@ mod tests {
             privileged_role_name: "neon_superuser",
             internal_http_port: 3081,
             owner: None,
+            drop_unsupported: None,
         };
         let spec = ValidatedSpec::from_json(
             r#"{"format_version":1.0,"mode":"Replica","cluster":{"roles":[],"databases":[],

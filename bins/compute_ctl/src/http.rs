@@ -296,6 +296,10 @@ pub struct StatusResponse {
     pub activity_reason: Option<String>,
     /// Last reconciliation, per operation.
     pub last_apply: Option<ApplySummary>,
+    /// Settings left out of postgresql.conf as unsupported by the postgres binary
+    /// (`--drop-unsupported-settings`); absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped_settings: Vec<pg_config::DroppedSetting>,
 }
 
 /// The current status object.
@@ -315,6 +319,7 @@ pub fn status_response(compute: &Compute) -> StatusResponse {
                 .and_then(|r| serde_json::to_value(r).ok())
                 .and_then(|v| v.as_str().map(str::to_owned)),
             last_apply: s.last_apply.clone(),
+            dropped_settings: s.dropped_settings.clone(),
         }
     })
 }

@@ -112,6 +112,15 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
     };
     let servers = http::Servers::start(&opts, state).await?;
 
+    let (prepared, server_support) = match prepared {
+        Ok(prepared) if opts.drop_unsupported_settings => {
+            match startup::probe_server_support(&opts, run_as).await {
+                Ok(support) => (Ok(prepared), Some(Arc::new(support))),
+                Err(e) => (Err(e), None),
+            }
+        }
+        other => (other, None),
+    };
     let background = CancellationToken::new();
     let informant = vm_informant::spawn(opts.vm_informant.clone(), background.clone());
     let ctx = StartContext {
@@ -119,6 +128,7 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
         opts,
         run_as,
         cancel: CancellationToken::new(),
+        server_support,
     };
     let code = match prepared {
         Ok((spec, _)) => supervise(&ctx, spec, &mut shutdown).await,

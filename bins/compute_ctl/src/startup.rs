@@ -28,6 +28,8 @@ pub struct StartContext {
     pub run_as: Option<RunAs>,
     /// Cancels the long steps (sync-safekeepers child, basebackup) of an interrupted start.
     pub cancel: CancellationToken,
+    /// What the postgres binary supports, probed at start with `--drop-unsupported-settings`.
+    pub server_support: Option<Arc<pg_config::ServerSupport>>,
 }
 
 impl StartContext {
@@ -43,6 +45,7 @@ impl StartContext {
             privileged_role_name: &self.opts.privileged_role_name,
             internal_http_port: self.opts.internal_http_port,
             owner: self.owner(),
+            drop_unsupported: self.server_support.as_deref(),
         }
     }
 
@@ -76,6 +79,7 @@ pub async fn start_compute(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::
         basebackup(ctx, spec, lsn).await?;
     }
 
+    report_dropped_settings(ctx, spec);
     let t = Instant::now();
     write_config(ctx, spec)?;
     config_files::ensure_hba_line(&pgdata, &ctx.config_context())?;
@@ -135,6 +139,40 @@ async fn initdb(ctx: &StartContext) -> anyhow::Result<()> {
     process::run_to_completion("initdb", cmd).await?;
     ctx.record(Phase::Initdb, t.elapsed(), |m, ms| m.initdb_ms = ms);
     Ok(())
+}
+
+/// With `--drop-unsupported-settings`: logs each setting of `spec` that the rendered
+/// postgresql.conf leaves out, and lists them for `/status`.
+fn report_dropped_settings(ctx: &StartContext, spec: &ValidatedSpec) {
+    let Some(support) = &ctx.server_support else {
+        return;
+    };
+    let dropped = pg_config::unsupported_settings(spec, support);
+    for setting in &dropped {
+        tracing::warn!(
+            setting = setting.name,
+            source = %setting.source,
+            reason = %setting.reason,
+            kept = setting.kept_value.as_deref(),
+            "setting dropped: this postgres binary does not support it"
+        );
+    }
+    ctx.compute.with(|s| s.dropped_settings = dropped);
+}
+
+/// Probes the postgres binary for `--drop-unsupported-settings` (`postgres --describe-config`
+/// and its library directory, run as the Postgres user).
+pub async fn probe_server_support(
+    opts: &Options,
+    run_as: Option<RunAs>,
+) -> anyhow::Result<pg_config::ServerSupport> {
+    let pgbin = opts.pgbin.clone();
+    let run_as = run_as.map(|u| (u.uid, u.gid));
+    let probed = tokio::task::spawn_blocking(move || pg_binary::PgBinary::probe(&pgbin, run_as))
+        .await
+        .context("join the probe task")?
+        .context("probe the postgres binary (--drop-unsupported-settings)")?;
+    Ok(probed.into())
 }
 
 fn write_config(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<()> {
@@ -359,6 +397,7 @@ async fn reconcile(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<A
 
 /// Applies a new spec to a running compute: rewrite postgresql.conf, reload, reconcile.
 pub async fn reconfigure(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<()> {
+    report_dropped_settings(ctx, spec);
     write_config(ctx, spec)?;
     reload(ctx).await?;
     if spec.spec().mode.is_primary() {

@@ -132,6 +132,9 @@ pub struct ComputeState {
     pub last_apply: Option<ApplySummary>,
     /// LSN flushed by the shutdown sync-safekeepers (Primary with safekeepers).
     pub terminate_lsn: Option<String>,
+    /// Settings of the spec in effect left out of postgresql.conf because the postgres binary
+    /// does not support them (`--drop-unsupported-settings`).
+    pub dropped_settings: Vec<pg_config::DroppedSetting>,
 }
 
 /// The shared compute: state behind a mutex, a watch channel announcing each status change,
@@ -166,6 +169,7 @@ impl Compute {
                 startup: StartupMetrics::default(),
                 last_apply: None,
                 terminate_lsn: None,
+                dropped_settings: Vec::new(),
             }),
             status_tx,
             shutdown_tx,
