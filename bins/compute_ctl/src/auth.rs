@@ -9,12 +9,12 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 /// The admin scope: may act on any compute (requires audience `compute`).
-pub const ADMIN_SCOPE: &str = "compute_ctl:admin";
+pub(crate) const ADMIN_SCOPE: &str = "compute_ctl:admin";
 
 /// A refused request. The messages are upstream's, word for word.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum AuthError {
+pub(crate) enum AuthError {
     /// No `Authorization: Bearer` header, or not a JWT.
     #[error("invalid authorization token")]
     Malformed,
@@ -43,7 +43,7 @@ pub enum AuthError {
 
 impl AuthError {
     /// The HTTP status for this refusal.
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             AuthError::Malformed => 400,
             AuthError::Unverified { .. }
@@ -57,11 +57,11 @@ impl AuthError {
 /// A JWK that could not be used.
 #[derive(Debug, thiserror::Error)]
 #[error("jwks key {index}: {reason}")]
-pub struct BadKey {
+pub(crate) struct BadKey {
     /// Index in `keys`.
-    pub index: usize,
+    pub(crate) index: usize,
     /// What is wrong.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,7 +92,7 @@ impl Audience {
 
 /// Verifies tokens for one compute.
 #[derive(Clone)]
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     keys: Vec<(DecodingKey, Algorithm)>,
     compute_id: Option<String>,
 }
@@ -108,7 +108,7 @@ impl std::fmt::Debug for Authenticator {
 
 impl Authenticator {
     /// An authenticator with no keys: every token is refused.
-    pub fn refusing_all() -> Authenticator {
+    pub(crate) fn refusing_all() -> Authenticator {
         Authenticator {
             keys: Vec::new(),
             compute_id: None,
@@ -116,12 +116,12 @@ impl Authenticator {
     }
 
     /// Whether any key can verify a token.
-    pub fn has_keys(&self) -> bool {
+    pub(crate) fn has_keys(&self) -> bool {
         !self.keys.is_empty()
     }
 
     /// From the config's JWK set (an empty set refuses every token).
-    pub fn from_jwks(
+    pub(crate) fn from_jwks(
         jwks: &compute_spec::JwkSet,
         compute_id: Option<String>,
     ) -> Result<Authenticator, BadKey> {
@@ -146,7 +146,7 @@ impl Authenticator {
     }
 
     /// Checks the `Authorization` header value.
-    pub fn authorize(&self, header: Option<&str>) -> Result<(), AuthError> {
+    pub(crate) fn authorize(&self, header: Option<&str>) -> Result<(), AuthError> {
         let token = header
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)

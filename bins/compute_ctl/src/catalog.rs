@@ -2,12 +2,12 @@
 //! the writability check table, and the `/dbs_and_roles` listing (no password hashes).
 
 use anyhow::Context;
-use serde::Serialize;
+use compute_spec::api::{DbsAndRoles, ListedDatabase, ListedRole};
 use tokio_postgres::{Client, NoTls};
 
 /// Connects with `config` plus options that guard against per-database traps
 /// (`ALTER DATABASE ... SET default_transaction_read_only = on`, a tiny `statement_timeout`).
-pub async fn connect(
+pub(crate) async fn connect(
     config: &tokio_postgres::Config,
     dbname: Option<&str>,
 ) -> anyhow::Result<Client> {
@@ -37,7 +37,7 @@ const HEALTH_CHECK_UPSERT: &str = "INSERT INTO public.health_check (id, updated_
      ON CONFLICT (id) DO UPDATE SET updated_at = now()";
 
 /// Creates the table `/check_writability` updates.
-pub async fn create_writability_check_data(client: &Client) -> anyhow::Result<()> {
+pub(crate) async fn create_writability_check_data(client: &Client) -> anyhow::Result<()> {
     client
         .batch_execute(HEALTH_CHECK_TABLE)
         .await
@@ -51,7 +51,7 @@ pub async fn create_writability_check_data(client: &Client) -> anyhow::Result<()
 
 /// Writes one row: fails when the compute cannot write. A full disk counts as writable (the
 /// compute itself works; upstream does the same).
-pub async fn check_writability(client: &Client) -> anyhow::Result<()> {
+pub(crate) async fn check_writability(client: &Client) -> anyhow::Result<()> {
     match client.batch_execute(HEALTH_CHECK_UPSERT).await {
         Ok(()) => Ok(()),
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL) => Ok(()),
@@ -59,43 +59,8 @@ pub async fn check_writability(client: &Client) -> anyhow::Result<()> {
     }
 }
 
-/// A role as listed by `/dbs_and_roles`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ListedRole {
-    /// Name.
-    pub name: String,
-    /// Always `null`: hashes are never served.
-    pub encrypted_password: Option<String>,
-    /// Always `null`.
-    pub options: Option<()>,
-}
-
-/// A database as listed by `/dbs_and_roles`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ListedDatabase {
-    /// Name.
-    pub name: String,
-    /// Owner role.
-    pub owner: String,
-    /// Always `null`.
-    pub options: Option<()>,
-    /// Connections not allowed.
-    pub restrict_conn: bool,
-    /// Left invalid by an interrupted drop.
-    pub invalid: bool,
-}
-
-/// The body of `/dbs_and_roles`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DbsAndRoles {
-    /// Non-system roles.
-    pub roles: Vec<ListedRole>,
-    /// Databases except templates.
-    pub databases: Vec<ListedDatabase>,
-}
-
 /// Lists user roles and databases.
-pub async fn dbs_and_roles(client: &Client) -> anyhow::Result<DbsAndRoles> {
+pub(crate) async fn dbs_and_roles(client: &Client) -> anyhow::Result<DbsAndRoles> {
     let roles = client
         .query(
             "SELECT rolname::text FROM pg_catalog.pg_roles WHERE rolname !~ '^pg_' ORDER BY rolname",

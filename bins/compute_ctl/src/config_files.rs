@@ -10,16 +10,16 @@ use pg_config::{ConfigOptions, FileOptions, ServerSupport};
 
 /// Settings of the compute that are not in the spec.
 #[derive(Debug, Clone)]
-pub struct ConfigContext<'a> {
+pub(crate) struct ConfigContext<'a> {
     /// `neon.privileged_role_name`.
-    pub privileged_role_name: &'a str,
+    pub(crate) privileged_role_name: &'a str,
     /// Port of the internal HTTP API (`neon.extension_server_port`).
-    pub internal_http_port: u16,
+    pub(crate) internal_http_port: u16,
     /// Owner of the written files.
-    pub owner: Option<(u32, u32)>,
+    pub(crate) owner: Option<(u32, u32)>,
     /// What the postgres binary supports, when settings it does not are to be dropped
     /// (`--drop-unsupported-settings`).
-    pub drop_unsupported: Option<&'a ServerSupport>,
+    pub(crate) drop_unsupported: Option<&'a ServerSupport>,
 }
 
 impl ConfigContext<'_> {
@@ -43,7 +43,7 @@ impl ConfigContext<'_> {
 }
 
 /// Writes `postgresql.conf` (and, for non-primaries, `standby.signal`) into `pgdata`.
-pub fn write_config_files(
+pub(crate) fn write_config_files(
     pgdata: &Path,
     spec: &ValidatedSpec,
     ctx: &ConfigContext<'_>,
@@ -60,7 +60,7 @@ pub fn write_config_files(
 }
 
 /// Appends the access line to `pg_hba.conf` unless present.
-pub fn ensure_hba_line(pgdata: &Path, ctx: &ConfigContext<'_>) -> anyhow::Result<()> {
+pub(crate) fn ensure_hba_line(pgdata: &Path, ctx: &ConfigContext<'_>) -> anyhow::Result<()> {
     let path = pgdata.join(pg_config::PG_HBA_CONF);
     let existing = match std::fs::read_to_string(&path) {
         Ok(t) => t,

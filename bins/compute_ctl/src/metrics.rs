@@ -1,55 +1,20 @@
-//! Startup timings (`GET /metrics.json`, upstream's keys) and the Prometheus families
-//! (`GET /metrics`).
+//! The Prometheus families of `GET /metrics` (the startup timings of `GET /metrics.json` are
+//! `compute_spec::api::ComputeMetrics`).
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use compute_spec::ComputeStatus;
+use compute_spec::api::{ComputeStatus, OperationOutcome};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use serde::Serialize;
-
-/// Startup timings. Every upstream key is always present (0 when the step did not run);
-/// `initdb_ms` is ours (standalone mode).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct StartupMetrics {
-    /// Time spent waiting for `/configure` in `Empty` (excluded from `total_startup_ms`).
-    pub wait_for_spec_ms: u64,
-    /// Full sync-safekeepers.
-    pub sync_safekeepers_ms: u64,
-    /// The safekeeper fast path (`TIMELINE_STATUS`).
-    pub sync_sk_check_ms: u64,
-    /// Connecting to the pageserver.
-    pub pageserver_connect_micros: u64,
-    /// Basebackup download and unpack.
-    pub basebackup_ms: u64,
-    /// Bytes of the basebackup stream.
-    pub basebackup_bytes: u64,
-    /// Start of `postgres` until `ready`.
-    pub start_postgres_ms: u64,
-    /// Catalog configuration (reconcile).
-    pub config_ms: u64,
-    /// From start (or spec receipt) to `Running`.
-    pub total_startup_ms: u64,
-    /// Remote extensions (not supported: always 0).
-    pub load_ext_ms: u64,
-    /// Remote extensions downloaded (always 0).
-    pub num_ext_downloaded: u64,
-    /// Largest remote extension (always 0).
-    pub largest_ext_size: u64,
-    /// Total remote extension download size (always 0).
-    pub total_ext_download_size: u64,
-    /// `initdb` in standalone mode.
-    pub initdb_ms: u64,
-}
 
 /// A startup phase, for the Prometheus histogram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Wipe and recreate PGDATA.
     PreparePgdata,
     /// `initdb` (standalone).
@@ -90,15 +55,15 @@ type Labels = Vec<(String, String)>;
 
 /// The Prometheus registry and the families compute_ctl updates.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     up: Family<Labels, Gauge>,
     phases: Family<Labels, Histogram>,
     apply_operations: Family<Labels, Counter>,
     /// Current Postgres downtime seen by the monitor, ms.
-    pub pg_current_downtime_ms: Gauge<u64, AtomicU64>,
+    pub(crate) pg_current_downtime_ms: Gauge<u64, AtomicU64>,
     /// Total Postgres downtime seen by the monitor, ms.
-    pub pg_downtime_ms_total: Gauge<u64, AtomicU64>,
+    pub(crate) pg_downtime_ms_total: Gauge<u64, AtomicU64>,
 }
 
 fn phase_histogram() -> Histogram {
@@ -110,7 +75,7 @@ fn phase_histogram() -> Histogram {
 
 impl Metrics {
     /// A registry with every family registered.
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let mut registry = Registry::default();
         let up = Family::<Labels, Gauge>::default();
         registry.register(
@@ -128,7 +93,7 @@ impl Metrics {
         let apply_operations = Family::<Labels, Counter>::default();
         registry.register(
             "compute_ctl_apply_operations",
-            "Reconciliation operations by result",
+            "Reconciliation operations by result (ok, failed, not_run)",
             apply_operations.clone(),
         );
         let pg_current_downtime_ms = Gauge::<u64, AtomicU64>::default();
@@ -155,7 +120,7 @@ impl Metrics {
 
     /// Marks `status` as the current one: `compute_ctl_up` has one sample, labelled with the
     /// build tag and the status in upstream's kebab-case (`configuration-pending`).
-    pub fn set_status(&self, status: ComputeStatus) {
+    pub(crate) fn set_status(&self, status: ComputeStatus) {
         let labels = vec![
             ("build_tag".to_owned(), build_tag().to_owned()),
             ("status".to_owned(), status.to_string()),
@@ -165,21 +130,21 @@ impl Metrics {
     }
 
     /// Records one phase duration.
-    pub fn observe_phase(&self, phase: Phase, duration: Duration) {
+    pub(crate) fn observe_phase(&self, phase: Phase, duration: Duration) {
         self.phases
             .get_or_create(&vec![("phase".to_owned(), phase.label().to_owned())])
             .observe(duration.as_secs_f64());
     }
 
-    /// Counts one reconciliation operation outcome (`ok`, `failed`, `skipped`).
-    pub fn count_apply(&self, result: &str) {
+    /// Counts one reconciliation operation outcome (`ok`, `failed`, `not_run`).
+    pub(crate) fn count_apply(&self, result: OperationOutcome) {
         self.apply_operations
-            .get_or_create(&vec![("result".to_owned(), result.to_owned())])
+            .get_or_create(&vec![("result".to_owned(), result.as_str().to_owned())])
             .inc();
     }
 
     /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
@@ -194,7 +159,7 @@ impl Default for Metrics {
 }
 
 /// The build tag reported in `compute_ctl_up`: `$BUILD_TAG` at compile time, else `latest`.
-pub fn build_tag() -> &'static str {
+pub(crate) fn build_tag() -> &'static str {
     option_env!("BUILD_TAG").unwrap_or("latest")
 }
 
@@ -208,7 +173,7 @@ mod tests {
         m.set_status(ComputeStatus::TerminationPendingFast);
         m.set_status(ComputeStatus::Running);
         m.observe_phase(Phase::StartPostgres, Duration::from_millis(30));
-        m.count_apply("ok");
+        m.count_apply(OperationOutcome::Ok);
         let text = m.encode();
         assert!(
             text.contains(r#"compute_ctl_up{build_tag="latest",status="running"} 1"#),
@@ -233,7 +198,7 @@ mod tests {
 
     #[test]
     fn metrics_json_has_every_upstream_key() {
-        let json = serde_json::to_value(StartupMetrics::default()).unwrap();
+        let json = serde_json::to_value(compute_spec::api::ComputeMetrics::default()).unwrap();
         for key in [
             "wait_for_spec_ms",
             "sync_safekeepers_ms",

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// Why a data directory was not wiped.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum PgdataError {
+pub(crate) enum PgdataError {
     /// The path is `/`, a system directory or a home directory.
     #[error("refusing to wipe {path}: it is {what}, not a compute data directory")]
     Protected {
@@ -82,7 +82,7 @@ const SYSTEM_DIRS: &[&str] = &[
 ];
 
 /// Checks that `path` may be wiped. `path` must be absolute.
-pub fn check_wipe_allowed(path: &Path, force: bool) -> Result<(), PgdataError> {
+pub(crate) fn check_wipe_allowed(path: &Path, force: bool) -> Result<(), PgdataError> {
     let protected = |what: &str| PgdataError::Protected {
         path: path.to_owned(),
         what: what.to_owned(),
@@ -170,7 +170,7 @@ fn live_postmaster(pgdata: &Path) -> Option<i32> {
 
 /// Checks that `owner` can traverse every existing ancestor of `path` (PostgreSQL, run as that
 /// user, must reach its data directory).
-pub fn check_reachable(path: &Path, owner: (u32, u32)) -> Result<(), PgdataError> {
+pub(crate) fn check_reachable(path: &Path, owner: (u32, u32)) -> Result<(), PgdataError> {
     use std::os::unix::fs::MetadataExt;
     let (uid, gid) = owner;
     for ancestor in path.ancestors().skip(1) {
@@ -198,7 +198,7 @@ pub fn check_reachable(path: &Path, owner: (u32, u32)) -> Result<(), PgdataError
 
 /// Wipes `path` (after [`check_wipe_allowed`]) and recreates it empty with mode 0700, owned
 /// by `owner` when given.
-pub fn wipe_and_create(
+pub(crate) fn wipe_and_create(
     path: &Path,
     force: bool,
     owner: Option<(u32, u32)>,

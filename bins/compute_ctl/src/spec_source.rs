@@ -15,16 +15,16 @@ use crate::cli::{Options, SpecSource};
 
 /// What the start-up source said.
 #[derive(Debug, Default)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     /// The spec, or `None`: start empty.
-    pub spec: Option<ValidatedSpec>,
+    pub(crate) spec: Option<ValidatedSpec>,
     /// Settings of compute_ctl (JWK set).
-    pub ctl: ComputeCtlConfig,
+    pub(crate) ctl: ComputeCtlConfig,
 }
 
 /// The validation options of this compute: the default provided roles plus the user of
 /// `--connstr` and the privileged role, which compute_ctl itself provides.
-pub fn validation_options(opts: &Options) -> ValidationOptions {
+pub(crate) fn validation_options(opts: &Options) -> ValidationOptions {
     let mut options = ValidationOptions::default();
     if let Some(user) = opts.pg_config.get_user() {
         options = options.with_provided_role(user);
@@ -36,7 +36,7 @@ pub fn validation_options(opts: &Options) -> ValidationOptions {
 /// reconciler's option allow-list (`pg_reconcile::validate_for_reconcile`), so that a spec it
 /// would refuse half-way through a start is refused before anything changes. Every finding is
 /// located.
-pub fn accept_json(
+pub(crate) fn accept_json(
     text: &str,
     options: &ValidationOptions,
 ) -> Result<ValidatedSpec, ValidationReport> {
@@ -44,7 +44,7 @@ pub fn accept_json(
 }
 
 /// [`accept_json`] for a spec that arrived already parsed (from the control plane).
-pub fn accept_spec(
+pub(crate) fn accept_spec(
     spec: ComputeSpec,
     options: &ValidationOptions,
 ) -> Result<ValidatedSpec, ValidationReport> {
@@ -58,7 +58,7 @@ pub fn accept_spec(
 }
 
 /// Parses a document of either shape: a wrapper with `spec: null` yields no spec.
-pub fn parse_document(
+pub(crate) fn parse_document(
     text: &str,
     origin: &str,
     options: &ValidationOptions,
@@ -103,7 +103,7 @@ pub fn parse_document(
 }
 
 /// Loads from the source named on the command line.
-pub async fn load(opts: &Options) -> anyhow::Result<Loaded> {
+pub(crate) async fn load(opts: &Options) -> anyhow::Result<Loaded> {
     match &opts.spec_source {
         SpecSource::Inline(json) => parse_document(json, "--spec", &validation_options(opts)),
         SpecSource::File(path) | SpecSource::ConfigFile(path) => {

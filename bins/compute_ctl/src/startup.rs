@@ -13,9 +13,10 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog;
 use crate::cli::Options;
 use crate::config_files::{self, ConfigContext};
-use crate::metrics::{Phase, StartupMetrics};
+use crate::metrics::Phase;
 use crate::process::{self, Postmaster, ReadinessWatch, RunAs};
-use crate::state::{ApplySummary, Compute, OperationResult};
+use crate::state::Compute;
+use compute_spec::api::{ApplySummary, ComputeMetrics, OperationOutcome, OperationResult};
 
 /// What the startup steps need.
 #[derive(Debug, Clone)]
@@ -33,7 +34,7 @@ pub struct StartContext {
 }
 
 impl StartContext {
-    fn record(&self, phase: Phase, elapsed: Duration, set: impl FnOnce(&mut StartupMetrics, u64)) {
+    fn record(&self, phase: Phase, elapsed: Duration, set: impl FnOnce(&mut ComputeMetrics, u64)) {
         let ms = elapsed.as_millis() as u64;
         self.compute.metrics.observe_phase(phase, elapsed);
         self.compute.with(|s| set(&mut s.startup, ms));
@@ -370,14 +371,14 @@ async fn reconcile(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<A
         .zip(&reconciled.report.outcomes)
         .map(|(op, outcome)| {
             let (result, error) = match outcome {
-                pg_reconcile::Outcome::Ok => ("ok", None),
-                pg_reconcile::Outcome::Failed(e) => ("failed", Some(e.to_string())),
-                _ => ("not_run", None),
+                pg_reconcile::Outcome::Ok => (OperationOutcome::Ok, None),
+                pg_reconcile::Outcome::Failed(e) => (OperationOutcome::Failed, Some(e.to_string())),
+                _ => (OperationOutcome::NotRun, None),
             };
             ctx.compute.metrics.count_apply(result);
             OperationResult {
                 operation: format!("{}: {}", op.object, op.reason),
-                result: result.to_owned(),
+                result,
                 error,
             }
         })

@@ -8,24 +8,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-/// Which kind of activity set [`ActivitySnapshot::last_active`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum ActivityReason {
-    /// A client backend was not idle (running a query, or idle in a transaction): active now.
-    ActiveBackend,
-    /// The latest state change of an idle client backend (its last query ended then).
-    IdleBackend,
-    /// A WAL sender other than the walproposer was connected (logical or physical replica).
-    WalSender,
-    /// A logical-replication subscription worker was running.
-    Subscription,
-    /// An autovacuum worker was running.
-    Autovacuum,
-    /// The `pg_stat_database` session counters changed (catches short-lived connections).
-    DatabaseCounters,
-}
+/// Which kind of activity set [`ActivitySnapshot::last_active`] (a type of compute_ctl's
+/// HTTP API, where `/status` reports it).
+pub use compute_spec::api::ActivityReason;
 
 /// What the HTTP layer shows: a consistent copy of the tracker's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -34,6 +34,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod api;
 mod config;
 mod id;
 mod locate;
@@ -41,11 +42,11 @@ mod lsn;
 mod rules;
 mod shape;
 mod spec;
-mod status;
 mod strict;
 mod validate;
 mod values;
 
+pub use api::ComputeStatus;
 pub use config::{
     ComputeConfig, ComputeCtlConfig, ControlPlaneComputeStatus, ControlPlaneConfigResponse, JwkSet,
     SpecDocument, json_schema,
@@ -59,7 +60,6 @@ pub use spec::{
     PageserverProtocol, PageserverShardConnectionInfo, PageserverShardInfo, RemoteExtSpec, Role,
     TlsConfig, UnknownFields,
 };
-pub use status::ComputeStatus;
 pub use validate::{
     DEFAULT_PROVIDED_ROLES, Diagnostic, Severity, StorageSettings, ValidatedSpec, Validation,
     ValidationOptions, ValidationReport, codes, locate_diagnostics, validate_json,

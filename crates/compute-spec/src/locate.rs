@@ -8,7 +8,9 @@
 use std::collections::{HashMap, HashSet};
 
 /// A 1-based position in the source text. The column counts characters, not bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, schemars::JsonSchema,
+)]
 pub struct Location {
     /// Line, from 1.
     pub line: usize,

@@ -110,7 +110,9 @@ pub mod codes {
 }
 
 /// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Suspicious but usable.
@@ -129,7 +131,7 @@ impl std::fmt::Display for Severity {
 }
 
 /// One finding, located by JSON pointer and, for text input, line:column.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Diagnostic {
     /// Stable machine-readable code, e.g. `duplicate-role`; see [`codes`].
     pub code: &'static str,

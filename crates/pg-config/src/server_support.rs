@@ -25,9 +25,9 @@
 //! [`ConfigOptions::drop_unsupported`]: crate::ConfigOptions::drop_unsupported
 
 use std::collections::BTreeSet;
-use std::fmt;
 
 use compute_spec::ValidatedSpec;
+pub use compute_spec::api::{DropReason, DroppedSetting, SettingSource};
 use serde::Serialize;
 
 use crate::conf_text::{library_list_items, library_name, parse_conf};
@@ -67,84 +67,6 @@ impl ServerSupport {
         };
         Some(self.libraries.contains(name) || self.libraries.contains(&format!("{name}.so")))
     }
-}
-
-/// Where a setting comes from in the spec.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "in", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum SettingSource {
-    /// A line of `cluster.postgresql_conf`.
-    PostgresqlConf {
-        /// Line number, from 1.
-        line: usize,
-    },
-    /// An entry of `cluster.settings`.
-    Settings {
-        /// Its JSON pointer, `/cluster/settings/N`.
-        pointer: String,
-    },
-}
-
-impl fmt::Display for SettingSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SettingSource::PostgresqlConf { line } => {
-                write!(f, "line {line} of /cluster/postgresql_conf")
-            }
-            SettingSource::Settings { pointer } => f.write_str(pointer),
-        }
-    }
-}
-
-/// Why a setting is dropped or rewritten.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum DropReason {
-    /// The name has no dot and the binary does not know it.
-    UnknownSetting,
-    /// Library list entries naming libraries that are not installed.
-    MissingLibraries {
-        /// The missing entries, as named in the list (without quotes).
-        libraries: Vec<String>,
-        /// Where they were looked for.
-        libdir: String,
-    },
-    /// `synchronous_standby_names` waits for the walproposer, which this installation lacks:
-    /// every commit would wait forever.
-    NoWalproposer,
-}
-
-impl fmt::Display for DropReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DropReason::UnknownSetting => f.write_str("unknown to this postgres binary"),
-            DropReason::MissingLibraries { libraries, libdir } => {
-                let plural = if libraries.len() == 1 { "y" } else { "ies" };
-                write!(f, "librar{plural} {} not in {libdir}", libraries.join(", "))
-            }
-            DropReason::NoWalproposer => {
-                f.write_str("no walproposer (neon library) to be the synchronous standby")
-            }
-        }
-    }
-}
-
-/// A spec setting the binary does not support: dropped, or rewritten without some entries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DroppedSetting {
-    /// The name as written.
-    pub name: String,
-    /// Where it is in the spec.
-    pub source: SettingSource,
-    /// The value as written (unquoted).
-    pub value: String,
-    /// What is written instead (a library list without the missing entries), or `None`
-    /// when nothing is.
-    pub kept_value: Option<String>,
-    /// Why.
-    pub reason: DropReason,
 }
 
 /// Settings whose value is a list of libraries to load.

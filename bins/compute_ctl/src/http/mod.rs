@@ -1,41 +1,43 @@
-//! The HTTP API (axum): the external router for the control plane (JWT-authenticated when a
-//! JWK set is configured, except `/metrics`) and the internal, read-only router. The routes
-//! are listed in [`EXTERNAL_ROUTES`] and [`INTERNAL_ROUTES`], which a test checks against the
-//! router and against `openapi.json`.
+//! The HTTP API (axum): the external router for the control plane (JWT-authenticated, except
+//! `/metrics`) and the internal, read-only router; the listeners and their graceful stop; the
+//! request-id and request-span middleware. Handlers are in [`routes`], one file per route;
+//! every body is a `compute_spec::api` type. The routes are listed in [`EXTERNAL_ROUTES`] and
+//! [`INTERNAL_ROUTES`], which a test checks against the router and against `openapi.json`,
+//! whose component schemas a test checks against the API types.
 
-use std::collections::HashMap;
+pub(crate) mod routes;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use compute_spec::ComputeStatus;
-use serde::Serialize;
-use serde_json::json;
+use compute_spec::api::ErrorBody;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::auth::Authenticator;
-use crate::catalog;
 use crate::cli::Options;
-use crate::state::{ApplySummary, Compute, ShutdownMode};
+use crate::state::Compute;
 
 /// One route of the API.
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Route {
+pub(crate) struct Route {
     /// `GET` or `POST`.
-    pub method: &'static str,
+    pub(crate) method: &'static str,
     /// The path.
-    pub path: &'static str,
+    pub(crate) path: &'static str,
     /// Whether a JWT is required (when a JWK set is configured).
-    pub authenticated: bool,
+    pub(crate) authenticated: bool,
 }
 
+#[cfg(test)]
 const fn route(method: &'static str, path: &'static str, authenticated: bool) -> Route {
     Route {
         method,
@@ -45,7 +47,8 @@ const fn route(method: &'static str, path: &'static str, authenticated: bool) ->
 }
 
 /// Routes of the external listener.
-pub const EXTERNAL_ROUTES: &[Route] = &[
+#[cfg(test)]
+pub(crate) const EXTERNAL_ROUTES: &[Route] = &[
     route("GET", "/status", true),
     route("GET", "/metrics.json", true),
     route("GET", "/metrics", false),
@@ -57,7 +60,8 @@ pub const EXTERNAL_ROUTES: &[Route] = &[
 ];
 
 /// Routes of the internal listener (never authenticated).
-pub const INTERNAL_ROUTES: &[Route] = &[
+#[cfg(test)]
+pub(crate) const INTERNAL_ROUTES: &[Route] = &[
     route("GET", "/status", false),
     route("GET", "/metrics.json", false),
     route("GET", "/metrics", false),
@@ -65,46 +69,46 @@ pub const INTERNAL_ROUTES: &[Route] = &[
 
 /// What handlers share.
 #[derive(Debug, Clone)]
-pub struct HttpState {
+pub(crate) struct HttpState {
     /// The compute.
-    pub compute: Arc<Compute>,
+    pub(crate) compute: Arc<Compute>,
     /// Settings.
-    pub opts: Arc<Options>,
+    pub(crate) opts: Arc<Options>,
     /// Token verification; `None`: unauthenticated (`--allow-unauthenticated`).
-    pub auth: Arc<Option<Authenticator>>,
+    pub(crate) auth: Arc<Option<Authenticator>>,
 }
 
 /// The external router.
-pub fn external_router(state: HttpState) -> Router {
+pub(crate) fn external_router(state: HttpState) -> Router {
     let authenticated = Router::new()
-        .route("/status", get(status))
-        .route("/metrics.json", get(metrics_json))
-        .route("/configure", post(configure))
-        .route("/terminate", post(terminate))
-        .route("/check_writability", post(check_writability))
-        .route("/dbs_and_roles", get(dbs_and_roles))
-        .route("/info", get(info))
+        .route("/status", get(routes::status::get))
+        .route("/metrics.json", get(routes::metrics::json))
+        .route("/configure", post(routes::configure::post))
+        .route("/terminate", post(routes::terminate::post))
+        .route("/check_writability", post(routes::check_writability::post))
+        .route("/dbs_and_roles", get(routes::dbs_and_roles::get))
+        .route("/info", get(routes::info::get))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
     Router::new()
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(routes::metrics::prometheus))
         .merge(authenticated)
         .layer(middleware::from_fn(request_span))
         .with_state(state)
 }
 
 /// The internal router.
-pub fn internal_router(state: HttpState) -> Router {
+pub(crate) fn internal_router(state: HttpState) -> Router {
     Router::new()
-        .route("/status", get(status))
-        .route("/metrics.json", get(metrics_json))
-        .route("/metrics", get(metrics))
+        .route("/status", get(routes::status::get))
+        .route("/metrics.json", get(routes::metrics::json))
+        .route("/metrics", get(routes::metrics::prometheus))
         .layer(middleware::from_fn(request_span))
         .with_state(state)
 }
 
 /// The header carrying a request's id (kept from the request, else a new UUID v4), returned
 /// on the response as upstream does.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Each request runs in a span `request{method, uri, request_id}`; the outcome is logged at
 /// INFO with its status code and latency (`/status` and `/metrics` polls at DEBUG).
@@ -147,7 +151,7 @@ async fn request_span(request: Request, next: Next) -> Response {
 
 /// The two listeners, served until [`Servers::stop`].
 #[derive(Debug)]
-pub struct Servers {
+pub(crate) struct Servers {
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -156,7 +160,7 @@ impl Servers {
     /// Binds the external listener (`--http-bind`, default `::` for IPv4 and IPv6, falling
     /// back to `0.0.0.0` where IPv6 is unavailable) and the internal one
     /// (`--internal-http-bind`), and serves them.
-    pub async fn start(opts: &Options, state: HttpState) -> anyhow::Result<Servers> {
+    pub(crate) async fn start(opts: &Options, state: HttpState) -> anyhow::Result<Servers> {
         let external = match opts.http_bind {
             Some(ip) => bind(SocketAddr::new(ip, opts.external_http_port)).await,
             None => bind_dual_stack(opts.external_http_port).await,
@@ -178,7 +182,7 @@ impl Servers {
 
     /// Graceful shutdown: no new connections, requests in flight (an answer to
     /// `/terminate`) finish; bounded to 2 s.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.cancel();
         for task in self.tasks {
             let abort = task.abort_handle();
@@ -244,8 +248,12 @@ fn serve(
     })
 }
 
-fn error(code: StatusCode, message: impl Into<String>) -> Response {
-    (code, axum::Json(json!({ "error": message.into() }))).into_response()
+/// An error answer: `code` with upstream's `{"error": "…"}` body.
+pub(crate) fn error(code: StatusCode, message: impl Into<String>) -> Response {
+    let body = ErrorBody {
+        error: message.into(),
+    };
+    (code, axum::Json(body)).into_response()
 }
 
 async fn require_auth(
@@ -275,239 +283,6 @@ async fn require_auth(
             )
         }
     }
-}
-
-/// Body of `GET /status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct StatusResponse {
-    /// RFC 3339.
-    pub start_time: String,
-    /// Tenant, hex.
-    pub tenant: Option<String>,
-    /// Timeline, hex.
-    pub timeline: Option<String>,
-    /// Status, snake_case.
-    pub status: ComputeStatus,
-    /// Last user activity (RFC 3339), `null` until the first.
-    pub last_active: Option<String>,
-    /// Why the compute failed.
-    pub error: Option<String>,
-    /// What kind of activity `last_active` is.
-    pub activity_reason: Option<String>,
-    /// Last reconciliation, per operation.
-    pub last_apply: Option<ApplySummary>,
-    /// Settings left out of postgresql.conf as unsupported by the postgres binary
-    /// (`--drop-unsupported-settings`); absent when none.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub dropped_settings: Vec<pg_config::DroppedSetting>,
-}
-
-/// The current status object.
-pub fn status_response(compute: &Compute) -> StatusResponse {
-    let activity = compute.activity.snapshot();
-    compute.with(|s| {
-        let storage = s.spec.as_ref().map(|spec| spec.storage());
-        StatusResponse {
-            start_time: humantime::format_rfc3339_micros(s.start_time).to_string(),
-            tenant: storage.and_then(|st| st.tenant_id).map(|t| t.to_string()),
-            timeline: storage.and_then(|st| st.timeline_id).map(|t| t.to_string()),
-            status: s.status,
-            last_active: activity.last_active_rfc3339(),
-            error: s.error.clone(),
-            activity_reason: activity
-                .reason
-                .and_then(|r| serde_json::to_value(r).ok())
-                .and_then(|v| v.as_str().map(str::to_owned)),
-            last_apply: s.last_apply.clone(),
-            dropped_settings: s.dropped_settings.clone(),
-        }
-    })
-}
-
-async fn status(State(state): State<HttpState>) -> Response {
-    axum::Json(status_response(&state.compute)).into_response()
-}
-
-async fn metrics_json(State(state): State<HttpState>) -> Response {
-    axum::Json(state.compute.with(|s| s.startup)).into_response()
-}
-
-async fn metrics(State(state): State<HttpState>) -> Response {
-    let activity = state.compute.activity.snapshot();
-    let m = &state.compute.metrics;
-    m.pg_current_downtime_ms.set(activity.current_downtime_ms);
-    m.pg_downtime_ms_total.set(activity.total_downtime_ms);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.compute.metrics.encode(),
-    )
-        .into_response()
-}
-
-/// Whether a `Content-Type` is JSON as axum's `Json` extractor (and so upstream) accepts it:
-/// `application/json` (parameters allowed) or `application/*+json`.
-fn is_json_content_type(headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
-/// Codes of findings about the document's shape (wrong JSON types, missing fields): upstream
-/// answers those 422, as its JSON extractor does, and other invalid specs 400.
-const SHAPE_CODES: &[&str] = &[
-    compute_spec::codes::INVALID_TYPE,
-    compute_spec::codes::MISSING_FIELD,
-];
-
-async fn configure(State(state): State<HttpState>, headers: HeaderMap, body: String) -> Response {
-    if !is_json_content_type(&headers) {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "expected request with `content-type: application/json`",
-        );
-    }
-    let options = crate::spec_source::validation_options(&state.opts);
-    let spec = match crate::spec_source::accept_json(&body, &options) {
-        Ok(spec) => spec,
-        Err(report) => {
-            let shape = report.diagnostics.iter().any(|d| {
-                d.severity == compute_spec::Severity::Error && SHAPE_CODES.contains(&d.code)
-            });
-            let code = if shape {
-                StatusCode::UNPROCESSABLE_ENTITY
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            return (
-                code,
-                axum::Json(
-                    json!({ "error": report.to_string(), "diagnostics": report.diagnostics }),
-                ),
-            )
-                .into_response();
-        }
-    };
-    let mut rx = state.compute.subscribe();
-    if let Err(e) = state
-        .compute
-        .transition_with(ComputeStatus::ConfigurationPending, |s| {
-            s.pending_spec = Some(spec)
-        })
-    {
-        return error(StatusCode::PRECONDITION_FAILED, e.to_string());
-    }
-    let outcome = rx
-        .wait_for(|s| {
-            !matches!(
-                s,
-                ComputeStatus::ConfigurationPending
-                    | ComputeStatus::Configuration
-                    | ComputeStatus::Init
-            )
-        })
-        .await
-        .map(|s| *s);
-    match outcome {
-        Ok(ComputeStatus::Running) => axum::Json(status_response(&state.compute)).into_response(),
-        Ok(ComputeStatus::Failed) => {
-            let err = state.compute.with(|s| s.error.clone()).unwrap_or_default();
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("compute configuration failed: {err:?}"),
-            )
-        }
-        Ok(other) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("compute is {other} instead of running"),
-        ),
-        Err(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "compute is shutting down",
-        ),
-    }
-}
-
-async fn terminate(
-    State(state): State<HttpState>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let mode = match query.get("mode").map(String::as_str) {
-        None | Some("fast") => ShutdownMode::Fast,
-        Some("immediate") => ShutdownMode::Immediate,
-        Some(other) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("invalid mode {other:?}: fast or immediate"),
-            );
-        }
-    };
-    let lsn = |compute: &Compute| json!({ "lsn": compute.with(|s| s.terminate_lsn.clone()) });
-    let status = state.compute.status();
-    if status == ComputeStatus::Terminated {
-        return (StatusCode::CREATED, axum::Json(lsn(&state.compute))).into_response();
-    }
-    if !matches!(status, ComputeStatus::Empty | ComputeStatus::Running) {
-        return error(
-            StatusCode::PRECONDITION_FAILED,
-            format!("invalid compute status: {status}"),
-        );
-    }
-    let mut rx = state.compute.subscribe();
-    state.compute.request_shutdown(mode, true);
-    match rx.wait_for(|s| *s == ComputeStatus::Terminated).await {
-        Ok(_) => axum::Json(lsn(&state.compute)).into_response(),
-        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "compute_ctl is exiting"),
-    }
-}
-
-async fn check_writability(State(state): State<HttpState>) -> Response {
-    let status = state.compute.status();
-    if status != ComputeStatus::Running {
-        return error(
-            StatusCode::PRECONDITION_FAILED,
-            format!("invalid compute status: {status}"),
-        );
-    }
-    let result = async {
-        let client = catalog::connect(&state.opts.pg_config, None).await?;
-        catalog::check_writability(&client).await
-    }
-    .await;
-    match result {
-        Ok(()) => axum::Json(true).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
-    }
-}
-
-async fn dbs_and_roles(State(state): State<HttpState>) -> Response {
-    let result = async {
-        let client = catalog::connect(&state.opts.pg_config, None).await?;
-        catalog::dbs_and_roles(&client).await
-    }
-    .await;
-    match result {
-        Ok(listing) => axum::Json(listing).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
-    }
-}
-
-async fn info() -> Response {
-    let num_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    axum::Json(json!({ "num_cpus": num_cpus })).into_response()
 }
 
 #[cfg(test)]
@@ -585,7 +360,8 @@ mod tests {
             StatusCode::NOT_FOUND
         );
 
-        let doc: serde_json::Value = serde_json::from_str(include_str!("../openapi.json")).unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../openapi.json")).unwrap();
         let mut documented = BTreeSet::new();
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
@@ -598,5 +374,78 @@ mod tests {
             .map(|r| (r.method.to_owned(), r.path.to_owned(), r.authenticated))
             .collect();
         assert_eq!(documented, routed);
+    }
+
+    /// The JSON Schema of an API type, as schemars derives it.
+    fn derived<T: schemars::JsonSchema>() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(T)).unwrap()
+    }
+
+    fn names(value: &serde_json::Value, key: &str) -> BTreeSet<String> {
+        if key == "enum" {
+            // schemars spells an enum with documented variants as `oneOf` of `const`s.
+            let variants = value["oneOf"].as_array().into_iter().flatten();
+            let consts = variants.flat_map(|v| {
+                let one = v["const"].as_str().map(str::to_owned);
+                one.into_iter().chain(names(v, "enum"))
+            });
+            let mut all: BTreeSet<String> = consts.collect();
+            if let Some(items) = value["enum"].as_array() {
+                all.extend(items.iter().filter_map(|v| v.as_str().map(str::to_owned)));
+            }
+            return all;
+        }
+        match &value[key] {
+            serde_json::Value::Object(map) => map.keys().cloned().collect(),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            _ => BTreeSet::new(),
+        }
+    }
+
+    /// Every body type of the API has a component schema of its name in `openapi.json` with
+    /// the same properties, required properties and enum values as the type derives.
+    #[test]
+    fn openapi_components_match_the_api_types() {
+        use compute_spec::api::*;
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../openapi.json")).unwrap();
+        let components = &doc["components"]["schemas"];
+        let types = [
+            ("ComputeStatus", derived::<ComputeStatus>()),
+            ("ComputeStatusResponse", derived::<ComputeStatusResponse>()),
+            ("ApplySummary", derived::<ApplySummary>()),
+            ("OperationResult", derived::<OperationResult>()),
+            ("OperationOutcome", derived::<OperationOutcome>()),
+            ("ActivityReason", derived::<ActivityReason>()),
+            ("ComputeMetrics", derived::<ComputeMetrics>()),
+            ("TerminateResponse", derived::<TerminateResponse>()),
+            ("DbsAndRoles", derived::<DbsAndRoles>()),
+            ("ListedRole", derived::<ListedRole>()),
+            ("ListedDatabase", derived::<ListedDatabase>()),
+            ("ErrorBody", derived::<ErrorBody>()),
+            ("ValidationErrorBody", derived::<ValidationErrorBody>()),
+            ("DroppedSetting", derived::<DroppedSetting>()),
+        ];
+        let mut mismatches = Vec::new();
+        for (name, schema) in &types {
+            if std::env::var_os("PRINT_API_SCHEMAS").is_some() {
+                println!("{name}: {schema}");
+            }
+            let documented = &components[*name];
+            if !documented.is_object() {
+                mismatches.push(format!("openapi.json has no component {name}"));
+                continue;
+            }
+            for key in ["properties", "required", "enum"] {
+                let (got, want) = (names(documented, key), names(schema, key));
+                if got != want {
+                    mismatches.push(format!("{name} {key}: openapi {got:?}, type {want:?}"));
+                }
+            }
+        }
+        assert!(mismatches.is_empty(), "{mismatches:#?}");
     }
 }

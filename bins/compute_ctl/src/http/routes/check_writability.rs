@@ -1,0 +1,28 @@
+//! `POST /check_writability`: writes the health-check row (412 unless `running`).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use compute_spec::api::ComputeStatus;
+
+use crate::catalog;
+use crate::http::{HttpState, error};
+
+pub(crate) async fn post(State(state): State<HttpState>) -> Response {
+    let status = state.compute.status();
+    if status != ComputeStatus::Running {
+        return error(
+            StatusCode::PRECONDITION_FAILED,
+            format!("invalid compute status: {status}"),
+        );
+    }
+    let result = async {
+        let client = catalog::connect(&state.opts.pg_config, None).await?;
+        catalog::check_writability(&client).await
+    }
+    .await;
+    match result {
+        Ok(()) => axum::Json(true).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+    }
+}

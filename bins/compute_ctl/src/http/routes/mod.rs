@@ -1,0 +1,9 @@
+//! The handlers of the HTTP API, one file per route; the bodies are `compute_spec::api` types.
+
+pub(crate) mod check_writability;
+pub(crate) mod configure;
+pub(crate) mod dbs_and_roles;
+pub(crate) mod info;
+pub(crate) mod metrics;
+pub(crate) mod status;
+pub(crate) mod terminate;

@@ -1,0 +1,51 @@
+//! `POST /terminate[?mode=fast|immediate]`: stops Postgres and answers the shutdown LSN
+//! ([`TerminateResponse`]) once `terminated`; 201 when already terminated, 412 unless `empty`
+//! or `running`, as upstream.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use compute_spec::api::{ComputeStatus, TerminateMode, TerminateResponse};
+
+use crate::http::{HttpState, error};
+use crate::state::Compute;
+
+fn response(compute: &Compute) -> TerminateResponse {
+    TerminateResponse {
+        lsn: compute.with(|s| s.terminate_lsn),
+    }
+}
+
+pub(crate) async fn post(
+    State(state): State<HttpState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let mode = match query.get("mode").map(String::as_str) {
+        None | Some("fast") => TerminateMode::Fast,
+        Some("immediate") => TerminateMode::Immediate,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid mode {other:?}: fast or immediate"),
+            );
+        }
+    };
+    let status = state.compute.status();
+    if status == ComputeStatus::Terminated {
+        return (StatusCode::CREATED, axum::Json(response(&state.compute))).into_response();
+    }
+    if !matches!(status, ComputeStatus::Empty | ComputeStatus::Running) {
+        return error(
+            StatusCode::PRECONDITION_FAILED,
+            format!("invalid compute status: {status}"),
+        );
+    }
+    let mut rx = state.compute.subscribe();
+    state.compute.request_shutdown(mode.into(), true);
+    match rx.wait_for(|s| *s == ComputeStatus::Terminated).await {
+        Ok(_) => axum::Json(response(&state.compute)).into_response(),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "compute_ctl is exiting"),
+    }
+}
