@@ -127,7 +127,7 @@ async fn status_under_load(connections: usize, per_connection: usize) {
     let state = HttpState {
         compute,
         opts: Arc::new(cli.into_options().unwrap()),
-        auth: Arc::new(std::sync::RwLock::new(None)),
+        auth: Arc::new(None),
     };
     let ours = serve(external_router(state)).await;
     let constant = serve(axum::Router::new().route(
