@@ -62,6 +62,14 @@ impl Counters {
     }
 }
 
+/// Startup options that undo per-database and per-role settings (`ALTER DATABASE … SET`,
+/// `ALTER ROLE … SET`) that would break reconciliation: a `role` that would run the statements
+/// as another, unprivileged role (`none` is the session user), `default_transaction_read_only`,
+/// a small `statement_timeout`, and a `search_path` placing other schemas before `pg_catalog`.
+/// Options sent by the client take precedence over those settings, whatever their order.
+pub const SESSION_GUARDS: &str = "-c role=none -c default_transaction_read_only=off \
+                                  -c statement_timeout=0 -c search_path=pg_catalog";
+
 /// An open connection to one database, with its counters.
 pub struct Session {
     client: Client,
@@ -78,7 +86,8 @@ impl Drop for Session {
 
 impl Session {
     /// Connects to `database` with `base` (its own dbname is replaced), without TLS, setting
-    /// `application_name` and `neon.forward_ddl = off`.
+    /// `application_name`, [`SESSION_GUARDS`] (before `base`'s own options, which may override
+    /// them) and `neon.forward_ddl = off`.
     pub async fn connect(
         base: &Config,
         database: &str,
@@ -90,8 +99,8 @@ impl Session {
             config.application_name("compute_ctl:apply_config");
         }
         let options = match config.get_options() {
-            Some(o) if !o.is_empty() => format!("{o} -c neon.forward_ddl=off"),
-            _ => "-c neon.forward_ddl=off".to_owned(),
+            Some(o) if !o.is_empty() => format!("{SESSION_GUARDS} {o} -c neon.forward_ddl=off"),
+            _ => format!("{SESSION_GUARDS} -c neon.forward_ddl=off"),
         };
         config.options(&options);
         let (client, connection) =

@@ -75,8 +75,8 @@ mod options;
 mod plan;
 
 pub use apply::{
-    ApplyReport, Counters, Outcome, PhaseTiming, Reconciled, Session, apply, plan_read_only,
-    reconcile,
+    ApplyReport, Counters, Outcome, PhaseTiming, Reconciled, SESSION_GUARDS, Session, apply,
+    plan_read_only, reconcile,
 };
 pub use catalog::{CATALOG_QUERY, Catalog, DatabaseInfo, RoleInfo, ValidUntil};
 pub use error::{OperationError, PlanError, PlanProblem, ReconcileError, sqlstate_is_retryable};

@@ -561,6 +561,69 @@ async fn password_statements_are_not_sent_when_logging_cannot_be_turned_off() {
     assert!(!pg.log().contains(hash));
 }
 
+/// Per-database settings a user may set (upstream's test_db_with_custom_settings) do not
+/// reach the reconciler's sessions: deleting a role whose objects live in such a database
+/// runs there as the superuser, writable, without a timeout.
+#[tokio::test]
+async fn per_database_settings_do_not_reach_the_reconciler() {
+    let pg = TestPostgres::start().unwrap();
+    let before = spec(json!({"cluster": {
+        "roles": [{"name": "some_other_role"}, {"name": "leaver"}],
+        "databases": [{"name": "db_with_custom_settings", "owner": "some_other_role"}]}}));
+    converge(&pg, &before).await;
+    sql(
+        &pg,
+        "db_with_custom_settings",
+        "CREATE TABLE owned_by_leaver (id int); ALTER TABLE owned_by_leaver OWNER TO leaver;
+         CREATE SCHEMA non_public_schema;
+         ALTER DATABASE db_with_custom_settings SET role = some_other_role;
+         ALTER DATABASE db_with_custom_settings SET default_transaction_read_only = on;
+         ALTER DATABASE db_with_custom_settings SET search_path = non_public_schema;
+         ALTER DATABASE db_with_custom_settings SET statement_timeout = 1;
+         ALTER ROLE cloud_admin SET statement_timeout = 1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        sql(&pg, "db_with_custom_settings", "SELECT current_role")
+            .await
+            .unwrap(),
+        "some_other_role"
+    );
+    let after = spec(json!({
+        "cluster": {"roles": [{"name": "some_other_role"}],
+                    "databases": [{"name": "db_with_custom_settings", "owner": "some_other_role"}]},
+        "delta_operations": [{"action": "delete_role", "name": "leaver"}]}));
+    converge(&pg, &after).await;
+    assert_converged(&pg, &after).await;
+    // The test's own plain connection would now time out (1 ms); the reconciler's does not.
+    let session = Session::connect(
+        &config(&pg),
+        "db_with_custom_settings",
+        &Counters::default(),
+    )
+    .await
+    .unwrap();
+    let rows = session
+        .client()
+        .simple_query(
+            "SELECT current_user || ' ' || current_setting('default_transaction_read_only') \
+             || ' ' || current_setting('statement_timeout') || ' ' \
+             || current_setting('search_path') || ' ' || tableowner \
+             FROM pg_catalog.pg_tables WHERE tablename = 'owned_by_leaver'",
+        )
+        .await
+        .unwrap();
+    let value = rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+        _ => None,
+    });
+    assert_eq!(
+        value.as_deref(),
+        Some("cloud_admin off 0 pg_catalog some_other_role")
+    );
+}
+
 #[tokio::test]
 async fn read_only_plan_changes_nothing_and_forward_ddl_is_off() {
     let pg = TestPostgres::start().unwrap();
