@@ -5,8 +5,10 @@ use anyhow::Context;
 use compute_spec::api::{DbsAndRoles, ListedDatabase, ListedRole};
 use tokio_postgres::{Client, NoTls};
 
-/// Connects with `config` plus options that guard against per-database traps
-/// (`ALTER DATABASE ... SET default_transaction_read_only = on`, a tiny `statement_timeout`).
+/// Connects with `config` plus options that guard against per-database and per-role traps
+/// (`ALTER DATABASE ... SET role = …`, `default_transaction_read_only = on`, a tiny
+/// `statement_timeout`, a `search_path` with a look-alike `pg_catalog`); the connstr's own
+/// options come last and win.
 pub(crate) async fn connect(
     config: &tokio_postgres::Config,
     dbname: Option<&str>,
@@ -15,7 +17,8 @@ pub(crate) async fn connect(
     let user_options = config.get_options().unwrap_or_default().to_owned();
     config
         .options(format!(
-            "-c default_transaction_read_only=off -c statement_timeout=0 {user_options}"
+            "-c role=none -c default_transaction_read_only=off -c statement_timeout=0 \
+             -c search_path=pg_catalog {user_options}"
         ))
         .application_name("compute_ctl")
         .connect_timeout(std::time::Duration::from_secs(10));

@@ -179,7 +179,7 @@ async fn run_compute(
     let configurator = tokio::spawn(configurator(ctx.clone()));
     let monitor_cancel = CancellationToken::new();
     let monitor = compute_monitor::spawn(
-        compute_monitor::MonitorConfig::new(ctx.opts.pg_config.clone()),
+        monitor_config(ctx, spec),
         compute.activity.clone(),
         monitor_cancel.clone(),
     );
@@ -191,6 +191,20 @@ async fn run_compute(
     after_postgres_exit(ctx, spec, request, exit).await;
     linger_after_terminate(ctx, request).await;
     process::exit_code(exit)
+}
+
+/// The compute monitor's settings: compute_ctl's connection; the `pg_stat_database` counters
+/// count as activity with the spec feature `activity_monitor_experimental` (as upstream).
+fn monitor_config(
+    ctx: &StartContext,
+    spec: &compute_spec::ValidatedSpec,
+) -> compute_monitor::MonitorConfig {
+    let mut config = compute_monitor::MonitorConfig::new(ctx.opts.pg_config.clone());
+    config.database_counters = spec
+        .spec()
+        .features
+        .contains(&compute_spec::ComputeFeature::ActivityMonitorExperimental);
+    config
 }
 
 /// Waits for the postmaster to exit. Each stop request is passed on as a signal; a postmaster

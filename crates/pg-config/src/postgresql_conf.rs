@@ -39,13 +39,15 @@
 
 use std::collections::HashSet;
 
-use compute_spec::{ComputeAudit, ComputeFeature, ComputeMode, GenericOption, ValidatedSpec};
+use compute_spec::{ComputeAudit, ComputeMode, GenericOption, ValidatedSpec};
 use pg_quote::quote_conf_value;
 
 use crate::server_support::{DroppedSetting, ServerSupport, SettingSource, unsupported_settings};
 
-/// File name of the override file included last; compute_ctl writes temporary settings there
-/// (e.g. `neon.max_cluster_size=-1` while it applies the catalog) and empties it afterwards.
+/// File name of the override file included last, as upstream's postgresql.conf includes it.
+/// Upstream writes temporary settings there (`neon.max_cluster_size=-1` while it applies the
+/// catalog) and empties it afterwards; compute_ctl does not write it yet (the Neon-2025 catalog
+/// work), so the include finds no file and changes nothing.
 pub const TEMP_OVERRIDE_CONF: &str = "compute_ctl_temp_override.conf";
 
 /// First line of the block holding the spec's `cluster.settings`.
@@ -66,10 +68,6 @@ pub struct ConfigOptions {
     /// server messages and formats do not depend on the environment. Default `C.UTF-8`, as
     /// upstream on Linux.
     pub locale: Option<String>,
-    /// compute_ctl has TLS files (`compute_ctl_config.tls`) and copies them into PGDATA as
-    /// `server.crt`/`server.key`. With the spec feature `tls_experimental`, `ssl = on` and the
-    /// two file names are written. Default false.
-    pub tls: bool,
     /// The kernel does strict overcommit accounting (`/proc/sys/vm/overcommit_memory` is `2`,
     /// read by the caller): `dynamic_shared_memory_type = mmap` is written, since POSIX shared
     /// memory is then counted twice. Default false.
@@ -86,7 +84,6 @@ impl Default for ConfigOptions {
             privileged_role_name: "neon_superuser".to_owned(),
             extension_server_port: None,
             locale: Some("C.UTF-8".to_owned()),
-            tls: false,
             strict_overcommit: false,
             drop_unsupported: None,
         }
@@ -157,11 +154,6 @@ pub fn render_postgresql_conf(spec: &ValidatedSpec, options: &ConfigOptions) -> 
     }
     conf.blank();
 
-    if options.tls && compute.features.contains(&ComputeFeature::TlsExperimental) {
-        conf.owned_token("ssl", "on");
-        conf.owned_string("ssl_cert_file", "server.crt");
-        conf.owned_string("ssl_key_file", "server.key");
-    }
     if let Some(locale) = &options.locale {
         for name in ["lc_messages", "lc_monetary", "lc_time", "lc_numeric"] {
             conf.owned_string(name, locale);
