@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use crate::ActivityReason;
 
-/// The query behind an [`Observation`], run once per check (exported as
+/// The query behind an observation (`Observation`), run once per check (exported as
 /// [`crate::OBSERVATION_QUERY`] for benchmarks). `$1` is the list of excluded user names. The
 /// monitor's own backend is excluded by `pg_backend_pid()`; the `pg_stat_database` counters
 /// leave out `postgres`, the templates and the monitor's own database, where its own sessions
