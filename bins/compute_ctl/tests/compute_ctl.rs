@@ -2,11 +2,17 @@
 //! pageserver: standalone start, pre-launch and `/configure`, invalid specs, JWT, signals,
 //! exit codes, failed starts and storage mode.
 
+#[allow(
+    dead_code,
+    reason = "the harness is shared by every end-to-end test and bench; each uses a part"
+)]
 mod harness;
 
 use std::time::Duration;
 
-use harness::{Args, Ctl, fixture, processes_mentioning, repo_file};
+use harness::{
+    Args, Ctl, eventually, fixture, processes_left, processes_mentioning, read_pid_file, repo_file,
+};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
@@ -125,14 +131,9 @@ async fn standalone_spec_file_runs_and_sigterm_exits_cleanly() {
     .unwrap();
     tokio::spawn(conn);
     user.batch_execute("SELECT pg_sleep(0.7)").await.unwrap();
-    let mut status = serde_json::Value::Null;
-    for _ in 0..100 {
-        status = ctl.get_json("/status").await;
-        if !status["last_active"].is_null() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let status = ctl
+        .wait_status_where("last_active set", |s| !s["last_active"].is_null())
+        .await;
     assert!(
         status["last_active"]
             .as_str()
@@ -193,15 +194,15 @@ async fn prelaunch_configure_reconfigure_and_reject_invalid_spec() {
         .await;
     assert_eq!(code, 200, "{body}");
     assert!(role_names(&ctl).await.contains(&"carol".to_owned()));
-    let mut work_mem = String::new();
-    for _ in 0..100 {
-        work_mem = show(&ctl, "work_mem").await;
-        if work_mem == "5MB" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(work_mem, "5MB");
+    let reloaded = eventually(Duration::from_secs(2), || async {
+        (show(&ctl, "work_mem").await == "5MB").then_some(())
+    })
+    .await;
+    assert!(
+        reloaded.is_some(),
+        "work_mem is {}",
+        show(&ctl, "work_mem").await
+    );
 
     // An invalid spec: located diagnostics, nothing changed. A document of the wrong shape
     // (a JSON type error) is 422 as upstream's JSON extractor answers; a spec that breaks a
@@ -287,16 +288,7 @@ async fn failed_start_reports_lingers_and_exits_1() {
         })),
         ..Args::default()
     });
-    let mut status = serde_json::Value::Null;
-    for _ in 0..200 {
-        if let Ok((200, body)) = ctl.try_request("GET", "/status", "", None).await {
-            status = serde_json::from_str(&body).unwrap();
-            if status["status"] == "failed" {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let status = ctl.wait_status("failed").await;
     assert_eq!(status["status"], "failed", "{}", ctl.log());
     assert!(
         status["error"].as_str().unwrap().contains("no PG_VERSION"),
@@ -318,7 +310,7 @@ fn token(pem: &str, claims: serde_json::Value) -> String {
 async fn jwt_accepted_rejected_and_wrong_compute() {
     let jwks: serde_json::Value = serde_json::from_str(&fixture("jwks.json")).unwrap();
     let config = json!({"spec": spec(&[], &[], "4MB"), "compute_ctl_config": {"jwks": jwks}});
-    let mut ctl = Ctl::start(Args {
+    let ctl = Ctl::start(Args {
         extra: vec![
             "-c".into(),
             "{dir}/config.json".into(),
@@ -329,18 +321,16 @@ async fn jwt_accepted_rejected_and_wrong_compute() {
         ..Args::default()
     });
     // /metrics is never authenticated: wait through it.
-    for _ in 0..600 {
+    let running = eventually(Duration::from_secs(30), || async {
         let text = ctl
             .try_request("GET", "/metrics", "", None)
             .await
             .map(|r| r.1)
             .unwrap_or_default();
-        if text.contains(r#"status="running"} 1"#) {
-            break;
-        }
-        assert!(ctl.child.try_wait().unwrap().is_none(), "{}", ctl.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        text.contains(r#"status="running"} 1"#).then_some(())
+    })
+    .await;
+    assert!(running.is_some(), "{}", ctl.log());
     let good = token("ed25519.pem", json!({"compute_id": "compute-1"}));
     let (code, body) = ctl.request("GET", "/status", "", Some(&good)).await;
     assert_eq!(code, 200, "{body}");
@@ -492,16 +482,7 @@ async fn pageserver_fault_fails_the_compute_with_the_error() {
         ],
         ..Args::default()
     });
-    let mut status = serde_json::Value::Null;
-    for _ in 0..600 {
-        if let Ok((200, body)) = ctl.try_request("GET", "/status", "", None).await {
-            status = serde_json::from_str(&body).unwrap();
-            if status["status"] == "failed" {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let status = ctl.wait_status("failed").await;
     assert_eq!(status["status"], "failed", "{}", ctl.log());
     let error = status["error"].as_str().unwrap();
     assert!(error.contains("fetch basebackup"), "{error}");
@@ -510,22 +491,14 @@ async fn pageserver_fault_fails_the_compute_with_the_error() {
     // A wrong token is refused by the pageserver: failed too, with the reason.
     let ps = pageserver(None).await;
     let sk = safekeeper(None).await;
-    let ctl = Ctl::start(Args {
+    let mut ctl = Ctl::start(Args {
         extra: vec![
             "-s".into(),
             storage_spec(&ps.connstr(), &sk.addr(), "wrong"),
         ],
         ..Args::default()
     });
-    for _ in 0..600 {
-        if let Ok((200, body)) = ctl.try_request("GET", "/status", "", None).await {
-            status = serde_json::from_str(&body).unwrap();
-            if status["status"] == "failed" {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let status = ctl.wait_status("failed").await;
     assert_eq!(status["status"], "failed", "{}", ctl.log());
     assert!(
         status["error"].as_str().unwrap().contains("authentication"),
@@ -582,18 +555,7 @@ async fn sigterm_during_sync_safekeepers_kills_the_child() {
         ..Args::default()
     });
     let pidfile = scratch.path().join("sync.pid");
-    let mut sync_pid = None;
-    for _ in 0..400 {
-        if let Some(pid) = std::fs::read_to_string(&pidfile)
-            .ok()
-            .and_then(|t| t.trim().parse::<i32>().ok())
-        {
-            sync_pid = Some(pid);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let sync_pid = sync_pid.unwrap_or_else(|| panic!("sync-safekeepers never ran:\n{}", ctl.log()));
+    let sync_pid = read_pid_file(&pidfile).await;
     assert!(std::path::Path::new(&format!("/proc/{sync_pid}")).exists());
     assert_eq!(ctl.get_json("/status").await["status"], "init");
 
@@ -620,20 +582,9 @@ async fn second_signal_escalates_to_immediate_shutdown() {
     let postmaster = nix::unistd::Pid::from_raw(ctl.postmaster_pid());
     nix::sys::signal::kill(postmaster, nix::sys::signal::Signal::SIGSTOP).unwrap();
     nix::sys::signal::kill(ctl.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
-    for _ in 0..400 {
-        if ctl.log().contains("signal=SIGINT") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(ctl.log().contains("signal=SIGINT"), "{}", ctl.log());
+    ctl.wait_log("signal=SIGINT").await;
     nix::sys::signal::kill(ctl.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
-    for _ in 0..400 {
-        if ctl.log().contains("signal=SIGQUIT") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    ctl.wait_log("signal=SIGQUIT").await;
     nix::sys::signal::kill(postmaster, nix::sys::signal::Signal::SIGCONT).unwrap();
     let exit = ctl.wait_exit(Duration::from_secs(20)).await;
     let log = ctl.log();
@@ -729,16 +680,7 @@ async fn postgres_refusing_to_start_fails_with_its_message() {
         extra: vec!["-s".into(), bad.to_string()],
         ..Args::default()
     });
-    let mut status = serde_json::Value::Null;
-    for _ in 0..600 {
-        if let Ok((200, body)) = ctl.try_request("GET", "/status", "", None).await {
-            status = serde_json::from_str(&body).unwrap();
-            if status["status"] == "failed" {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let status = ctl.wait_status("failed").await;
     let error = status["error"].as_str().unwrap_or_default();
     assert!(
         error.contains("start postgres") && error.contains("shared_buffers"),
@@ -771,17 +713,7 @@ async fn vm_informant_is_started_and_stopped_at_shutdown() {
         ..Args::default()
     });
     ctl.wait_status("empty").await;
-    let mut pid = None;
-    for _ in 0..200 {
-        pid = std::fs::read_to_string(&pidfile)
-            .ok()
-            .and_then(|t| t.trim().parse::<i32>().ok());
-        if pid.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let pid = pid.unwrap_or_else(|| panic!("vm-informant not started:\n{}", ctl.log()));
+    let pid = read_pid_file(&pidfile).await;
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
     let (code, _) = ctl.request("POST", "/terminate", "", None).await;
     assert_eq!(code, 200);
@@ -799,26 +731,12 @@ async fn sigterm_during_startup_stops_everything_started() {
         extra: vec!["-s".into(), spec],
         ..Args::default()
     });
-    for _ in 0..500 {
-        if ctl.log().contains("to=\"init\"") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    ctl.wait_log("to=\"init\"").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     nix::sys::signal::kill(ctl.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
     let exit = ctl.wait_exit(Duration::from_secs(15)).await;
     assert_eq!(exit.code(), Some(0), "{}", ctl.log());
-    let pgdata = ctl.pgdata.display().to_string();
-    let mut left = processes_mentioning(&pgdata);
-    for _ in 0..50 {
-        if left.is_empty() {
-            break;
-        }
-        // Backends notice the postmaster's exit on their own; give them a moment.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        left = processes_mentioning(&pgdata);
-    }
+    let left = processes_left(&ctl.pgdata.display().to_string()).await;
     assert!(left.is_empty(), "processes left: {left:?}\n{}", ctl.log());
     assert!(ctl.log().contains("startup interrupted"), "{}", ctl.log());
 }

@@ -30,6 +30,12 @@
 //! distribution directory is a script that answers that mode and execs the real postgres
 //! otherwise.
 
+#[allow(
+    dead_code,
+    reason = "the harness is shared by every end-to-end test and bench; each uses a part"
+)]
+mod harness;
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -37,8 +43,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::prelude::BASE64_URL_SAFE_NO_PAD;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
 use serde_json::{Value, json};
 
 const TENANT: &str = "1f2e3d4c5b6a79880f1e2d3c4b5a6978";
@@ -396,37 +400,13 @@ impl Endpoint {
         token: Option<bool>,
         headers: &[(&str, &str)],
     ) -> Result<(u16, hyper::HeaderMap, String), String> {
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<Full<Bytes>>();
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(format!("http://0.0.0.0:{}{path}", self.external_http_port));
+        let mut all: Vec<(&str, String)> =
+            headers.iter().map(|(n, v)| (*n, v.to_string())).collect();
         if let Some(admin) = token {
-            req = req.header("authorization", format!("Bearer {}", self.jwt(admin)));
+            all.push(("authorization", format!("Bearer {}", self.jwt(admin))));
         }
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
-        for (name, value) in headers {
-            req = req.header(*name, *value);
-        }
-        let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .unwrap();
-        let resp = tokio::time::timeout(Duration::from_secs(120), client.request(req))
-            .await
-            .map_err(|_| "timed out".to_owned())?
-            .map_err(|e| e.to_string())?;
-        let code = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok((code, headers, String::from_utf8_lossy(&bytes).into_owned()))
+        let addr = format!("0.0.0.0:{}", self.external_http_port);
+        harness::http_request(&addr, method, path, &body.unwrap_or_default(), &all).await
     }
 
     /// `endpoint reconfigure` (`endpoint.rs:1052-1122`): config.json's spec with the endpoint's
@@ -715,7 +695,11 @@ async fn start_reconfigure_and_stop_fast() {
         runs_before + 1,
         "the shutdown sync ran once"
     );
-    assert!(test_processes(&ep.pgdata()).is_empty());
+    assert!(
+        harness::processes_left(&ep.pgdata().display().to_string())
+            .await
+            .is_empty()
+    );
 }
 
 /// `endpoint stop --mode immediate` while the safekeepers are down: `pg_ctl stop -m
@@ -746,11 +730,8 @@ async fn stop_immediate_with_safekeepers_down_exits_in_time() {
         !Path::new(&format!("/proc/{sync_pid}")).exists(),
         "sync-safekeepers {sync_pid} outlived compute_ctl"
     );
-    assert!(
-        test_processes(&ep.pgdata()).is_empty(),
-        "{:?}",
-        test_processes(&ep.pgdata())
-    );
+    let left = harness::processes_left(&ep.pgdata().display().to_string()).await;
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// `endpoint stop --mode immediate-terminate`: `/terminate?mode=immediate` with the admin
@@ -831,7 +812,11 @@ async fn immediate_terminate_answers_the_lsn() {
         .unwrap_or_else(|e| panic!("{e}\n{}", ep.log()));
     assert_eq!(lsn, SYNCED_LSN);
     assert!(status.code().is_some(), "{status:?}");
-    assert!(test_processes(&ep.pgdata()).is_empty());
+    assert!(
+        harness::processes_left(&ep.pgdata().display().to_string())
+            .await
+            .is_empty()
+    );
 }
 
 /// Without the flag, vanilla PostgreSQL refuses neon_local's settings: the poll ends at
@@ -845,21 +830,9 @@ async fn vanilla_postgres_without_the_flag_fails_with_the_reason() {
     let err = ep.start(&[]).await.unwrap_err();
     assert!(err.starts_with("compute startup failed:"), "{err}");
     assert!(err.contains("neon"), "the missing library is named: {err}");
-    assert!(test_processes(&ep.pgdata()).is_empty());
-}
-
-/// Processes whose command line mentions `needle`.
-fn test_processes(needle: &Path) -> Vec<String> {
-    let needle = needle.display().to_string();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if text.contains(&needle) && !text.contains("neon_local_contract") {
-            found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
-        }
-    }
-    found
+    assert!(
+        harness::processes_left(&ep.pgdata().display().to_string())
+            .await
+            .is_empty()
+    );
 }

@@ -1,7 +1,9 @@
 //! Helpers shared by the integration tests: standalone-mode configuration of a real server
 //! through `pg-config`, the reconciler's options, and a catalog dump.
-// Each test binary compiles this module and uses a subset of it.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test binary compiles this module and uses a subset of it"
+)]
 
 use std::path::{Path, PathBuf};
 

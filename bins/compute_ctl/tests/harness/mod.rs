@@ -1,12 +1,97 @@
 //! Test harness: runs the real `compute_ctl` binary on a temporary data directory, free ports
-//! on 127.0.0.1 and the real PostgreSQL 15, and talks to its HTTP API.
+//! on 127.0.0.1 and the real PostgreSQL 15, talks to its HTTP API, and waits for what the
+//! tests wait for (a status, a log line, a pid file, the end of the compute's processes). Every
+//! end-to-end test and bench of compute_ctl drives the binary through it; each includes it as
+//! a module and uses a part.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+
+/// Polls `probe` every 20 ms until it yields `Some`, for at most `limit`.
+pub(crate) async fn eventually<T, F>(limit: Duration, mut probe: impl FnMut() -> F) -> Option<T>
+where
+    F: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(found) = probe().await {
+            return Some(found);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The number in a pid file, once it has been written (within 10 s).
+pub(crate) async fn read_pid_file(path: &Path) -> i32 {
+    eventually(Duration::from_secs(10), || async {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+    })
+    .await
+    .unwrap_or_else(|| panic!("no pid in {} after 10 s", path.display()))
+}
+
+/// Waits (up to 2 s: backends notice the postmaster's exit on their own) until no process
+/// mentions `needle`; returns those left.
+pub(crate) async fn processes_left(needle: &str) -> Vec<String> {
+    let gone = eventually(Duration::from_secs(2), || async {
+        processes_mentioning(needle).is_empty().then_some(())
+    })
+    .await;
+    match gone {
+        Some(()) => Vec::new(),
+        None => processes_mentioning(needle),
+    }
+}
+
+/// An HTTP request to `addr` (`host:port`); a connection failure is an `Err`. POSTs carry
+/// `content-type: application/json`. Returns the status code, the headers and the body.
+pub(crate) async fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, String)],
+) -> Result<(u16, hyper::HeaderMap, String), String> {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    if method == "POST" {
+        req = req.header("content-type", "application/json");
+    }
+    for (name, value) in headers {
+        req = req.header(*name, value);
+    }
+    let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(120), client.request(req))
+        .await
+        .map_err(|_| format!("{method} {path}: no answer in 120 s"))?
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    ))
+}
 
 /// A running compute_ctl. SIGTERM, then SIGKILL, on drop.
 pub(crate) struct Ctl {
@@ -157,31 +242,13 @@ impl Ctl {
         body: &str,
         token: Option<&str>,
     ) -> Result<(u16, String), String> {
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<Full<Bytes>>();
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(format!("http://127.0.0.1:{}{path}", self.http_port));
-        if let Some(token) = token {
-            req = req.header("authorization", format!("Bearer {token}"));
-        }
-        if method == "POST" {
-            req = req.header("content-type", "application/json");
-        }
-        let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
-        let resp = tokio::time::timeout(Duration::from_secs(60), client.request(req))
-            .await
-            .expect("HTTP request timed out")
-            .map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+        let auth: Vec<(&str, String)> = token
+            .map(|t| ("authorization", format!("Bearer {t}")))
+            .into_iter()
+            .collect();
+        let addr = format!("127.0.0.1:{}", self.http_port);
+        let (code, _, body) = http_request(&addr, method, path, body, &auth).await?;
+        Ok((code, body))
     }
 
     pub(crate) async fn get_json(&self, path: &str) -> serde_json::Value {
@@ -190,41 +257,59 @@ impl Ctl {
         serde_json::from_str(&body).unwrap()
     }
 
-    /// Polls `/status` until its status is `want` (panics on `failed` unless wanted).
+    /// Polls `/status` until its status is `want` (panics on `failed` unless wanted, and when
+    /// compute_ctl exits first).
     pub(crate) async fn wait_status(&mut self, want: &str) -> serde_json::Value {
+        let status = self
+            .wait_status_where(want, |s| s["status"] == want || s["status"] == "failed")
+            .await;
+        if status["status"] == "failed" && want != "failed" {
+            panic!(
+                "compute failed while waiting for {want}: {status}\n{}",
+                self.log()
+            );
+        }
+        status
+    }
+
+    /// Polls `/status` (connection errors retried) until `done` holds, for up to 90 s;
+    /// panics naming `what` when compute_ctl exits first or the time is over.
+    pub(crate) async fn wait_status_where(
+        &mut self,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
-                    "compute_ctl exited ({status}) before {want}:\n{}",
+                    "compute_ctl exited ({status}) before {what}:\n{}",
                     self.log()
                 );
             }
-            let client =
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build_http::<Full<Bytes>>();
-            let uri = format!("http://127.0.0.1:{}/status", self.http_port);
-            if let Ok(resp) = client.get(uri.parse().unwrap()).await {
-                let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-                if let Ok(json) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-                    if json["status"] == want {
+            if let Ok((200, body)) = self.try_request("GET", "/status", "", None).await {
+                if let Ok(json) = serde_json::from_str::<serde_json::Value>(&body) {
+                    if done(&json) {
                         return json;
-                    }
-                    if json["status"] == "failed" {
-                        panic!(
-                            "compute failed while waiting for {want}: {json}\n{}",
-                            self.log()
-                        );
                     }
                 }
             }
             assert!(
                 Instant::now() < deadline,
-                "no {want} status in time:\n{}",
+                "no {what} status in time:\n{}",
                 self.log()
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Waits (up to 20 s) until compute_ctl's log contains `needle`.
+    pub(crate) async fn wait_log(&self, needle: &str) {
+        let found = eventually(Duration::from_secs(20), || async {
+            self.log().contains(needle).then_some(())
+        })
+        .await;
+        assert!(found.is_some(), "{needle:?} never logged:\n{}", self.log());
     }
 
     /// Waits for the process to exit.
