@@ -351,18 +351,7 @@ pub struct Options {
 impl Cli {
     /// Checks the combination of flags and resolves paths.
     pub fn into_options(self) -> anyhow::Result<Options> {
-        if let Some((flag, why)) = self.refused.refusal() {
-            bail!("{flag}: not supported by this build: {why}");
-        }
-        if self.compute_id.is_none() && (self.config.is_some() || self.control_plane_uri.is_some())
-        {
-            bail!("--compute-id is required with --config and --control-plane-uri");
-        }
-        if self.allow_unauthenticated && !self.http_bind.is_some_and(|a| a.is_loopback()) {
-            bail!(
-                "--allow-unauthenticated needs --http-bind with a loopback address (127.0.0.1 or ::1)"
-            );
-        }
+        self.check_combination()?;
         let cwd = std::env::current_dir().context("read the current directory")?;
         let absolute = |p: &Path| {
             if p.is_absolute() {
@@ -392,21 +381,7 @@ impl Cli {
             .parent()
             .map(Path::to_owned)
             .unwrap_or_else(|| PathBuf::from("/"));
-        let spec_source = match (
-            self.spec,
-            self.spec_path,
-            self.config,
-            self.control_plane_uri,
-        ) {
-            (Some(json), ..) => SpecSource::Inline(json),
-            (None, Some(path), ..) => SpecSource::File(absolute(&path)),
-            (None, None, Some(path), _) => SpecSource::ConfigFile(absolute(&path)),
-            (None, None, None, Some(base_url)) => SpecSource::ControlPlane {
-                base_url,
-                compute_id: self.compute_id.clone().unwrap_or_default(),
-            },
-            (None, None, None, None) => SpecSource::None,
-        };
+        let spec_source = self.spec_source(&absolute);
         let pg_user = match self.pg_user {
             Some(user) => Some(user),
             None if nix::unistd::Uid::effective().is_root() => Some("postgres".to_owned()),
@@ -437,6 +412,42 @@ impl Cli {
             vm_informant: self.vm_informant,
             force_wipe: self.force_wipe,
         })
+    }
+
+    /// Refused upstream flags, and combinations clap cannot express.
+    fn check_combination(&self) -> anyhow::Result<()> {
+        if let Some((flag, why)) = self.refused.refusal() {
+            bail!("{flag}: not supported by this build: {why}");
+        }
+        if self.compute_id.is_none() && (self.config.is_some() || self.control_plane_uri.is_some())
+        {
+            bail!("--compute-id is required with --config and --control-plane-uri");
+        }
+        if self.allow_unauthenticated && !self.http_bind.is_some_and(|a| a.is_loopback()) {
+            bail!(
+                "--allow-unauthenticated needs --http-bind with a loopback address (127.0.0.1 or ::1)"
+            );
+        }
+        Ok(())
+    }
+
+    /// Where the spec comes from (clap has made the sources exclusive).
+    fn spec_source(&self, absolute: &impl Fn(&Path) -> PathBuf) -> SpecSource {
+        match (
+            &self.spec,
+            &self.spec_path,
+            &self.config,
+            &self.control_plane_uri,
+        ) {
+            (Some(json), ..) => SpecSource::Inline(json.clone()),
+            (None, Some(path), ..) => SpecSource::File(absolute(path)),
+            (None, None, Some(path), _) => SpecSource::ConfigFile(absolute(path)),
+            (None, None, None, Some(base_url)) => SpecSource::ControlPlane {
+                base_url: base_url.clone(),
+                compute_id: self.compute_id.clone().unwrap_or_default(),
+            },
+            (None, None, None, None) => SpecSource::None,
+        }
     }
 }
 

@@ -146,78 +146,93 @@ async fn fetch_from_control_plane(
     if uri.scheme_str() != Some("http") {
         bail!("control plane URL {url}: only http:// is supported");
     }
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<Bytes>>();
     let token = std::env::var("NEON_CONTROL_PLANE_TOKEN").ok();
     let mut last_error = None;
     for attempt in 0..3 {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let mut request = hyper::Request::get(uri.clone());
-        if let Some(token) = &token {
-            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        match get_config(&uri, token.as_deref()).await {
+            Ok(parsed) => return loaded_from(parsed, options),
+            Err(Attempt::Retry(e)) => last_error = Some(anyhow::anyhow!("GET {url}: {e}")),
+            Err(Attempt::Final(e)) => bail!("GET {url}: {e}"),
         }
-        let request = request
-            .body(Empty::new())
-            .context("build control plane request")?;
-        let exchange = async {
-            let response = client.request(request).await.map_err(|e| e.to_string())?;
-            let status = response.status();
-            let body = response.into_body().collect().await;
-            let body = body.map_err(|e| format!("read the body: {e}"))?.to_bytes();
-            Ok::<_, String>((status, body))
-        };
-        let (status, body) =
-            match tokio::time::timeout(CONTROL_PLANE_REQUEST_TIMEOUT, exchange).await {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(e)) => {
-                    last_error = Some(anyhow::anyhow!("GET {url}: {e}"));
-                    continue;
-                }
-                Err(_) => {
-                    last_error = Some(anyhow::anyhow!(
-                        "GET {url}: no answer within {CONTROL_PLANE_REQUEST_TIMEOUT:?}"
-                    ));
-                    continue;
-                }
-            };
-        if status == 502 || status == 503 {
-            last_error = Some(anyhow::anyhow!("GET {url}: {status}"));
-            continue;
-        }
-        if status != 200 {
-            bail!(
-                "GET {url}: unexpected control plane response status code: {status}: {}",
-                String::from_utf8_lossy(&body)
-            );
-        }
-        let parsed: ControlPlaneConfigResponse = match serde_json::from_slice(&body) {
-            Ok(p) => p,
-            Err(e) => {
-                last_error = Some(anyhow::anyhow!("GET {url}: parse response: {e}"));
-                continue;
-            }
-        };
-        return match (parsed.status, parsed.spec) {
-            (ControlPlaneComputeStatus::Empty, _) => Ok(Loaded {
-                spec: None,
-                ctl: parsed.compute_ctl_config,
-            }),
-            (ControlPlaneComputeStatus::Attached, None) => {
-                bail!("control plane says attached but sends no spec")
-            }
-            (ControlPlaneComputeStatus::Attached, Some(spec)) => {
-                let spec = accept_spec(spec, options)
-                    .map_err(|r| anyhow::anyhow!("invalid spec from control plane: {r}"))?;
-                Ok(Loaded {
-                    spec: Some(spec),
-                    ctl: parsed.compute_ctl_config,
-                })
-            }
-        };
     }
     Err(last_error.unwrap_or_else(|| anyhow::anyhow!("GET {url} failed")))
+}
+
+/// Why one control-plane request did not give a config.
+enum Attempt {
+    /// Worth another try (network, timeout, 502/503, an unparsable body).
+    Retry(String),
+    /// Not: any status other than 200, 502 and 503.
+    Final(String),
+}
+
+/// One `GET` of the config, bounded by [`CONTROL_PLANE_REQUEST_TIMEOUT`].
+async fn get_config(
+    uri: &hyper::Uri,
+    token: Option<&str>,
+) -> Result<ControlPlaneConfigResponse, Attempt> {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<Bytes>>();
+    let mut request = hyper::Request::get(uri.clone());
+    if let Some(token) = token {
+        request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request
+        .body(Empty::new())
+        .map_err(|e| Attempt::Final(format!("build the request: {e}")))?;
+    let exchange = async {
+        let response = client.request(request).await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = response.into_body().collect().await;
+        let body = body.map_err(|e| format!("read the body: {e}"))?.to_bytes();
+        Ok::<_, String>((status, body))
+    };
+    let (status, body) = match tokio::time::timeout(CONTROL_PLANE_REQUEST_TIMEOUT, exchange).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => return Err(Attempt::Retry(e)),
+        Err(_) => {
+            return Err(Attempt::Retry(format!(
+                "no answer within {CONTROL_PLANE_REQUEST_TIMEOUT:?}"
+            )));
+        }
+    };
+    match status.as_u16() {
+        200 => serde_json::from_slice(&body)
+            .map_err(|e| Attempt::Retry(format!("parse response: {e}"))),
+        502 | 503 => Err(Attempt::Retry(status.to_string())),
+        _ => Err(Attempt::Final(format!(
+            "unexpected control plane response status code: {status}: {}",
+            String::from_utf8_lossy(&body)
+        ))),
+    }
+}
+
+/// What the control plane's answer means: `empty` (start empty), or `attached` with a spec,
+/// accepted as every spec is.
+fn loaded_from(
+    parsed: ControlPlaneConfigResponse,
+    options: &ValidationOptions,
+) -> anyhow::Result<Loaded> {
+    match (parsed.status, parsed.spec) {
+        (ControlPlaneComputeStatus::Empty, _) => Ok(Loaded {
+            spec: None,
+            ctl: parsed.compute_ctl_config,
+        }),
+        (ControlPlaneComputeStatus::Attached, None) => {
+            bail!("control plane says attached but sends no spec")
+        }
+        (ControlPlaneComputeStatus::Attached, Some(spec)) => {
+            let spec = accept_spec(spec, options)
+                .map_err(|r| anyhow::anyhow!("invalid spec from control plane: {r}"))?;
+            Ok(Loaded {
+                spec: Some(spec),
+                ctl: parsed.compute_ctl_config,
+            })
+        }
+    }
 }
 
 #[cfg(test)]

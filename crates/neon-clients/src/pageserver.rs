@@ -390,48 +390,8 @@ async fn fetch_once(
     cancel: &CancellationToken,
 ) -> Result<OnceStats, BasebackupError> {
     let addr = first_addr(pg_config);
-    let db_error = |e: &tokio_postgres::Error, bytes: u64| {
-        let db = e.as_db_error()?;
-        let (code, message) = (db.code().code().to_owned(), db.message().to_owned());
-        Some(match ServerErrorKind::classify(&code, &message) {
-            ServerErrorKind::Auth => BasebackupError::Auth {
-                addr: addr.clone(),
-                code,
-                message,
-            },
-            ServerErrorKind::NotFound => BasebackupError::NotFound {
-                tenant_id: request.tenant_id,
-                timeline_id: request.timeline_id,
-                code,
-                message,
-            },
-            ServerErrorKind::Other => BasebackupError::Server {
-                lsn: request.lsn,
-                bytes,
-                code,
-                message,
-            },
-        })
-    };
-
-    let connect_started = Instant::now();
-    let timeout = pg_config
-        .get_connect_timeout()
-        .copied()
-        .unwrap_or(config.connect_timeout);
-    let connected = tokio::select! {
-        _ = cancel.cancelled() => return Err(BasebackupError::Cancelled),
-        r = tokio::time::timeout(timeout, pg_config.connect(tokio_postgres::NoTls)) => r,
-    };
-    let (client, connection) = match connected {
-        Err(_) => return Err(BasebackupError::ConnectTimeout { addr, timeout }),
-        Ok(Err(e)) => {
-            return Err(db_error(&e, 0).unwrap_or(BasebackupError::Connect { addr, source: e }));
-        }
-        Ok(Ok(pair)) => pair,
-    };
-    let connect_micros = connect_started.elapsed().as_micros() as u64;
-    let connection = tokio::spawn(connection);
+    let (client, connection, connect_micros) =
+        connect(pg_config, request, config, cancel, &addr).await?;
     let _abort = AbortOnDrop(connection);
 
     let command = request.command();
@@ -439,85 +399,32 @@ async fn fetch_once(
         _ = cancel.cancelled() => return Err(BasebackupError::Cancelled),
         r = client.copy_out(command.as_str()) => r,
     };
-    let stream = match stream {
-        Ok(s) => s,
-        Err(e) => {
-            return Err(db_error(&e, 0).unwrap_or(BasebackupError::Stream {
-                addr,
-                bytes: 0,
-                source: e,
-            }));
-        }
-    };
+    let stream = stream.map_err(|e| {
+        classify_db_error(&e, 0, &addr, request).unwrap_or(BasebackupError::Stream {
+            addr: addr.clone(),
+            bytes: 0,
+            source: e,
+        })
+    })?;
 
     let (tx, rx) = mpsc::channel::<Bytes>(config.buffered_messages.max(1));
-    let dest = pgdata.to_owned();
-    let owner = config.owner;
-    let unpacker = tokio::task::spawn_blocking(move || {
-        let stats = unpack_archive(
-            ChannelReader {
-                rx,
-                current: Bytes::new(),
-            },
-            &dest,
-        )?;
-        if let Some((uid, gid)) = owner {
-            chown_tree(&dest, uid, gid).map_err(|source| UnpackError::Write {
-                entry: ".".to_owned(),
-                source,
-            })?;
-        }
-        Ok::<_, UnpackError>(stats)
-    });
-
-    let mut stream = std::pin::pin!(stream);
-    let mut bytes = 0u64;
-    let mut stream_error = None;
-    let mut cancelled = false;
-    let transfer_started = Instant::now();
-    let mut next_progress = transfer_started + config.progress_interval;
-    loop {
-        let next = tokio::select! {
-            _ = cancel.cancelled() => { cancelled = true; break; }
-            next = stream.next() => next,
-        };
-        match next {
-            Some(Ok(chunk)) => {
-                bytes += chunk.len() as u64;
-                if tx.send(chunk).await.is_err() {
-                    // The unpacker stopped early: its error is reported below.
-                    break;
-                }
-                if Instant::now() >= next_progress {
-                    let secs = transfer_started.elapsed().as_secs_f64();
-                    info!(
-                        bytes,
-                        mib_per_sec = format!("{:.1}", bytes as f64 / secs / (1 << 20) as f64),
-                        "basebackup in progress"
-                    );
-                    next_progress += config.progress_interval;
-                }
-            }
-            Some(Err(e)) => {
-                stream_error = Some(e);
-                break;
-            }
-            None => break,
-        }
-    }
-    drop(tx);
+    let unpacker = spawn_unpacker(rx, pgdata, config.owner);
+    let pumped = pump(stream, tx, config, cancel).await;
     // Always wait for the unpacking thread: nothing may write into PGDATA after we return.
     let unpacked = unpacker.await;
-    if cancelled {
-        return Err(BasebackupError::Cancelled);
-    }
-    if let Some(e) = stream_error {
-        return Err(db_error(&e, bytes).unwrap_or(BasebackupError::Stream {
-            addr,
-            bytes,
-            source: e,
-        }));
-    }
+    let bytes = match pumped {
+        Pumped::Cancelled => return Err(BasebackupError::Cancelled),
+        Pumped::Failed { bytes, error } => {
+            return Err(classify_db_error(&error, bytes, &addr, request).unwrap_or(
+                BasebackupError::Stream {
+                    addr,
+                    bytes,
+                    source: error,
+                },
+            ));
+        }
+        Pumped::Done { bytes } => bytes,
+    };
     let unpacked = match unpacked {
         Ok(r) => r,
         Err(join) => std::panic::resume_unwind(join.into_panic()),
@@ -532,6 +439,157 @@ async fn fetch_once(
         compression: stats.compression.unwrap_or(Compression::None),
         entries: stats.entries,
     })
+}
+
+/// The error a server message (SQLSTATE and text) stands for: a refused token, an unknown
+/// tenant or timeline, or another server error after `bytes` bytes. `None` when `e` is not a
+/// server message.
+fn classify_db_error(
+    e: &tokio_postgres::Error,
+    bytes: u64,
+    addr: &str,
+    request: &BasebackupRequest,
+) -> Option<BasebackupError> {
+    let db = e.as_db_error()?;
+    let (code, message) = (db.code().code().to_owned(), db.message().to_owned());
+    Some(match ServerErrorKind::classify(&code, &message) {
+        ServerErrorKind::Auth => BasebackupError::Auth {
+            addr: addr.to_owned(),
+            code,
+            message,
+        },
+        ServerErrorKind::NotFound => BasebackupError::NotFound {
+            tenant_id: request.tenant_id,
+            timeline_id: request.timeline_id,
+            code,
+            message,
+        },
+        ServerErrorKind::Other => BasebackupError::Server {
+            lsn: request.lsn,
+            bytes,
+            code,
+            message,
+        },
+    })
+}
+
+/// Connects within the connect timeout (cancellable); returns the client, its connection task
+/// and how long the connection took in microseconds.
+async fn connect(
+    pg_config: &tokio_postgres::Config,
+    request: &BasebackupRequest,
+    config: &BasebackupConfig,
+    cancel: &CancellationToken,
+    addr: &str,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>, u64), BasebackupError> {
+    let connect_started = Instant::now();
+    let timeout = pg_config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(config.connect_timeout);
+    let connected = tokio::select! {
+        _ = cancel.cancelled() => return Err(BasebackupError::Cancelled),
+        r = tokio::time::timeout(timeout, pg_config.connect(tokio_postgres::NoTls)) => r,
+    };
+    let (client, connection) = match connected {
+        Err(_) => {
+            return Err(BasebackupError::ConnectTimeout {
+                addr: addr.to_owned(),
+                timeout,
+            });
+        }
+        Ok(Err(e)) => {
+            return Err(classify_db_error(&e, 0, addr, request).unwrap_or(
+                BasebackupError::Connect {
+                    addr: addr.to_owned(),
+                    source: e,
+                },
+            ));
+        }
+        Ok(Ok(pair)) => pair,
+    };
+    let connect_micros = connect_started.elapsed().as_micros() as u64;
+    let connection = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok((client, connection, connect_micros))
+}
+
+/// Unpacks what arrives on `rx` into `pgdata` on a blocking thread, then gives the tree to
+/// `owner`.
+fn spawn_unpacker(
+    rx: mpsc::Receiver<Bytes>,
+    pgdata: &Path,
+    owner: Option<(u32, u32)>,
+) -> tokio::task::JoinHandle<Result<crate::unpack::UnpackStats, UnpackError>> {
+    let dest = pgdata.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let stats = unpack_archive(
+            ChannelReader {
+                rx,
+                current: Bytes::new(),
+            },
+            &dest,
+        )?;
+        if let Some((uid, gid)) = owner {
+            chown_tree(&dest, uid, gid).map_err(|source| UnpackError::Write {
+                entry: ".".to_owned(),
+                source,
+            })?;
+        }
+        Ok::<_, UnpackError>(stats)
+    })
+}
+
+/// How the transfer of the COPY stream to the unpacker ended.
+enum Pumped {
+    /// The stream ended (or the unpacker stopped early: its error is reported by the caller).
+    Done { bytes: u64 },
+    /// The stream failed after `bytes` bytes.
+    Failed {
+        bytes: u64,
+        error: tokio_postgres::Error,
+    },
+    /// Cancelled.
+    Cancelled,
+}
+
+/// Moves the COPY stream's chunks to the unpacker, logging progress now and then.
+async fn pump(
+    stream: tokio_postgres::CopyOutStream,
+    tx: mpsc::Sender<Bytes>,
+    config: &BasebackupConfig,
+    cancel: &CancellationToken,
+) -> Pumped {
+    let mut stream = std::pin::pin!(stream);
+    let mut bytes = 0u64;
+    let transfer_started = Instant::now();
+    let mut next_progress = transfer_started + config.progress_interval;
+    loop {
+        let next = tokio::select! {
+            _ = cancel.cancelled() => return Pumped::Cancelled,
+            next = stream.next() => next,
+        };
+        match next {
+            Some(Ok(chunk)) => {
+                bytes += chunk.len() as u64;
+                if tx.send(chunk).await.is_err() {
+                    return Pumped::Done { bytes };
+                }
+                if Instant::now() >= next_progress {
+                    let secs = transfer_started.elapsed().as_secs_f64();
+                    info!(
+                        bytes,
+                        mib_per_sec = format!("{:.1}", bytes as f64 / secs / (1 << 20) as f64),
+                        "basebackup in progress"
+                    );
+                    next_progress += config.progress_interval;
+                }
+            }
+            Some(Err(error)) => return Pumped::Failed { bytes, error },
+            None => return Pumped::Done { bytes },
+        }
+    }
 }
 
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);

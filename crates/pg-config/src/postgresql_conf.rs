@@ -91,10 +91,11 @@ impl Default for ConfigOptions {
 }
 
 /// Renders the whole `postgresql.conf` for `spec`. Pure: the same input gives the same text.
+/// In order: `cluster.postgresql_conf` verbatim, the storage settings, the mode and
+/// compute_ctl's own settings, the audit block, the spec's settings, the override include.
 pub fn render_postgresql_conf(spec: &ValidatedSpec, options: &ConfigOptions) -> String {
     let mut conf = Conf::default();
     let compute = spec.spec();
-    let storage = spec.storage();
     let dropped = match &options.drop_unsupported {
         Some(support) => unsupported_settings(spec, support),
         None => Vec::new(),
@@ -106,7 +107,28 @@ pub fn render_postgresql_conf(spec: &ValidatedSpec, options: &ConfigOptions) -> 
             conf.out.push('\n');
         }
     }
+    render_storage(&mut conf, spec);
+    render_compute_settings(&mut conf, spec, options);
+    render_audit(
+        &mut conf,
+        compute.audit_log_level,
+        spec_shared_preload_libraries(spec, &dropped).as_deref(),
+    );
+    if let Some(settings) = &compute.cluster.settings {
+        conf.out.push_str(MANAGED_BEGIN);
+        conf.out.push('\n');
+        render_settings(&mut conf, settings, &dropped);
+        conf.out.push_str(MANAGED_END);
+        conf.out.push('\n');
+    }
+    conf.owned_string("include_if_exists", TEMP_OVERRIDE_CONF);
+    conf.out
+}
 
+/// The `neon.*` storage settings compute_ctl owns, each only when the spec has it.
+fn render_storage(conf: &mut Conf, spec: &ValidatedSpec) {
+    let compute = spec.spec();
+    let storage = spec.storage();
     conf.comment("Neon storage settings");
     if let Some(ps) = &storage.pageserver {
         if let Some(stripe) = ps.stripe_size {
@@ -153,13 +175,16 @@ pub fn render_postgresql_conf(spec: &ValidatedSpec, options: &ConfigOptions) -> 
         }
     }
     conf.blank();
+}
 
+/// Locale, mode, and the settings of compute_ctl's own options.
+fn render_compute_settings(conf: &mut Conf, spec: &ValidatedSpec, options: &ConfigOptions) {
+    let compute = spec.spec();
     if let Some(locale) = &options.locale {
         for name in ["lc_messages", "lc_monetary", "lc_time", "lc_numeric"] {
             conf.owned_string(name, locale);
         }
     }
-
     conf.owned_string("neon.compute_mode", compute.mode.as_guc_value());
     match compute.mode {
         ComputeMode::Primary => {}
@@ -188,22 +213,6 @@ pub fn render_postgresql_conf(spec: &ValidatedSpec, options: &ConfigOptions) -> 
     if compute.logs_export_host.is_some() {
         conf.owned_string("log_destination", "stderr,syslog");
     }
-    render_audit(
-        &mut conf,
-        compute.audit_log_level,
-        spec_shared_preload_libraries(spec, &dropped).as_deref(),
-    );
-
-    if let Some(settings) = &compute.cluster.settings {
-        conf.out.push_str(MANAGED_BEGIN);
-        conf.out.push('\n');
-        render_settings(&mut conf, settings, &dropped);
-        conf.out.push_str(MANAGED_END);
-        conf.out.push('\n');
-    }
-
-    conf.owned_string("include_if_exists", TEMP_OVERRIDE_CONF);
-    conf.out
 }
 
 /// `cluster.postgresql_conf` with the `dropped` lines replaced by comments (followed by the
