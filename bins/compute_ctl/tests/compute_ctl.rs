@@ -740,3 +740,37 @@ async fn sigterm_during_startup_stops_everything_started() {
     assert!(left.is_empty(), "processes left: {left:?}\n{}", ctl.log());
     assert!(ctl.log().contains("startup interrupted"), "{}", ctl.log());
 }
+
+/// The spec feature `activity_monitor_experimental` (upstream's) makes the monitor count the
+/// `pg_stat_database` session counters: a session shorter than a check interval, by
+/// compute_ctl's own user (whose backends never count), is activity with the feature and
+/// nothing without it.
+#[tokio::test(flavor = "multi_thread")]
+async fn activity_monitor_experimental_counts_short_sessions() {
+    for feature in [true, false] {
+        let mut spec = spec(&["gina"], &[("gina_db", "gina")], "4MB");
+        if feature {
+            spec["features"] = json!(["activity_monitor_experimental"]);
+        }
+        let mut ctl = Ctl::start(Args {
+            extra: vec!["-s".into(), spec.to_string()],
+            ..Args::default()
+        });
+        ctl.wait_status("running").await;
+        // Let the monitor take its first look before the short session.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let client = ctl.pg("gina_db").await;
+        client.simple_query("SELECT 1").await.unwrap();
+        drop(client);
+        let seen = eventually(Duration::from_secs(3), || async {
+            let status = ctl.get_json("/status").await;
+            (!status["last_active"].is_null()).then_some(status)
+        })
+        .await;
+        match (feature, seen) {
+            (true, Some(status)) => assert_eq!(status["activity_reason"], "database_counters"),
+            (false, None) => {}
+            (feature, seen) => panic!("feature {feature}: {seen:?}\n{}", ctl.log()),
+        }
+    }
+}
