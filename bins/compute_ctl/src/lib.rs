@@ -87,14 +87,22 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
             return Ok(0);
         }
     };
-    let prepared = loaded.and_then(|loaded| {
-        let auth = Authenticator::from_jwks(&loaded.ctl.jwks, opts.compute_id.clone())
-            .context("load compute_ctl_config.jwks")?;
-        Ok((loaded.spec, auth))
+    let (spec, ctl) = match loaded {
+        Ok(loaded) => (Ok(loaded.spec), Some(loaded.ctl)),
+        Err(e) => (Err(e.error), e.ctl),
+    };
+    let keys = ctl.map(|ctl| {
+        Authenticator::from_jwks(&ctl.jwks, opts.compute_id.clone())
+            .context("load compute_ctl_config.jwks")
     });
-    let auth = match &prepared {
-        Ok((_, auth)) => auth.clone(),
-        Err(_) => Authenticator::refusing_all(),
+    let auth = match &keys {
+        Some(Ok(auth)) => auth.clone(),
+        _ => Authenticator::refusing_all(),
+    };
+    let prepared = match (spec, keys) {
+        (Ok(spec), Some(Ok(auth))) => Ok((spec, auth)),
+        (Err(e), _) | (_, Some(Err(e))) => Err(e),
+        (Ok(_), None) => unreachable!("a loaded spec comes with compute_ctl's config"),
     };
     if let Ok((Some(spec), _)) = &prepared {
         supervisor::warn_about_unsupported_fields(spec, &opts);

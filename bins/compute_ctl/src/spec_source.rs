@@ -57,12 +57,29 @@ pub(crate) fn accept_spec(
     ValidatedSpec::from_spec_with(spec, options)
 }
 
+/// A start-up source that gave no usable spec. `ctl` is compute_ctl's own config when that
+/// much could be read (an invalid spec in a good wrapper): its keys still guard the API that
+/// reports the failure.
+#[derive(Debug)]
+pub(crate) struct LoadError {
+    /// compute_ctl's config, if it was read.
+    pub(crate) ctl: Option<ComputeCtlConfig>,
+    /// Why there is no spec.
+    pub(crate) error: anyhow::Error,
+}
+
+impl From<anyhow::Error> for LoadError {
+    fn from(error: anyhow::Error) -> LoadError {
+        LoadError { ctl: None, error }
+    }
+}
+
 /// Parses a document of either shape: a wrapper with `spec: null` yields no spec.
 pub(crate) fn parse_document(
     text: &str,
     origin: &str,
     options: &ValidationOptions,
-) -> anyhow::Result<Loaded> {
+) -> Result<Loaded, LoadError> {
     let value: serde_json::Value =
         serde_json::from_str(text).with_context(|| format!("parse {origin}"))?;
     let (has_spec, ctl) = match &value {
@@ -77,7 +94,7 @@ pub(crate) fn parse_document(
         _ => (true, ComputeCtlConfig::default()),
     };
     let spec = if has_spec {
-        Some(accept_json(text, options).map_err(|report| {
+        let accepted = accept_json(text, options).map_err(|report| {
             let lines: Vec<String> = report
                 .diagnostics
                 .iter()
@@ -95,7 +112,16 @@ pub(crate) fn parse_document(
                 })
                 .collect();
             anyhow::anyhow!("invalid spec in {origin}: {}", lines.join("; "))
-        })?)
+        });
+        match accepted {
+            Ok(spec) => Some(spec),
+            Err(error) => {
+                return Err(LoadError {
+                    ctl: Some(ctl),
+                    error,
+                });
+            }
+        }
     } else {
         None
     };
@@ -103,7 +129,7 @@ pub(crate) fn parse_document(
 }
 
 /// Loads from the source named on the command line.
-pub(crate) async fn load(opts: &Options) -> anyhow::Result<Loaded> {
+pub(crate) async fn load(opts: &Options) -> Result<Loaded, LoadError> {
     match &opts.spec_source {
         SpecSource::Inline(json) => parse_document(json, "--spec", &validation_options(opts)),
         SpecSource::File(path) | SpecSource::ConfigFile(path) => {
@@ -119,7 +145,7 @@ pub(crate) async fn load(opts: &Options) -> anyhow::Result<Loaded> {
         SpecSource::ControlPlane {
             base_url,
             compute_id,
-        } => fetch_from_control_plane(base_url, compute_id, &validation_options(opts)).await,
+        } => Ok(fetch_from_control_plane(base_url, compute_id, &validation_options(opts)).await?),
         SpecSource::None => Ok(Loaded::default()),
     }
 }
@@ -301,11 +327,19 @@ mod tests {
             &ValidationOptions::default(),
         )
         .unwrap_err();
+        let text = format!("{:#}", err.error);
+        assert!(text.contains("invalid spec in spec.json"), "{text}");
         assert!(
-            format!("{err:#}").contains("invalid spec in spec.json"),
-            "{err:#}"
+            err.ctl.is_some(),
+            "a bare spec comes with the default config"
         );
         let err = parse_document("{", "spec.json", &ValidationOptions::default()).unwrap_err();
-        assert!(format!("{err:#}").contains("line 1 column 1"), "{err:#}");
+        assert!(format!("{:#}", err.error).contains("line 1 column 1"));
+        assert!(err.ctl.is_none(), "nothing could be read");
+        // An invalid spec in a good wrapper: compute_ctl's own config is still known.
+        let wrapped = r#"{"spec": {"format_version": 1.0, "cluster": 5},
+            "compute_ctl_config": {"jwks": {"keys": [{"kty": "OKP"}]}}}"#;
+        let err = parse_document(wrapped, "c.json", &ValidationOptions::default()).unwrap_err();
+        assert_eq!(err.ctl.unwrap().jwks.keys.len(), 1);
     }
 }

@@ -290,15 +290,17 @@ impl Endpoint {
     /// `endpoint start`: wipe pgdata, write config.json, spawn compute_ctl as
     /// `endpoint.rs:879-917` does, write its pid file, then poll `/status`.
     async fn start(&mut self, env: &[(&str, &str)]) -> Result<Value, String> {
+        let config = self.config();
+        self.start_with(&config, env).await
+    }
+
+    /// [`Endpoint::start`] with a given config.json.
+    async fn start_with(&mut self, config: &Value, env: &[(&str, &str)]) -> Result<Value, String> {
         if self.pgdata().exists() {
             std::fs::remove_dir_all(self.pgdata()).unwrap();
         }
         let config_path = self.ep.join("config.json");
-        std::fs::write(
-            &config_path,
-            serde_json::to_string_pretty(&self.config()).unwrap(),
-        )
-        .unwrap();
+        std::fs::write(&config_path, serde_json::to_string_pretty(config).unwrap()).unwrap();
         let logfile = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -834,5 +836,29 @@ async fn vanilla_postgres_without_the_flag_fails_with_the_reason() {
         harness::processes_left(&ep.pgdata().display().to_string())
             .await
             .is_empty()
+    );
+}
+
+/// A config.json of the wrong shape (`cluster` missing, a role name that is a number): the
+/// start fails with the located reasons, before anything is started or written into pgdata.
+#[tokio::test(flavor = "multi_thread")]
+async fn config_of_the_wrong_shape_changes_nothing() {
+    let (pageserver, safekeeper) = storage().await;
+    let neon = NeonLocal::init();
+    let mut ep = neon.create_endpoint(&pageserver.addr().to_string(), &safekeeper.addr());
+    let mut config = ep.config();
+    config["spec"]["cluster"]["roles"] = json!([{"name": 5}]);
+    config["spec"]["tenant_id"] = json!("not-hex");
+    let err = ep.start_with(&config, &[]).await.unwrap_err();
+    assert!(err.starts_with("compute startup failed:"), "{err}");
+    assert!(err.contains("/spec/cluster/roles/0/name"), "{err}");
+    assert!(err.contains("/spec/tenant_id"), "{err}");
+    assert!(
+        !ep.pgdata().exists(),
+        "nothing is written before the spec is accepted"
+    );
+    assert!(
+        pageserver.records().is_empty(),
+        "the pageserver was never asked"
     );
 }
