@@ -257,11 +257,19 @@ mod tests {
 
     use super::*;
 
-    /// A `sh -c script` command whose pid (`$$`, kept by `exec`) is written to a file.
-    fn sh(script: &str, dir: &Path) -> Command {
+    /// A `sh -c` command that sets up `traps`, writes its pid (`$$`, kept by `exec`) to a
+    /// file, then runs `script`.
+    fn sh_with(traps: &str, script: &str, dir: &Path) -> Command {
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", &format!("echo $$ > {}/pid; {script}", dir.display())]);
+        cmd.args([
+            "-c",
+            &format!("{traps} echo $$ > {}/pid; {script}", dir.display()),
+        ]);
         cmd
+    }
+
+    fn sh(script: &str, dir: &Path) -> Command {
+        sh_with("", script, dir)
     }
 
     fn pid_of(dir: &Path) -> i32 {
@@ -399,11 +407,12 @@ mod tests {
 
         // A gentler signal on drop: the child may clean up first.
         std::fs::remove_file(dir.path().join("pid")).unwrap();
-        let mut cmd = sh(
+        let mut cmd = sh_with(
             &format!(
-                "trap 'echo bye > {}/bye; exit 0' QUIT; while :; do sleep 0.05; done",
+                "trap 'echo bye > {}/bye; exit 0' QUIT;",
                 dir.path().display()
             ),
+            "while :; do sleep 0.05; done",
             dir.path(),
         );
         cmd.on_drop(Signal::SIGQUIT);
@@ -419,29 +428,31 @@ mod tests {
 
     #[tokio::test]
     async fn stop_signals_then_kills() {
-        // (script, signal, exit code)
+        // (traps, script, signal, exit code)
         let cases = [
-            ("exec sleep 600", Signal::SIGTERM, 128 + 15),
+            ("", "exec sleep 600", Signal::SIGTERM, 128 + 15),
             (
-                "trap '' TERM; while :; do sleep 0.05; done",
+                "trap '' TERM;",
+                "while :; do sleep 0.05; done",
                 Signal::SIGTERM,
                 128 + 9,
             ),
             (
-                "trap 'exit 7' TERM; while :; do sleep 0.05; done",
+                "trap 'exit 7' TERM;",
+                "while :; do sleep 0.05; done",
                 Signal::SIGTERM,
                 7,
             ),
         ];
-        for (script, signal, code) in cases {
+        for (traps, script, signal, code) in cases {
             let dir = tempfile::tempdir().unwrap();
-            let mut child = sh(script, dir.path()).spawn().unwrap();
+            let mut child = sh_with(traps, script, dir.path()).spawn().unwrap();
             let pid = pid_of(dir.path());
             let status = child
                 .stop(signal, Duration::from_millis(300))
                 .await
                 .unwrap();
-            assert_eq!(crate::exit_code(status), code, "{script}");
+            assert_eq!(crate::exit_code(status), code, "{traps} {script}");
             assert_eq!(child.exit_status(), Some(status));
             assert_eq!(child.wait().await.unwrap(), status, "waits again");
             assert!(gone_soon(pid).await, "{script}");
