@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 /// A user to run Postgres programs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunAs {
+pub(crate) struct RunAs {
     /// User id.
     pub uid: u32,
     /// Primary group id.
@@ -29,7 +29,7 @@ pub struct RunAs {
 
 impl RunAs {
     /// Looks up `name` in the user database.
-    pub fn lookup(name: &str) -> anyhow::Result<RunAs> {
+    pub(crate) fn lookup(name: &str) -> anyhow::Result<RunAs> {
         match child_process::RunAs::lookup(name)? {
             Some(user) => Ok(RunAs {
                 uid: user.uid,
@@ -54,7 +54,7 @@ impl From<RunAs> for child_process::RunAs {
 
 /// A command for `program`, run as `run_as` (if any) from `cwd`, with stdin closed and its
 /// output forwarded to the log. Killed when its child is dropped.
-pub fn command(program: impl AsRef<OsStr>, run_as: Option<RunAs>, cwd: &Path) -> Command {
+pub(crate) fn command(program: impl AsRef<OsStr>, run_as: Option<RunAs>, cwd: &Path) -> Command {
     let mut cmd = Command::new(program);
     cmd.run_as(run_as.map(Into::into)).current_dir(cwd);
     cmd
@@ -62,7 +62,7 @@ pub fn command(program: impl AsRef<OsStr>, run_as: Option<RunAs>, cwd: &Path) ->
 
 /// Runs a command to completion, forwarding its output to the log; `cancel` kills it. Errors
 /// name the program, its exit status and its last output lines.
-pub async fn run_to_completion(
+pub(crate) async fn run_to_completion(
     program: &'static str,
     mut cmd: Command,
     cancel: &CancellationToken,
@@ -74,7 +74,7 @@ pub async fn run_to_completion(
 
 /// The running postmaster.
 #[derive(Debug)]
-pub struct Postmaster {
+pub(crate) struct Postmaster {
     child: Child,
     /// Set once seen, even when waiting failed.
     exit: Option<ExitStatus>,
@@ -84,7 +84,7 @@ impl Postmaster {
     /// Spawns `cmd` (from [`command`]) and forwards its output. A postmaster still running when
     /// its handle goes away (an interrupted start) gets an immediate shutdown, which also stops
     /// its backends; SIGKILL would orphan them.
-    pub fn spawn(mut cmd: Command) -> anyhow::Result<Postmaster> {
+    pub(crate) fn spawn(mut cmd: Command) -> anyhow::Result<Postmaster> {
         cmd.name("postgres").on_drop(Signal::SIGQUIT);
         let child = cmd.spawn()?;
         tracing::info!(pid = child.pid(), "postgres started");
@@ -93,17 +93,17 @@ impl Postmaster {
 
     /// After exit: the last FATAL/PANIC message postgres wrote (waits up to 1 s for its
     /// output to be read).
-    pub async fn last_fatal(&mut self) -> Option<String> {
+    pub(crate) async fn last_fatal(&mut self) -> Option<String> {
         self.child.captured(Duration::from_secs(1)).await.last_fatal
     }
 
     /// Process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.pid()
     }
 
     /// Sends `signal` unless the postmaster already exited.
-    pub fn signal(&self, signal: Signal) {
+    pub(crate) fn signal(&self, signal: Signal) {
         if self.exit.is_none() {
             tracing::info!(pid = self.pid(), ?signal, "signalling postgres");
             self.child.signal(signal);
@@ -111,7 +111,7 @@ impl Postmaster {
     }
 
     /// Waits for exit (cancel-safe).
-    pub async fn wait(&mut self) -> ExitStatus {
+    pub(crate) async fn wait(&mut self) -> ExitStatus {
         if let Some(status) = self.exit {
             return status;
         }
@@ -120,7 +120,7 @@ impl Postmaster {
     }
 
     /// Immediate shutdown, then wait; killed after 10 s. A last resort on error paths.
-    pub async fn stop_immediate(&mut self) -> ExitStatus {
+    pub(crate) async fn stop_immediate(&mut self) -> ExitStatus {
         if let Some(status) = self.exit {
             return status;
         }
@@ -144,14 +144,14 @@ impl Postmaster {
 
 /// The exit code compute_ctl returns for a postmaster exit status: its code, or 128 + the
 /// signal number when it was killed by a signal.
-pub fn exit_code(status: ExitStatus) -> i32 {
+pub(crate) fn exit_code(status: ExitStatus) -> i32 {
     child_process::exit_code(status)
 }
 
 /// Why Postgres did not become ready.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ReadinessError {
+pub(crate) enum ReadinessError {
     /// It exited first.
     #[error("postgres exited before it was ready ({status})")]
     Exited {
@@ -178,7 +178,7 @@ pub enum ReadinessError {
 
 /// An inotify watch on a data directory, created *before* Postgres starts so no write of
 /// `postmaster.pid` is missed.
-pub struct ReadinessWatch {
+pub(crate) struct ReadinessWatch {
     pgdata: PathBuf,
     events: inotify::EventStream<Vec<u8>>,
 }
@@ -193,7 +193,7 @@ impl std::fmt::Debug for ReadinessWatch {
 
 impl ReadinessWatch {
     /// Watches `pgdata` for creation and writes of files in it.
-    pub fn new(pgdata: &Path) -> Result<ReadinessWatch, ReadinessError> {
+    pub(crate) fn new(pgdata: &Path) -> Result<ReadinessWatch, ReadinessError> {
         let watch_err = |source| ReadinessError::Watch {
             pgdata: pgdata.to_owned(),
             source,
@@ -219,7 +219,7 @@ impl ReadinessWatch {
     }
 
     /// Waits until `postmaster.pid`'s status line is `ready`, `exited` resolves, or `timeout`.
-    pub async fn wait_ready(
+    pub(crate) async fn wait_ready(
         &mut self,
         exited: impl Future<Output = ExitStatus>,
         timeout: Duration,
@@ -250,7 +250,7 @@ impl ReadinessWatch {
 }
 
 /// Whether the status line (the 8th, last while running) of `postmaster.pid` is `ready`.
-pub fn is_ready(pidfile: &Path) -> bool {
+pub(crate) fn is_ready(pidfile: &Path) -> bool {
     std::fs::read_to_string(pidfile).is_ok_and(|text| pidfile_says_ready(&text))
 }
 

@@ -8,13 +8,16 @@ use child_process::{Command, Signal};
 use tokio_util::sync::CancellationToken;
 
 /// Delay before restarting an exited vm-informant.
-pub const RESTART_DELAY: Duration = Duration::from_secs(5);
+pub(crate) const RESTART_DELAY: Duration = Duration::from_secs(5);
 
 /// How long a stopping vm-informant has after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Starts the supervision task if `path` is an existing file; `None` otherwise.
-pub fn spawn(path: PathBuf, cancel: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+pub(crate) fn spawn(
+    path: PathBuf,
+    cancel: CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
     if !path.is_file() {
         tracing::debug!(path = %path.display(), "no vm-informant");
         return None;
@@ -23,7 +26,7 @@ pub fn spawn(path: PathBuf, cancel: CancellationToken) -> Option<tokio::task::Jo
 }
 
 /// Runs `path` until `cancel`, restarting it `restart_delay` after every exit.
-pub async fn supervise(path: PathBuf, cancel: CancellationToken, restart_delay: Duration) {
+pub(crate) async fn supervise(path: PathBuf, cancel: CancellationToken, restart_delay: Duration) {
     let mut cmd = Command::new(&path);
     cmd.name("vm-informant");
     loop {
