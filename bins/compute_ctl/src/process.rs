@@ -1,6 +1,7 @@
-//! Child processes: the one place that spawns programs. Children run as the unprivileged
-//! Postgres user when compute_ctl is root, from an absolute working directory, with their
-//! output forwarded line by line to compute_ctl's log, and are killed on drop.
+//! compute_ctl's children on top of `child-process` (which spawns, forwards output, kills and
+//! reaps): Postgres programs run as the unprivileged Postgres user when compute_ctl is root,
+//! from an absolute working directory; the postmaster, which gets an immediate shutdown
+//! (SIGQUIT) rather than SIGKILL when its handle is dropped.
 //!
 //! Also readiness detection: [`ReadinessWatch`] follows `postmaster.pid` with inotify until its
 //! status line says `ready` (no sleep loop).
@@ -8,20 +9,18 @@
 use std::ffi::OsStr;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::ExitStatus;
 use std::time::Duration;
 
+use child_process::{Child, Command};
 use futures::StreamExt;
 use inotify::{Inotify, WatchMask};
 use nix::sys::signal::Signal;
-use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
 
 /// A user to run Postgres programs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunAs {
+pub(crate) struct RunAs {
     /// User id.
     pub uid: u32,
     /// Primary group id.
@@ -30,239 +29,129 @@ pub struct RunAs {
 
 impl RunAs {
     /// Looks up `name` in the user database.
-    pub fn lookup(name: &str) -> anyhow::Result<RunAs> {
-        match nix::unistd::User::from_name(name) {
-            Ok(Some(user)) => Ok(RunAs {
-                uid: user.uid.as_raw(),
-                gid: user.gid.as_raw(),
+    pub(crate) fn lookup(name: &str) -> anyhow::Result<RunAs> {
+        match child_process::RunAs::lookup(name)? {
+            Some(user) => Ok(RunAs {
+                uid: user.uid,
+                gid: user.gid,
             }),
-            Ok(None) => anyhow::bail!(
+            None => anyhow::bail!(
                 "user {name:?} does not exist: postgres cannot run as root, so create it \
                  (useradd --system postgres) or pass --pg-user"
             ),
-            Err(e) => anyhow::bail!("look up user {name:?}: {e}"),
         }
     }
 }
 
-/// A command for `program`, run as `run_as` (if any) from `cwd`, with stdin closed and stdout
-/// and stderr piped. Killed when dropped.
-pub fn command(program: impl AsRef<OsStr>, run_as: Option<RunAs>, cwd: &Path) -> Command {
-    let mut cmd = Command::new(program);
-    if let Some(user) = run_as {
-        // std drops supplementary groups before setuid when it changes the user as root.
-        cmd.uid(user.uid).gid(user.gid);
+impl From<RunAs> for child_process::RunAs {
+    fn from(user: RunAs) -> child_process::RunAs {
+        child_process::RunAs {
+            uid: user.uid,
+            gid: user.gid,
+        }
     }
-    cmd.current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+}
+
+/// A command for `program`, run as `run_as` (if any) from `cwd`, with stdin closed and its
+/// output forwarded to the log. Killed when its child is dropped.
+pub(crate) fn command(program: impl AsRef<OsStr>, run_as: Option<RunAs>, cwd: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.run_as(run_as.map(Into::into)).current_dir(cwd);
     cmd
 }
 
-/// Forwards each line of `stream` to the log under `target`, with a level guessed from the
-/// Postgres severity word. Ends at end of stream.
-pub fn forward_lines<R>(program: &'static str, pid: u32, stream: R) -> tokio::task::JoinHandle<()>
-where
-    R: AsyncRead + Unpin + Send + 'static,
-{
-    forward_lines_keeping_fatal(program, pid, stream, None)
-}
-
-/// The last `FATAL`/`PANIC` line a program wrote, for error messages.
-pub type LastFatal = Arc<Mutex<Option<String>>>;
-
-fn forward_lines_keeping_fatal<R>(
+/// Runs a command to completion, forwarding its output to the log; `cancel` kills it. Errors
+/// name the program, its exit status and its last output lines.
+pub(crate) async fn run_to_completion(
     program: &'static str,
-    pid: u32,
-    stream: R,
-    last_fatal: Option<LastFatal>,
-) -> tokio::task::JoinHandle<()>
-where
-    R: AsyncRead + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stream).lines();
-        let mut previous = String::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if ["PANIC:", "FATAL:"].iter().any(|w| line.contains(w)) {
-                if let Some(keep) = &last_fatal {
-                    // The FATAL line is often a summary ("configuration file contains
-                    // errors"); the line before it says what is wrong.
-                    *keep.lock().unwrap_or_else(|e| e.into_inner()) = Some(
-                        format!("{} {}", message(&previous), message(&line))
-                            .trim()
-                            .to_owned(),
-                    );
-                }
-                tracing::error!(target: "postgres", program, pid, "{line}");
-            } else if ["ERROR:", "WARNING:"].iter().any(|w| line.contains(w)) {
-                tracing::warn!(target: "postgres", program, pid, "{line}");
-            } else {
-                tracing::info!(target: "postgres", program, pid, "{line}");
-            }
-            previous = line;
-        }
-    })
-}
-
-/// The text after the severity word of a Postgres log line (`... LOG:  text` → `text`).
-fn message(line: &str) -> &str {
-    [
-        "PANIC:", "FATAL:", "ERROR:", "WARNING:", "LOG:", "DETAIL:", "HINT:",
-    ]
-    .iter()
-    .find_map(|w| line.split_once(w).map(|(_, rest)| rest.trim()))
-    .unwrap_or("")
-}
-
-/// Runs a command to completion, forwarding its output to the log. Errors name the program,
-/// its exit status and its last output lines.
-pub async fn run_to_completion(program: &'static str, mut cmd: Command) -> anyhow::Result<()> {
-    let out = cmd
-        .output()
-        .await
-        .map_err(|e| anyhow::anyhow!("run {program}: {e}"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for line in text.lines() {
-        tracing::info!(target: "postgres", program, "{line}");
-    }
-    if !out.status.success() {
-        let tail: Vec<&str> = text.lines().rev().take(5).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        anyhow::bail!("{program} failed ({}): {}", out.status, tail.join(" | "));
-    }
+    mut cmd: Command,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    cmd.name(program).tail_lines(5);
+    cmd.run(None, cancel).await?;
     Ok(())
 }
 
 /// The running postmaster.
 #[derive(Debug)]
-pub struct Postmaster {
+pub(crate) struct Postmaster {
     child: Child,
-    pid: Pid,
+    /// Set once seen, even when waiting failed.
     exit: Option<ExitStatus>,
-    last_fatal: LastFatal,
-    log_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Postmaster {
-    /// Spawns `cmd` (from [`command`]) and forwards its output.
-    pub fn spawn(mut cmd: Command) -> anyhow::Result<Postmaster> {
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("spawn postgres: {e}"))?;
-        let raw = child.id().unwrap_or_default();
-        let last_fatal = LastFatal::default();
-        let mut log_tasks = Vec::new();
-        if let Some(out) = child.stdout.take() {
-            log_tasks.push(forward_lines_keeping_fatal(
-                "postgres",
-                raw,
-                out,
-                Some(last_fatal.clone()),
-            ));
-        }
-        if let Some(err) = child.stderr.take() {
-            log_tasks.push(forward_lines_keeping_fatal(
-                "postgres",
-                raw,
-                err,
-                Some(last_fatal.clone()),
-            ));
-        }
-        tracing::info!(pid = raw, "postgres started");
-        Ok(Postmaster {
-            child,
-            pid: Pid::from_raw(raw as i32),
-            exit: None,
-            last_fatal,
-            log_tasks,
-        })
+    /// Spawns `cmd` (from [`command`]) and forwards its output. A postmaster still running when
+    /// its handle goes away (an interrupted start) gets an immediate shutdown, which also stops
+    /// its backends; SIGKILL would orphan them.
+    pub(crate) fn spawn(mut cmd: Command) -> anyhow::Result<Postmaster> {
+        cmd.name("postgres").on_drop(Signal::SIGQUIT);
+        let child = cmd.spawn()?;
+        tracing::info!(pid = child.pid(), "postgres started");
+        Ok(Postmaster { child, exit: None })
     }
 
     /// After exit: the last FATAL/PANIC message postgres wrote (waits up to 1 s for its
     /// output to be read).
-    pub async fn last_fatal(&mut self) -> Option<String> {
-        for task in self.log_tasks.drain(..) {
-            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
-        }
-        self.last_fatal
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    pub(crate) async fn last_fatal(&mut self) -> Option<String> {
+        self.child.captured(Duration::from_secs(1)).await.last_fatal
     }
 
     /// Process id.
-    pub fn pid(&self) -> u32 {
-        self.pid.as_raw() as u32
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.pid()
     }
 
     /// Sends `signal` unless the postmaster already exited.
-    pub fn signal(&self, signal: Signal) {
+    pub(crate) fn signal(&self, signal: Signal) {
         if self.exit.is_none() {
-            tracing::info!(pid = self.pid.as_raw(), ?signal, "signalling postgres");
-            let _ = nix::sys::signal::kill(self.pid, signal);
+            tracing::info!(pid = self.pid(), ?signal, "signalling postgres");
+            self.child.signal(signal);
         }
     }
 
     /// Waits for exit (cancel-safe).
-    pub async fn wait(&mut self) -> ExitStatus {
+    pub(crate) async fn wait(&mut self) -> ExitStatus {
         if let Some(status) = self.exit {
             return status;
         }
-        let status = match self.child.wait().await {
-            Ok(status) => status,
-            Err(e) => {
-                tracing::error!(error = %e, "wait for postgres");
-                std::os::unix::process::ExitStatusExt::from_raw(1 << 8)
-            }
-        };
+        let status = self.child.wait().await;
+        self.exited(status)
+    }
+
+    /// Immediate shutdown, then wait; killed after 10 s. A last resort on error paths.
+    pub(crate) async fn stop_immediate(&mut self) -> ExitStatus {
+        if let Some(status) = self.exit {
+            return status;
+        }
+        tracing::info!(pid = self.pid(), signal = ?Signal::SIGQUIT, "signalling postgres");
+        let status = self
+            .child
+            .stop(Signal::SIGQUIT, Duration::from_secs(10))
+            .await;
+        self.exited(status)
+    }
+
+    fn exited(&mut self, status: Result<ExitStatus, child_process::Error>) -> ExitStatus {
+        let status = status.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "wait for postgres");
+            std::os::unix::process::ExitStatusExt::from_raw(1 << 8)
+        });
         self.exit = Some(status);
         status
-    }
-
-    /// Immediate shutdown, then wait; a last resort on error paths.
-    pub async fn stop_immediate(&mut self) -> ExitStatus {
-        self.signal(Signal::SIGQUIT);
-        match tokio::time::timeout(Duration::from_secs(10), self.wait()).await {
-            Ok(status) => status,
-            Err(_) => {
-                self.signal(Signal::SIGKILL);
-                self.wait().await
-            }
-        }
-    }
-}
-
-impl Drop for Postmaster {
-    /// A postmaster still running when its handle goes away (an interrupted start) gets an
-    /// immediate shutdown, which also stops its backends; SIGKILL would orphan them.
-    fn drop(&mut self) {
-        if self.exit.is_none() && matches!(self.child.try_wait(), Ok(None)) {
-            self.signal(Signal::SIGQUIT);
-        }
     }
 }
 
 /// The exit code compute_ctl returns for a postmaster exit status: its code, or 128 + the
 /// signal number when it was killed by a signal.
-pub fn exit_code(status: ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(1)
+pub(crate) fn exit_code(status: ExitStatus) -> i32 {
+    child_process::exit_code(status)
 }
 
 /// Why Postgres did not become ready.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ReadinessError {
+pub(crate) enum ReadinessError {
     /// It exited first.
     #[error("postgres exited before it was ready ({status})")]
     Exited {
@@ -289,7 +178,7 @@ pub enum ReadinessError {
 
 /// An inotify watch on a data directory, created *before* Postgres starts so no write of
 /// `postmaster.pid` is missed.
-pub struct ReadinessWatch {
+pub(crate) struct ReadinessWatch {
     pgdata: PathBuf,
     events: inotify::EventStream<Vec<u8>>,
 }
@@ -304,7 +193,7 @@ impl std::fmt::Debug for ReadinessWatch {
 
 impl ReadinessWatch {
     /// Watches `pgdata` for creation and writes of files in it.
-    pub fn new(pgdata: &Path) -> Result<ReadinessWatch, ReadinessError> {
+    pub(crate) fn new(pgdata: &Path) -> Result<ReadinessWatch, ReadinessError> {
         let watch_err = |source| ReadinessError::Watch {
             pgdata: pgdata.to_owned(),
             source,
@@ -330,7 +219,7 @@ impl ReadinessWatch {
     }
 
     /// Waits until `postmaster.pid`'s status line is `ready`, `exited` resolves, or `timeout`.
-    pub async fn wait_ready(
+    pub(crate) async fn wait_ready(
         &mut self,
         exited: impl Future<Output = ExitStatus>,
         timeout: Duration,
@@ -361,7 +250,7 @@ impl ReadinessWatch {
 }
 
 /// Whether the status line (the 8th, last while running) of `postmaster.pid` is `ready`.
-pub fn is_ready(pidfile: &Path) -> bool {
+pub(crate) fn is_ready(pidfile: &Path) -> bool {
     std::fs::read_to_string(pidfile).is_ok_and(|text| pidfile_says_ready(&text))
 }
 

@@ -137,7 +137,7 @@ async fn initdb(ctx: &StartContext) -> anyhow::Result<()> {
             "--no-sync",
             "--no-instructions",
         ]);
-    process::run_to_completion("initdb", cmd).await?;
+    process::run_to_completion("initdb", cmd, &ctx.cancel).await?;
     ctx.record(Phase::Initdb, t.elapsed(), |m, ms| m.initdb_ms = ms);
     Ok(())
 }
@@ -313,7 +313,7 @@ async fn start_postgres(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Res
     let pgdata = &ctx.opts.pgdata;
     let mut watch = ReadinessWatch::new(pgdata)?;
     let mut cmd = process::command(&ctx.opts.pgbin, ctx.run_as, pgdata);
-    cmd.arg("-D").arg(pgdata).kill_on_drop(false);
+    cmd.arg("-D").arg(pgdata);
     if let Some(port) = ctx.opts.pg_config.get_ports().first() {
         cmd.arg("-p").arg(port.to_string());
     }
@@ -415,5 +415,5 @@ async fn reload(ctx: &StartContext) -> anyhow::Result<()> {
         &ctx.opts.pgdata,
     );
     cmd.arg("reload").arg("-D").arg(&ctx.opts.pgdata);
-    process::run_to_completion("pg_ctl", cmd).await
+    process::run_to_completion("pg_ctl", cmd, &CancellationToken::new()).await
 }

@@ -4,16 +4,20 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
+use child_process::{Command, Signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::process;
-
 /// Delay before restarting an exited vm-informant.
-pub const RESTART_DELAY: Duration = Duration::from_secs(5);
+pub(crate) const RESTART_DELAY: Duration = Duration::from_secs(5);
+
+/// How long a stopping vm-informant has after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Starts the supervision task if `path` is an existing file; `None` otherwise.
-pub fn spawn(path: PathBuf, cancel: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+pub(crate) fn spawn(
+    path: PathBuf,
+    cancel: CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
     if !path.is_file() {
         tracing::debug!(path = %path.display(), "no vm-informant");
         return None;
@@ -22,9 +26,10 @@ pub fn spawn(path: PathBuf, cancel: CancellationToken) -> Option<tokio::task::Jo
 }
 
 /// Runs `path` until `cancel`, restarting it `restart_delay` after every exit.
-pub async fn supervise(path: PathBuf, cancel: CancellationToken, restart_delay: Duration) {
+pub(crate) async fn supervise(path: PathBuf, cancel: CancellationToken, restart_delay: Duration) {
+    let mut cmd = Command::new(&path);
+    cmd.name("vm-informant");
     loop {
-        let mut cmd = process::command(&path, None, std::path::Path::new("/"));
         let mut child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) => {
@@ -35,23 +40,14 @@ pub async fn supervise(path: PathBuf, cancel: CancellationToken, restart_delay: 
                 }
             }
         };
-        let pid = child.id().unwrap_or_default();
+        let pid = child.pid();
         tracing::info!(pid, "vm-informant started");
-        if let Some(out) = child.stdout.take() {
-            process::forward_lines("vm-informant", pid, out);
-        }
-        if let Some(err) = child.stderr.take() {
-            process::forward_lines("vm-informant", pid, err);
-        }
         tokio::select! {
             status = child.wait() => {
                 tracing::warn!(pid, status = ?status, "vm-informant exited; restarting in {restart_delay:?}");
             }
             () = cancel.cancelled() => {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGTERM);
-                if tokio::time::timeout(Duration::from_secs(2), child.wait()).await.is_err() {
-                    let _ = child.kill().await;
-                }
+                let _ = child.stop(Signal::SIGTERM, STOP_GRACE).await;
                 tracing::info!(pid, "vm-informant stopped");
                 return;
             }

@@ -13,9 +13,9 @@
 //! `postgres` user. Parsing the binary's output is pure and unit-tested.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::Context;
+use child_process::Command;
 use compute_spec::{ComputeSpec, Diagnostic, Severity};
 use nix::unistd::{Uid, User};
 use pg_binary::{GucDescription, PgBinary};
@@ -208,7 +208,7 @@ impl PgBin {
                 cmd.arg("-c").arg(format!("{}={}", p.name, p.value));
             }
             let output = cmd
-                .output()
+                .output_blocking()
                 .with_context(|| format!("run {}", self.binary.postgres().display()))?;
             let stderr = String::from_utf8_lossy(&output.stderr);
             let Some(error) = parse_server_error(&stderr) else {

@@ -2,14 +2,13 @@
 //! `<pgbin> --sync-safekeepers` child process.
 
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use compute_spec::{Lsn, LsnParseError, TenantId, TimelineId};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -105,102 +104,47 @@ pub async fn sync_safekeepers(
     cancel: &CancellationToken,
 ) -> Result<Lsn, SyncError> {
     let program = config.pgbin.clone();
-    let mut cmd = tokio::process::Command::new(&config.pgbin);
+    let mut cmd = child_process::Command::new(&config.pgbin);
     cmd.arg("--sync-safekeepers")
         .env("PGDATA", &config.pgdata)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .run_as(config.run_as.map(child_process::RunAs::from))
+        .capture_stdout()
+        .tail_lines(STDERR_TAIL_LINES);
     match &config.auth_token {
         Some(token) => cmd.env("NEON_AUTH_TOKEN", token),
         None => cmd.env_remove("NEON_AUTH_TOKEN"),
     };
-    if let Some((uid, gid)) = config.run_as {
-        cmd.uid(uid).gid(gid);
-    }
-    let mut child = cmd.spawn().map_err(|source| SyncError::Spawn {
-        program: program.clone(),
-        source,
-    })?;
-    let stdout = child.stdout.take().map(|s| tokio::spawn(read_limited(s)));
-    let stderr = child.stderr.take().map(|s| tokio::spawn(stderr_tail(s)));
-
-    enum End {
-        Exited(std::io::Result<ExitStatus>),
-        TimedOut,
-        Cancelled,
-    }
-    let end = tokio::select! {
-        status = child.wait() => End::Exited(status),
-        _ = tokio::time::sleep(config.timeout) => End::TimedOut,
-        _ = cancel.cancelled() => End::Cancelled,
-    };
-    if !matches!(end, End::Exited(_)) {
-        // Kill and reap.
-        let _ = child.start_kill();
-        let _ = child.wait().await;
-    }
-    let collect = async {
-        let out = match stdout {
-            Some(t) => t.await.unwrap_or_default(),
-            None => String::new(),
-        };
-        let err = match stderr {
-            Some(t) => t.await.unwrap_or_default(),
-            None => String::new(),
-        };
-        (out, err)
-    };
-    // A grandchild could keep the pipes open: do not wait for them forever.
-    let (stdout, stderr_tail) = tokio::time::timeout(Duration::from_secs(5), collect)
+    let output = cmd
+        .run(Some(config.timeout), cancel)
         .await
-        .unwrap_or_default();
-    let status = match end {
-        End::Cancelled => return Err(SyncError::Cancelled),
-        End::TimedOut => {
-            return Err(SyncError::Timeout {
-                program,
-                timeout: config.timeout,
-                stderr_tail,
-            });
-        }
-        End::Exited(status) => status.map_err(|source| SyncError::Wait {
-            program: program.clone(),
-            source,
-        })?,
-    };
-    if !status.success() {
-        return Err(SyncError::Failed {
-            program,
-            status,
-            stderr_tail,
-        });
-    }
-    Lsn::from_str(stdout.trim()).map_err(|source| SyncError::BadOutput {
+        .map_err(|e| sync_error(program.clone(), config.timeout, e))?;
+    Lsn::from_str(output.stdout.trim()).map_err(|source| SyncError::BadOutput {
         program,
-        output: stdout,
+        output: output.stdout,
         source,
     })
 }
 
-async fn read_limited(stream: impl AsyncRead + Unpin) -> String {
-    let mut buf = Vec::new();
-    let _ = stream.take(64 * 1024).read_to_end(&mut buf).await;
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-async fn stderr_tail(stream: impl AsyncRead + Unpin) -> String {
-    let mut lines = BufReader::new(stream).lines();
-    let mut tail = std::collections::VecDeque::new();
-    while let Ok(Some(line)) = lines.next_line().await {
-        info!(target: "sync_safekeepers", "{line}");
-        if tail.len() == STDERR_TAIL_LINES {
-            tail.pop_front();
-        }
-        tail.push_back(line);
+fn sync_error(program: PathBuf, timeout: Duration, e: child_process::Error) -> SyncError {
+    use child_process::Error;
+    match e {
+        Error::Failed { status, tail, .. } => SyncError::Failed {
+            program,
+            status,
+            stderr_tail: tail.join("\n"),
+        },
+        Error::TimedOut { tail, .. } => SyncError::Timeout {
+            program,
+            timeout,
+            stderr_tail: tail.join("\n"),
+        },
+        Error::Cancelled { .. } => SyncError::Cancelled,
+        Error::Wait { source, .. } => SyncError::Wait { program, source },
+        other => SyncError::Spawn {
+            program,
+            source: other.into(),
+        },
     }
-    tail.into_iter().collect::<Vec<_>>().join("\n")
 }
 
 /// One safekeeper's answer to `TIMELINE_STATUS`.

@@ -25,7 +25,9 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
+
+use child_process::Command;
 
 use pg_config::ServerSupport;
 
@@ -234,11 +236,11 @@ impl PgBinary {
         let output = pg
             .command()
             .arg("--describe-config")
-            .output()
-            .map_err(|source| ProbeError::Run {
+            .output_blocking()
+            .map_err(|e| ProbeError::Run {
                 program: pg.postgres.clone(),
                 arg: "--describe-config",
-                source,
+                source: e.into(),
             })?;
         if !output.status.success() {
             return Err(ProbeError::DescribeConfigFailed {
@@ -319,11 +321,7 @@ impl PgBinary {
         cmd.env_clear()
             .env("LC_ALL", "C")
             .current_dir("/")
-            .stdin(Stdio::null());
-        if let Some((uid, gid)) = self.run_as {
-            use std::os::unix::process::CommandExt;
-            cmd.uid(uid).gid(gid);
-        }
+            .run_as(self.run_as.map(child_process::RunAs::from));
         cmd
     }
 
@@ -331,10 +329,10 @@ impl PgBinary {
     /// server stops with "unrecognized configuration parameter" only for names it does not
     /// know, otherwise with a bad value or at not finding a configuration file.
     fn confirm_settings<'a>(&self, names: &[&'a str]) -> Result<Vec<&'a str>, ProbeError> {
-        let run_error = |source| ProbeError::Run {
+        let run_error = |e: child_process::Error| ProbeError::Run {
             program: self.postgres.clone(),
             arg: "-c",
-            source,
+            source: e.into(),
         };
         let mut children = Vec::new();
         for name in names {
@@ -342,9 +340,7 @@ impl PgBinary {
                 .command()
                 .arg("-c")
                 .arg(format!("{name}=0"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
+                .start_blocking()
                 .map_err(run_error)?;
             children.push((*name, child));
         }
@@ -364,8 +360,7 @@ impl PgBinary {
         let pg_config = bindir.join("pg_config");
         if let Ok(out) = Command::new(&pg_config)
             .arg("--pkglibdir")
-            .stdin(Stdio::null())
-            .output()
+            .output_blocking()
         {
             let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
             if out.status.success() && dir.is_dir() {
