@@ -1,19 +1,22 @@
 //! Benchmarks of compute_ctl's hot paths, each against a baseline measured in the same run:
-//! (b) readiness detection latency after `postmaster.pid` says `ready` (inotify watch vs a
-//! 10 ms polling loop), and (c) `GET /status` latency under concurrent load on loopback (our
-//! router vs an axum handler returning a constant). Prints medians, p99 and ratios.
+//! (b) readiness detection latency after `postmaster.pid` says `ready` (the inotify watch
+//! compute_ctl uses vs a 10 ms polling loop), and (c) `GET /status` latency under concurrent
+//! load on loopback (the real compute_ctl binary, pre-launched without a spec, vs an axum
+//! handler returning a constant in this process). Prints medians, p99 and ratios.
 //!
 //! Run: `cargo bench -p compute_ctl --bench api_and_readiness`.
 
+#[allow(
+    dead_code,
+    reason = "the harness is shared by every end-to-end test and bench; each uses a part"
+)]
+#[path = "../tests/harness/mod.rs"]
+mod harness;
+
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use compute_ctl::http::{HttpState, external_router};
-use compute_ctl::process::{ReadinessWatch, is_ready};
-use compute_ctl::state::Compute;
-use compute_spec::ComputeStatus;
+use child_process::postmaster_pid::{ReadinessWatch, is_ready};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 
@@ -111,25 +114,9 @@ async fn serve(router: axum::Router) -> u16 {
 }
 
 async fn status_under_load(connections: usize, per_connection: usize) {
-    let cli = compute_ctl::cli::Cli::try_parse_from([
-        "compute_ctl",
-        "-D",
-        "/nonexistent/pgdata",
-        "-C",
-        "postgresql://cloud_admin@127.0.0.1:1/postgres",
-        "-b",
-        "/nonexistent/postgres",
-    ])
-    .unwrap();
-    let compute = Arc::new(Compute::new());
-    compute.transition(ComputeStatus::Init).unwrap();
-    compute.transition(ComputeStatus::Running).unwrap();
-    let state = HttpState {
-        compute,
-        opts: Arc::new(cli.into_options().unwrap()),
-        auth: Arc::new(None),
-    };
-    let ours = serve(external_router(state)).await;
+    let mut ctl = harness::Ctl::start(harness::Args::default());
+    ctl.wait_status("empty").await;
+    let ours = ctl.http_port;
     let constant = serve(axum::Router::new().route(
         "/status",
         axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "running"})) }),

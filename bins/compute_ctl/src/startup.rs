@@ -20,17 +20,17 @@ use compute_spec::api::{ApplySummary, ComputeMetrics, OperationOutcome, Operatio
 
 /// What the startup steps need.
 #[derive(Debug, Clone)]
-pub struct StartContext {
+pub(crate) struct StartContext {
     /// The shared compute.
-    pub compute: Arc<Compute>,
+    pub(crate) compute: Arc<Compute>,
     /// Settings.
-    pub opts: Arc<Options>,
+    pub(crate) opts: Arc<Options>,
     /// User for Postgres programs.
-    pub run_as: Option<RunAs>,
+    pub(crate) run_as: Option<RunAs>,
     /// Cancels the long steps (sync-safekeepers child, basebackup) of an interrupted start.
-    pub cancel: CancellationToken,
+    pub(crate) cancel: CancellationToken,
     /// What the postgres binary supports, probed at start with `--drop-unsupported-settings`.
-    pub server_support: Option<Arc<pg_config::ServerSupport>>,
+    pub(crate) server_support: Option<Arc<pg_config::ServerSupport>>,
 }
 
 impl StartContext {
@@ -57,7 +57,10 @@ impl StartContext {
 
 /// Runs the whole start: returns the ready, configured postmaster. On error, a postmaster that
 /// was started is stopped (immediate) before returning.
-pub async fn start_compute(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<Postmaster> {
+pub(crate) async fn start_compute(
+    ctx: &StartContext,
+    spec: &ValidatedSpec,
+) -> anyhow::Result<Postmaster> {
     let pgdata = ctx.opts.pgdata.clone();
 
     let t = Instant::now();
@@ -163,7 +166,7 @@ fn report_dropped_settings(ctx: &StartContext, spec: &ValidatedSpec) {
 
 /// Probes the postgres binary for `--drop-unsupported-settings` (`postgres --describe-config`
 /// and its library directory, run as the Postgres user).
-pub async fn probe_server_support(
+pub(crate) async fn probe_server_support(
     opts: &Options,
     run_as: Option<RunAs>,
 ) -> anyhow::Result<pg_config::ServerSupport> {
@@ -283,7 +286,7 @@ async fn basebackup(ctx: &StartContext, spec: &ValidatedSpec, lsn: Lsn) -> anyho
 
 /// After Postgres stopped, for a Primary with safekeepers: sync them once more and return the
 /// flushed LSN (for `/terminate`). `cancel` kills the sync.
-pub async fn shutdown_sync(
+pub(crate) async fn shutdown_sync(
     ctx: &StartContext,
     spec: &ValidatedSpec,
     cancel: &CancellationToken,
@@ -397,7 +400,7 @@ async fn reconcile(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<A
 }
 
 /// Applies a new spec to a running compute: rewrite postgresql.conf, reload, reconcile.
-pub async fn reconfigure(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<()> {
+pub(crate) async fn reconfigure(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<()> {
     report_dropped_settings(ctx, spec);
     write_config(ctx, spec)?;
     reload(ctx).await?;

@@ -54,6 +54,7 @@
 mod blocking;
 mod child;
 mod output;
+pub mod postmaster_pid;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
