@@ -1,5 +1,5 @@
-//! A spec refused by validation or by the reconciler's option allow-list is refused before
-//! anything touches the server: the catalog is byte for byte the same afterwards.
+//! A spec refused by validation (option allow-lists included) or by the planner is refused
+//! before anything touches the server: the catalog is byte for byte the same afterwards.
 
 mod common;
 
@@ -7,17 +7,11 @@ use common::SUPERUSER;
 use compute_spec::{ValidatedSpec, ValidationOptions, ValidationReport, codes};
 use test_postgres::TestPostgres;
 
-/// What compute_ctl does with a spec text before acting on it: validation with its provided
-/// roles, plus the reconciler's option checks, located in the text.
+/// What compute_ctl does with a spec text before acting on it: validation (option
+/// allow-lists included) with its provided roles, located in the text.
 fn accept(text: &str) -> Result<ValidatedSpec, ValidationReport> {
     let options = ValidationOptions::default().with_provided_role(SUPERUSER);
-    let mut validation = compute_spec::validate_json(text, &options);
-    if let Some(spec) = &validation.spec {
-        let extra = pg_reconcile::option_diagnostics(spec, validation.spec_pointer);
-        validation.report.diagnostics.extend(extra);
-        compute_spec::locate_diagnostics(text, &mut validation.report.diagnostics);
-    }
-    validation.into_validated()
+    ValidatedSpec::from_json_with(text, &options)
 }
 
 /// Accepts `text` and reconciles the server to it, as compute_ctl would.
@@ -59,7 +53,7 @@ const BAD_SPECS: &[(&str, &str, &str)] = &[
   "databases": [{"name": "bobdb", "owner": "bob"}, {"name": "lost", "owner": "nobody"}]}}"#,
     ),
     (
-        pg_reconcile::OPTION_NOT_ALLOWED,
+        codes::OPTION_NOT_ALLOWED,
         "/cluster/roles/1",
         r#"{"format_version": 1.0, "cluster": {
   "roles": [{"name": "alice"}, {"name": "bob", "options": [{"name": "SUPERUSER", "vartype": "bool"}]}],
@@ -110,14 +104,35 @@ async fn rejected_specs_leave_the_catalog_untouched() {
         );
     }
 
-    // The reconciler refuses a spec it cannot render on its own too, before any statement:
-    // a caller that skipped the option checks still changes nothing.
+    // No acceptance path yields a `ValidatedSpec` with an option off the allow-list: the
+    // reconciler can only be handed typed options. (It used to need its own check.)
     let superuser_role = BAD_SPECS[2].2;
-    let validated = ValidatedSpec::from_json_with(
-        superuser_role,
-        &ValidationOptions::default().with_provided_role(SUPERUSER),
+    let options = ValidationOptions::default().with_provided_role(SUPERUSER);
+    let parsed = compute_spec::validate_json(superuser_role, &options)
+        .spec
+        .expect("it parses");
+    for refused in [
+        ValidatedSpec::from_json_with(superuser_role, &options),
+        ValidatedSpec::from_spec_with(parsed, &options),
+    ] {
+        let report = refused.expect_err("the allow-list is part of validation");
+        assert!(
+            report
+                .diagnostics
+                .iter()
+                .any(|d| d.code == codes::OPTION_NOT_ALLOWED && d.message.contains("SUPERUSER")),
+            "{report:?}"
+        );
+    }
+
+    // The reconciler refuses on its own, before any statement, what only the catalog shows:
+    // a membership in a role that does not exist.
+    let validated = accept(
+        r#"{"format_version": 1.0, "cluster": {
+  "roles": [{"name": "alice"}, {"name": "bob", "options": [{"name": "IN ROLE", "value": "ghost", "vartype": "string"}]}],
+  "databases": [{"name": "bobdb", "owner": "bob"}]}}"#,
     )
-    .expect("compute-spec alone does not know the option allow-list");
+    .expect("validation cannot know which roles exist");
     let refused = pg_reconcile::reconcile(
         &validated,
         &common::plan_options(),
@@ -126,9 +141,9 @@ async fn rejected_specs_leave_the_catalog_untouched() {
     )
     .await;
     let Err(error) = refused else {
-        panic!("reconcile applied a SUPERUSER role option");
+        panic!("reconcile applied a membership in a missing role");
     };
-    assert!(error.to_string().contains("SUPERUSER"), "{error}");
+    assert!(error.to_string().contains("ghost"), "{error}");
     assert_eq!(
         common::catalog_dump(&pg),
         before,

@@ -32,15 +32,14 @@ pub(crate) fn validation_options(opts: &Options) -> ValidationOptions {
     options.with_provided_role(&opts.privileged_role_name)
 }
 
-/// How compute_ctl accepts a spec document (either shape): compute-spec's rules plus the
-/// reconciler's option allow-list (`pg_reconcile::validate_for_reconcile`), so that a spec it
-/// would refuse half-way through a start is refused before anything changes. Every finding is
-/// located.
+/// How compute_ctl accepts a spec document (either shape): compute-spec's validation, which
+/// includes the option allow-lists, so that a spec the reconciler would refuse half-way
+/// through a start is refused before anything changes. Every finding is located.
 pub(crate) fn accept_json(
     text: &str,
     options: &ValidationOptions,
 ) -> Result<ValidatedSpec, ValidationReport> {
-    pg_reconcile::validate_for_reconcile(text, options).into_validated()
+    ValidatedSpec::from_json_with(text, options)
 }
 
 /// [`accept_json`] for a spec that arrived already parsed (from the control plane).
@@ -48,12 +47,6 @@ pub(crate) fn accept_spec(
     spec: ComputeSpec,
     options: &ValidationOptions,
 ) -> Result<ValidatedSpec, ValidationReport> {
-    let problems = pg_reconcile::option_diagnostics(&spec, "");
-    if !problems.is_empty() {
-        return Err(ValidationReport {
-            diagnostics: problems,
-        });
-    }
     ValidatedSpec::from_spec_with(spec, options)
 }
 
@@ -282,7 +275,7 @@ mod tests {
         assert_eq!(
             found,
             [(
-                pg_reconcile::OPTION_NOT_ALLOWED,
+                compute_spec::codes::OPTION_NOT_ALLOWED,
                 "/cluster/roles/0/options/0",
                 Some(2)
             )]

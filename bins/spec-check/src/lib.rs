@@ -270,9 +270,8 @@ pub fn check_bytes(
             }]);
         }
     };
-    // Includes what the reconciler would refuse on any cluster (options off its allow-list,
-    // values it cannot render), so that no compute starts with them.
-    let mut validation = pg_reconcile::validate_for_reconcile(text, options);
+    // Includes the option allow-lists: what the reconciler could not render on any cluster.
+    let mut validation = compute_spec::validate_json(text, options);
     if let (Some(pgbin), Some(spec)) = (pgbin, &validation.spec) {
         let extra = pgbin.check_spec(spec, validation.spec_pointer)?;
         if !extra.is_empty() {

@@ -132,8 +132,31 @@ impl PgBin {
     /// and the lines of `cluster.postgresql_conf`.
     pub fn check_spec(&self, spec: &ComputeSpec, prefix: &str) -> anyhow::Result<Vec<Diagnostic>> {
         let mut out = Vec::new();
-        let mut pending: Vec<Pending> = Vec::new();
         // postgresql_conf comes first in the file; settings are written after it.
+        let mut pending = self.conf_lines(spec, prefix, &mut out);
+        pending.extend(self.setting_values(spec, prefix, &mut out));
+        // Only plain names (dotted ones are extension settings a bare binary does not know),
+        // no control characters (compute-spec reports those), no file locations.
+        pending.retain(|p| {
+            p.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !p.value.chars().any(char::is_control)
+                && !FILE_SETTINGS.contains(&p.name.to_ascii_lowercase().as_str())
+        });
+        self.check_values(pending, &mut out)?;
+        Ok(out)
+    }
+
+    /// The settings of `cluster.postgresql_conf` to check by value; its
+    /// `shared_preload_libraries` are checked here, into `out`.
+    fn conf_lines(
+        &self,
+        spec: &ComputeSpec,
+        prefix: &str,
+        out: &mut Vec<Diagnostic>,
+    ) -> Vec<Pending> {
+        let mut pending = Vec::new();
         if let Some(conf) = &spec.cluster.postgresql_conf {
             let at = format!("{prefix}/cluster/postgresql_conf");
             for line in parse_conf(conf) {
@@ -158,6 +181,18 @@ impl PgBin {
                 });
             }
         }
+        pending
+    }
+
+    /// The settings of `cluster.settings` to check by value; vartypes and
+    /// `shared_preload_libraries` are checked here, into `out`.
+    fn setting_values(
+        &self,
+        spec: &ComputeSpec,
+        prefix: &str,
+        out: &mut Vec<Diagnostic>,
+    ) -> Vec<Pending> {
+        let mut pending = Vec::new();
         let settings = spec.cluster.settings.as_deref().unwrap_or_default();
         for (i, s) in settings.iter().enumerate() {
             let Some(value) = s.value.as_deref() else {
@@ -183,7 +218,7 @@ impl PgBin {
                         ));
             }
             if s.name.eq_ignore_ascii_case("shared_preload_libraries") {
-                self.check_libraries(value, &format!("{at}/value"), &mut out);
+                self.check_libraries(value, &format!("{at}/value"), out);
             }
             pending.push(Pending {
                 name_at: format!("{at}/name"),
@@ -193,15 +228,16 @@ impl PgBin {
                 value: value.to_owned(),
             });
         }
-        // Only plain names (dotted ones are extension settings a bare binary does not know),
-        // no control characters (compute-spec reports those), no file locations.
-        pending.retain(|p| {
-            p.name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !p.value.chars().any(char::is_control)
-                && !FILE_SETTINGS.contains(&p.name.to_ascii_lowercase().as_str())
-        });
+        pending
+    }
+
+    /// Runs the binary with every pending `-c name=value`; each run reports the first value it
+    /// refuses, which is dropped (with those before it) for the next run.
+    fn check_values(
+        &self,
+        mut pending: Vec<Pending>,
+        out: &mut Vec<Diagnostic>,
+    ) -> anyhow::Result<()> {
         while !pending.is_empty() {
             let mut cmd = self.command();
             for p in &pending {
@@ -226,7 +262,7 @@ impl PgBin {
             out.push(self.value_diagnostic(&error, &pending[k]));
             pending.drain(..=k);
         }
-        Ok(out)
+        Ok(())
     }
 
     fn value_diagnostic(&self, error: &ServerError, p: &Pending) -> Diagnostic {

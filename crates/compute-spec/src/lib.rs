@@ -6,7 +6,10 @@
 //! Validation collects every finding as a [`Diagnostic`] with a stable code ([`codes`]), a
 //! severity, a JSON pointer and, for text input, a line:column. Errors make the spec
 //! unusable; warnings (unknown fields with "did you mean", md5 hashes without prefix, template
-//! placeholders) do not.
+//! placeholders) do not. Validation also applies the allow-lists of role and database
+//! options and keeps what it typed: [`ValidatedSpec::roles`] gives each role's
+//! [`RoleOptions`] and [`PasswordHash`], [`ValidatedSpec::databases`] each database's
+//! [`DatabaseOption`]s.
 //!
 //! This crate owns parsing and checking. It does no I/O (no files, no network, no processes)
 //! and depends on no other workspace crate. It does not render config files (`pg-config`),
@@ -39,6 +42,7 @@ mod config;
 mod id;
 mod locate;
 mod lsn;
+mod options;
 mod rules;
 mod shape;
 mod spec;
@@ -54,6 +58,7 @@ pub use config::{
 pub use id::{IdParseError, TenantId, TimelineId};
 pub use locate::{Location, location_of_offset};
 pub use lsn::{Lsn, LsnParseError};
+pub use options::{DatabaseOption, PasswordHash, RoleOptions, TypedRole, ValidUntil};
 pub use spec::{
     Cluster, ComputeAudit, ComputeFeature, ComputeMode, ComputeSpec, Database, DeltaAction,
     DeltaOp, ExtensionData, GenericOption, JwksSettings, LocalProxySpec, PageserverConnectionInfo,

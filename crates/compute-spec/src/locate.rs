@@ -186,7 +186,7 @@ fn scan(
     let mut stack: Vec<Frame> = Vec::new();
     let mut i = skip_ws(b, 0);
     // Invariant at the top of the loop: `i` is at the start of a value whose pointer is `path`.
-    'value: loop {
+    loop {
         if i >= b.len() {
             break;
         }
@@ -208,7 +208,7 @@ fn scan(
                     i = skip_ws(b, end);
                     i = skip_ws(b, i + 1); // past ':'
                     stack.push(Frame::Object { base });
-                    continue 'value;
+                    continue;
                 }
                 i += 1; // empty object
             }
@@ -219,49 +219,61 @@ fn scan(
                     member = None;
                     path.push_str("/0");
                     stack.push(Frame::Array { base, index: 0 });
-                    continue 'value;
+                    continue;
                 }
                 i += 1; // empty array
             }
             _ => i = skip_value(b, i),
         }
         // After a value: continue with the next member/element, or close containers.
-        loop {
-            let Some(frame) = stack.last_mut() else {
-                break 'value;
-            };
-            i = skip_ws(b, i);
-            match (b.get(i), frame) {
-                (Some(b','), Frame::Object { base }) => {
-                    path.truncate(*base);
-                    i = skip_ws(b, i + 1);
-                    member = Some(i);
-                    let end = skip_string(b, i);
-                    push_key(&mut path, &b[i..end]);
-                    i = skip_ws(b, end);
-                    i = skip_ws(b, i + 1);
-                    continue 'value;
-                }
-                (Some(b','), Frame::Array { base, index }) => {
-                    path.truncate(*base);
-                    member = None;
-                    *index += 1;
-                    path.push('/');
-                    path.push_str(&index.to_string());
-                    i = skip_ws(b, i + 1);
-                    continue 'value;
-                }
-                (Some(_), Frame::Object { base } | Frame::Array { base, .. }) => {
-                    // '}' or ']'
-                    path.truncate(*base);
-                    stack.pop();
-                    i += 1;
-                }
-                (None, _) => break 'value,
-            }
+        match next_value(b, i, &mut stack, &mut path, &mut member) {
+            Some(next) => i = next,
+            None => break,
         }
     }
     found
+}
+
+/// After a value that ends before `i`: moves to the start of the next member or element,
+/// closing finished containers and keeping `path` and `member` up to date; `None` at the end
+/// of the document.
+fn next_value(
+    b: &[u8],
+    mut i: usize,
+    stack: &mut Vec<Frame>,
+    path: &mut String,
+    member: &mut Option<usize>,
+) -> Option<usize> {
+    loop {
+        let frame = stack.last_mut()?;
+        i = skip_ws(b, i);
+        match (b.get(i), frame) {
+            (Some(b','), Frame::Object { base }) => {
+                path.truncate(*base);
+                i = skip_ws(b, i + 1);
+                *member = Some(i);
+                let end = skip_string(b, i);
+                push_key(path, &b[i..end]);
+                i = skip_ws(b, end);
+                return Some(skip_ws(b, i + 1)); // past ':'
+            }
+            (Some(b','), Frame::Array { base, index }) => {
+                path.truncate(*base);
+                *member = None;
+                *index += 1;
+                path.push('/');
+                path.push_str(&index.to_string());
+                return Some(skip_ws(b, i + 1));
+            }
+            (Some(_), Frame::Object { base } | Frame::Array { base, .. }) => {
+                // '}' or ']'
+                path.truncate(*base);
+                stack.pop();
+                i += 1;
+            }
+            (None, _) => return None,
+        }
+    }
 }
 
 #[cfg(test)]

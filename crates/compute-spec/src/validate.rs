@@ -8,9 +8,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::locate::{Location, locate_pointers};
-use crate::rules;
+use crate::options::{DatabaseOption, TypedRole};
+use crate::rules::{self, Typed};
 use crate::shape::ShapeWalk;
-use crate::spec::{ComputeSpec, PageserverConnectionInfo};
+use crate::spec::{ComputeSpec, Database, PageserverConnectionInfo, Role};
 use crate::{TenantId, TimelineId};
 
 /// The stable diagnostic codes. Tools may match on them; they never change meaning.
@@ -47,6 +48,11 @@ pub mod codes {
     pub const IDENTIFIER_TOO_LONG: &str = "identifier-too-long";
     /// An identifier containing a NUL character.
     pub const IDENTIFIER_NUL: &str = "identifier-nul";
+    /// A role or database option that the allow-list refuses (`SUPERUSER`, `PASSWORD`, an
+    /// unknown name, …).
+    pub const OPTION_NOT_ALLOWED: &str = "option-not-allowed";
+    /// An allowed role or database option whose value cannot be understood.
+    pub const BAD_OPTION_VALUE: &str = "bad-option-value";
     /// A malformed md5 or SCRAM-SHA-256 password hash.
     pub const INVALID_PASSWORD_HASH: &str = "invalid-password-hash";
     /// An md5 hash without its `md5` prefix: accepted, but never equal to `pg_authid`'s.
@@ -261,26 +267,44 @@ impl ValidationOptions {
 /// into one (even if rules then failed), where it sits in the document, and every finding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Validation {
-    /// The typed spec, when the document parsed into one.
+    /// The typed spec, when the document parsed into one. Read it, do not change it: what
+    /// validation typed from it is kept apart, and [`Validation::into_validated`] only checks
+    /// that the numbers of roles and databases still match.
     pub spec: Option<ComputeSpec>,
     /// JSON pointer of the spec inside the document: `""` (bare) or `"/spec"` (wrapper).
     pub spec_pointer: &'static str,
     /// Every finding, located and in source order.
     pub report: ValidationReport,
+    /// What the rules typed from `spec` (options, password hashes), when it was checked.
+    typed: Option<Typed>,
 }
 
 impl Validation {
     /// The [`ValidatedSpec`] when the document holds a spec and no finding is an error;
-    /// otherwise every finding. Callers may first add findings of their own (e.g. the
-    /// reconciler's option checks) to `report`.
-    pub fn into_validated(self) -> Result<ValidatedSpec, ValidationReport> {
-        match self.spec {
-            Some(spec) if !self.report.has_errors() => Ok(ValidatedSpec {
-                storage: rules::resolve_storage(&spec),
-                spec,
-                warnings: self.report.diagnostics,
-            }),
-            _ => Err(self.report),
+    /// otherwise every finding. Callers may first add findings of their own (e.g. `spec-check
+    /// --pgbin`'s) to `report`.
+    pub fn into_validated(mut self) -> Result<ValidatedSpec, ValidationReport> {
+        if self.report.has_errors() {
+            return Err(self.report);
+        }
+        match (self.spec, self.typed) {
+            (Some(spec), Some(typed)) if typed.matches(&spec) => {
+                Ok(ValidatedSpec::new(spec, typed, self.report.diagnostics))
+            }
+            (spec, _) => {
+                let message = if spec.is_some() {
+                    "the spec was replaced after validation"
+                } else {
+                    "the document does not hold a usable spec"
+                };
+                self.report.diagnostics.push(Diagnostic::new(
+                    codes::INVALID_TYPE,
+                    Severity::Error,
+                    self.spec_pointer.to_owned(),
+                    message,
+                ));
+                Err(self.report)
+            }
         }
     }
 }
@@ -299,9 +323,9 @@ pub fn validate_json(text: &str, options: &ValidationOptions) -> Validation {
             "the document does not hold a usable spec",
         ));
     }
-    if let Some(spec) = &spec {
-        rules::check(spec, spec_pointer, options, &mut diagnostics);
-    }
+    let typed = spec
+        .as_ref()
+        .map(|spec| rules::check(spec, spec_pointer, options, &mut diagnostics));
     if !diagnostics.is_empty() && diagnostics.iter().all(|d| d.location.is_none()) {
         locate_diagnostics(text, &mut diagnostics);
     } else {
@@ -312,6 +336,7 @@ pub fn validate_json(text: &str, options: &ValidationOptions) -> Validation {
         spec,
         spec_pointer,
         report: ValidationReport { diagnostics },
+        typed,
     }
 }
 
@@ -327,87 +352,12 @@ fn parse_document(
     options: &ValidationOptions,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> (Option<ComputeSpec>, &'static str) {
-    if text.len() > options.max_bytes {
-        let message = format!(
-            "the document is {} bytes, more than the limit of {} bytes",
-            text.len(),
-            options.max_bytes
-        );
-        let start = Location { line: 1, column: 1 };
-        diagnostics.push(located(crate::validate::codes::TOO_LARGE, message, start));
-        return (None, "");
-    }
-    let value: Value = match serde_json::from_str::<crate::strict::StrictValue>(text) {
-        Ok(v) => v.0,
-        Err(e) => {
-            let full = e.to_string();
-            let message = match full.rfind(" at line ") {
-                Some(i) => full[..i].to_owned(),
-                None => full,
-            };
-            let (code, message) = if text.trim().is_empty() {
-                (
-                    codes::SYNTAX,
-                    "the document is empty; expected a JSON object".to_owned(),
-                )
-            } else if message.starts_with("duplicate key") {
-                (codes::DUPLICATE_KEY, message)
-            } else {
-                (codes::SYNTAX, format!("not valid JSON: {message}"))
-            };
-            let location = Location {
-                line: e.line().max(1),
-                column: e.column().max(1),
-            };
-            diagnostics.push(located(code, message, location));
-            return (None, "");
-        }
-    };
-    let Value::Object(object) = &value else {
-        diagnostics.push(Diagnostic::new(
-            codes::INVALID_TYPE,
-            Severity::Error,
-            String::new(),
-            format!(
-                "expected a JSON object (a spec or a {{\"spec\", \"compute_ctl_config\"}} wrapper), found {}",
-                crate::shape::kind_of(&value)
-            ),
-        ));
+    let Some(value) = parse_json(text, options, diagnostics) else {
         return (None, "");
     };
-    let (spec_value, spec_pointer) = if crate::SpecDocument::is_wrapper(object) {
-        let typed_ok = crate::ComputeCtlConfig::deserialize(
-            object.get("compute_ctl_config").unwrap_or(&Value::Null),
-        )
-        .is_ok();
-        ShapeWalk {
-            check_types: !typed_ok,
-            diagnostics,
-        }
-        .wrapper(&value);
-        match object.get("spec") {
-            Some(Value::Null) => {
-                diagnostics.push(Diagnostic::new(
-                    codes::NO_SPEC,
-                    Severity::Error,
-                    "/spec".to_owned(),
-                    "the spec is null: this configuration starts an empty compute, there is no spec to check",
-                ));
-                return (None, "/spec");
-            }
-            Some(spec) => (spec, "/spec"),
-            None => {
-                diagnostics.push(Diagnostic::new(
-                    codes::NO_SPEC,
-                    Severity::Error,
-                    String::new(),
-                    "the document has no spec (a ComputeConfig without `spec` starts an empty compute): there is no spec to check",
-                ));
-                return (None, "/spec");
-            }
-        }
-    } else {
-        (&value, "")
+    let (spec_value, spec_pointer) = match find_spec(&value, diagnostics) {
+        Ok(found) => found,
+        Err(spec_pointer) => return (None, spec_pointer),
     };
     let typed = ComputeSpec::deserialize(spec_value);
     let before = diagnostics.len();
@@ -435,6 +385,103 @@ fn parse_document(
     }
 }
 
+/// The JSON tree of `text` (strict: no duplicate keys), or `None` with a located diagnostic.
+fn parse_json(
+    text: &str,
+    options: &ValidationOptions,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Value> {
+    if text.len() > options.max_bytes {
+        let message = format!(
+            "the document is {} bytes, more than the limit of {} bytes",
+            text.len(),
+            options.max_bytes
+        );
+        let start = Location { line: 1, column: 1 };
+        diagnostics.push(located(crate::validate::codes::TOO_LARGE, message, start));
+        return None;
+    }
+    match serde_json::from_str::<crate::strict::StrictValue>(text) {
+        Ok(v) => Some(v.0),
+        Err(e) => {
+            let full = e.to_string();
+            let message = match full.rfind(" at line ") {
+                Some(i) => full[..i].to_owned(),
+                None => full,
+            };
+            let (code, message) = if text.trim().is_empty() {
+                (
+                    codes::SYNTAX,
+                    "the document is empty; expected a JSON object".to_owned(),
+                )
+            } else if message.starts_with("duplicate key") {
+                (codes::DUPLICATE_KEY, message)
+            } else {
+                (codes::SYNTAX, format!("not valid JSON: {message}"))
+            };
+            let location = Location {
+                line: e.line().max(1),
+                column: e.column().max(1),
+            };
+            diagnostics.push(located(code, message, location));
+            None
+        }
+    }
+}
+
+/// The spec inside a document of either shape and its pointer, the wrapper's own shape
+/// checked; or the pointer where a spec was expected, with a diagnostic.
+fn find_spec<'v>(
+    value: &'v Value,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Result<(&'v Value, &'static str), &'static str> {
+    let Value::Object(object) = value else {
+        diagnostics.push(Diagnostic::new(
+            codes::INVALID_TYPE,
+            Severity::Error,
+            String::new(),
+            format!(
+                "expected a JSON object (a spec or a {{\"spec\", \"compute_ctl_config\"}} wrapper), found {}",
+                crate::shape::kind_of(value)
+            ),
+        ));
+        return Err("");
+    };
+    if !crate::SpecDocument::is_wrapper(object) {
+        return Ok((value, ""));
+    }
+    let typed_ok = crate::ComputeCtlConfig::deserialize(
+        object.get("compute_ctl_config").unwrap_or(&Value::Null),
+    )
+    .is_ok();
+    ShapeWalk {
+        check_types: !typed_ok,
+        diagnostics,
+    }
+    .wrapper(value);
+    match object.get("spec") {
+        Some(Value::Null) => {
+            diagnostics.push(Diagnostic::new(
+                codes::NO_SPEC,
+                Severity::Error,
+                "/spec".to_owned(),
+                "the spec is null: this configuration starts an empty compute, there is no spec to check",
+            ));
+            Err("/spec")
+        }
+        Some(spec) => Ok((spec, "/spec")),
+        None => {
+            diagnostics.push(Diagnostic::new(
+                codes::NO_SPEC,
+                Severity::Error,
+                String::new(),
+                "the document has no spec (a ComputeConfig without `spec` starts an empty compute): there is no spec to check",
+            ));
+            Err("/spec")
+        }
+    }
+}
+
 /// Storage settings resolved in upstream's order: top-level fields first, then `neon.*` GUCs.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StorageSettings {
@@ -451,14 +498,31 @@ pub struct StorageSettings {
 /// A spec that passed validation: no error-level finding. Construct it with
 /// [`ValidatedSpec::from_json`], [`ValidatedSpec::from_json_with`] or
 /// [`ValidatedSpec::from_spec`].
+///
+/// Besides the spec it holds what validation typed from it: each role's options
+/// ([`TypedRole`]: attributes from the allow-list, the password in stored form) and each
+/// database's options ([`DatabaseOption`]), so that consumers act on typed values and never
+/// parse or check an option again.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidatedSpec {
     spec: ComputeSpec,
     storage: StorageSettings,
     warnings: Vec<Diagnostic>,
+    roles: Vec<TypedRole>,
+    databases: Vec<Vec<DatabaseOption>>,
 }
 
 impl ValidatedSpec {
+    fn new(spec: ComputeSpec, typed: Typed, warnings: Vec<Diagnostic>) -> ValidatedSpec {
+        ValidatedSpec {
+            storage: rules::resolve_storage(&spec),
+            spec,
+            warnings,
+            roles: typed.roles,
+            databases: typed.databases,
+        }
+    }
+
     /// Parses and validates a JSON text in either document shape with default options. A
     /// wrapper whose `spec` is `null` is an error here: there is nothing to act on.
     pub fn from_json(text: &str) -> Result<ValidatedSpec, ValidationReport> {
@@ -488,16 +552,12 @@ impl ValidatedSpec {
     ) -> Result<ValidatedSpec, ValidationReport> {
         let mut diagnostics = Vec::new();
         crate::shape::typed_unknown_fields(&spec, &mut diagnostics);
-        rules::check(&spec, "", options, &mut diagnostics);
+        let typed = rules::check(&spec, "", options, &mut diagnostics);
         let report = ValidationReport { diagnostics };
         if report.has_errors() {
             return Err(report);
         }
-        Ok(ValidatedSpec {
-            storage: rules::resolve_storage(&spec),
-            spec,
-            warnings: report.diagnostics,
-        })
+        Ok(ValidatedSpec::new(spec, typed, report.diagnostics))
     }
 
     /// The spec.
@@ -513,6 +573,20 @@ impl ValidatedSpec {
     /// Warnings found during validation.
     pub fn warnings(&self) -> &[Diagnostic] {
         &self.warnings
+    }
+
+    /// Each role of `spec().cluster.roles` with what validation typed from it, in spec order.
+    pub fn roles(&self) -> impl ExactSizeIterator<Item = (&Role, &TypedRole)> + '_ {
+        self.spec.cluster.roles.iter().zip(&self.roles)
+    }
+
+    /// Each database of `spec().cluster.databases` with its typed options, in spec order.
+    pub fn databases(&self) -> impl ExactSizeIterator<Item = (&Database, &[DatabaseOption])> + '_ {
+        self.spec
+            .cluster
+            .databases
+            .iter()
+            .zip(self.databases.iter().map(Vec::as_slice))
     }
 
     /// Gives up the spec.

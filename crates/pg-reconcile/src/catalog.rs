@@ -7,16 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// `VALID UNTIL` of a role, as PostgreSQL stores it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ValidUntil {
-    /// A finite instant: microseconds since 1970-01-01 00:00:00 UTC.
-    At(i64),
-    /// `'infinity'`.
-    Infinity,
-    /// `'-infinity'`.
-    NegativeInfinity,
-}
+/// `VALID UNTIL` of a role: the same type the spec's option is typed into.
+pub use compute_spec::ValidUntil;
 
 /// One role of `pg_authid`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,47 +3,12 @@
 
 use std::fmt;
 
-/// One reason the planner refuses a spec. Each names the object and where it is in the spec.
+/// One reason the planner refuses a spec that passed validation: something that depends on
+/// the observed catalog or on the [`PlanOptions`](crate::PlanOptions). Each names the object
+/// and where it is in the spec.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PlanProblem {
-    /// An option name not on the allow-list.
-    #[error("{pointer}: option {option:?} of {object:?} is not allowed (allowed: {allowed})")]
-    UnknownOption {
-        /// The role or database.
-        object: String,
-        /// JSON pointer of the option.
-        pointer: String,
-        /// The option name as given.
-        option: String,
-        /// The allowed names.
-        allowed: &'static str,
-    },
-    /// An allowed option with a value that cannot be understood.
-    #[error("{pointer}: option {option:?} of {object:?} needs {expected}")]
-    BadOptionValue {
-        /// The role or database.
-        object: String,
-        /// JSON pointer of the option.
-        pointer: String,
-        /// The option name as given.
-        option: String,
-        /// What the value must look like.
-        expected: String,
-    },
-    /// `encrypted_password` is neither an md5 hash nor a SCRAM-SHA-256 verifier (a cleartext
-    /// password would be hashed by the server, logged by some settings, and never compare
-    /// equal).
-    #[error(
-        "{pointer}: encrypted_password of role {role:?} is neither an md5 hash (32 hex digits, \
-         optionally prefixed by md5) nor a SCRAM-SHA-256 verifier"
-    )]
-    BadPassword {
-        /// The role.
-        role: String,
-        /// JSON pointer of the password.
-        pointer: String,
-    },
     /// A database owner that is neither a spec role nor an existing role.
     #[error(
         "{pointer}: owner {owner:?} of database {database:?} is not a spec role and does not exist"
@@ -66,17 +31,7 @@ pub enum PlanProblem {
         /// JSON pointer of the option.
         pointer: String,
     },
-    /// A role or database name PostgreSQL cannot store as given.
-    #[error("{pointer}: name {name:?} {reason}")]
-    BadName {
-        /// The name.
-        name: String,
-        /// JSON pointer of the name.
-        pointer: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// Two parts of the spec contradict each other.
+    /// The spec contradicts the compute: it deletes the superuser or the privileged role.
     #[error("{pointer}: {message}")]
     Conflict {
         /// The role or database.
@@ -92,12 +47,8 @@ impl PlanProblem {
     /// JSON pointer of the spec value the problem is about.
     pub fn pointer(&self) -> &str {
         match self {
-            PlanProblem::UnknownOption { pointer, .. }
-            | PlanProblem::BadOptionValue { pointer, .. }
-            | PlanProblem::BadPassword { pointer, .. }
-            | PlanProblem::UnknownOwner { pointer, .. }
+            PlanProblem::UnknownOwner { pointer, .. }
             | PlanProblem::UnknownParentRole { pointer, .. }
-            | PlanProblem::BadName { pointer, .. }
             | PlanProblem::Conflict { pointer, .. } => pointer,
         }
     }

@@ -3,13 +3,14 @@
 //! (one connection per database with work, one round trip per phase, two when the phase
 //! carries passwords).
 //!
-//! This crate owns the role/database semantics of compute_ctl: password comparison, the
-//! allow-list of role and database options, renames, deletions with their reassignments and
-//! revocations, invalid databases, and the privileged role. It does not decide *when* to
-//! reconcile (compute_ctl), does not parse or validate the spec (`compute-spec`), does not
-//! write configuration files (`pg-config`) and does not quote by itself (`pg-quote` does, for
-//! every name and value placed in SQL). Extensions, schema permissions and migrations are not
-//! handled here.
+//! This crate owns the role/database semantics of compute_ctl: upstream's role defaults,
+//! password comparison, renames, deletions with their reassignments and revocations, invalid
+//! databases, and the privileged role. It does not decide *when* to reconcile (compute_ctl),
+//! does not parse or validate the spec, options included (`compute-spec` does: the planner
+//! renders the typed options of a [`ValidatedSpec`](compute_spec::ValidatedSpec) and never
+//! checks them again), does not write configuration files (`pg-config`) and does not quote by
+//! itself (`pg-quote` does, for every name and value placed in SQL). Extensions, schema
+//! permissions and migrations are not handled here.
 //!
 //! Entry points (stable):
 //! - [`plan`]`(&ValidatedSpec, &Catalog, &PlanOptions) -> Result<Plan, PlanError>`: pure.
@@ -26,8 +27,8 @@
 //! - Passwords: md5 with or without the `md5` prefix compare equal; SCRAM verifiers exactly;
 //!   anything else (a cleartext) is refused.
 //! - Role attributes (`LOGIN`, `CREATEDB`, `CREATEROLE`, `REPLICATION`, `BYPASSRLS`, `INHERIT`,
-//!   `CONNECTION LIMIT`, `VALID UNTIL`, `IN ROLE`) are parsed from the allow-list and diffed
-//!   against the catalog; spec roles default to upstream's `INHERIT CREATEROLE CREATEDB
+//!   `CONNECTION LIMIT`, `VALID UNTIL`, `IN ROLE`) come typed from the spec's validation and
+//!   are diffed against the catalog; spec roles default to upstream's `INHERIT CREATEROLE CREATEDB
 //!   BYPASSRLS REPLICATION LOGIN` and membership in the privileged role (JWKS roles: `LOGIN`
 //!   only). `VALID UNTIL` is only managed when given (PostgreSQL cannot reset it to NULL).
 //!   Memberships are only added, never revoked.
@@ -71,7 +72,6 @@
 mod apply;
 mod catalog;
 mod error;
-mod options;
 mod plan;
 
 pub use apply::{
@@ -80,7 +80,4 @@ pub use apply::{
 };
 pub use catalog::{CATALOG_QUERY, Catalog, DatabaseInfo, RoleInfo, ValidUntil};
 pub use error::{OperationError, PlanError, PlanProblem, ReconcileError, sqlstate_is_retryable};
-pub use options::{
-    BAD_OPTION_VALUE, OPTION_NOT_ALLOWED, check_options, option_diagnostics, validate_for_reconcile,
-};
 pub use plan::{ObjectRef, Operation, Phase, PhaseKind, Plan, PlanOptions, Statement, plan};

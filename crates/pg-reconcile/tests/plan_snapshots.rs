@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use compute_spec::ValidatedSpec;
+use compute_spec::codes::{BAD_OPTION_VALUE, OPTION_NOT_ALLOWED};
 use expect_test::{Expect, expect};
 use pg_reconcile::{Catalog, DatabaseInfo, PlanOptions, RoleInfo, ValidUntil, plan};
 
@@ -340,11 +341,17 @@ fn bad_input_is_refused_with_every_problem_located() {
         expect![[r#"
             rejected by validation:
               Error /cluster/roles/0/encrypted_password invalid-password-hash
+              Error /cluster/roles/0/options/0 option-not-allowed
+              Error /cluster/roles/0/options/1 option-not-allowed
+              Error /cluster/roles/0/options/2 bad-option-value
+              Error /cluster/roles/0/options/3 bad-option-value
+              Error /cluster/roles/0/options/5 bad-option-value
               Error /cluster/roles/1/name duplicate-role
               Error /cluster/roles/2/name identifier-too-long
               Error /cluster/databases/0/name identifier-nul
               Error /cluster/databases/0/owner empty-identifier
               Error /cluster/databases/1/owner unknown-owner
+              Error /cluster/databases/1/options/0 option-not-allowed
               Error /delta_operations/0/name delta-provided-role
               Error /delta_operations/1/name delta-deletes-declared
               Error /delta_operations/2 delta-missing-new-name
@@ -352,10 +359,9 @@ fn bad_input_is_refused_with_every_problem_located() {
     );
 }
 
-/// What validation lets through but the planner still refuses: options off the allow-list,
-/// option values it cannot render, and memberships in roles that will not exist. (A database
-/// both deleted and declared is refused by validation already, `delta-deletes-declared`; the
-/// planner keeps its own check as a second line.)
+/// Options off the allow-list and option values that cannot be rendered are refused by
+/// validation (the planner never sees them); what validation lets through but the planner
+/// still refuses is what depends on the catalog: memberships in roles that will not exist.
 #[test]
 fn planner_refuses_what_it_cannot_render() {
     check(
@@ -371,22 +377,32 @@ fn planner_refuses_what_it_cannot_render() {
                          "options": [{"name": "OID", "value": "1", "vartype": "integer"}]}]}}"#,
         &fresh(),
         expect![[r#"
-            cannot plan the spec: 7 problem(s)
-              /cluster/roles/0/options/0: option "SUPERUSER" of "a" is not allowed (allowed: LOGIN, NOLOGIN, CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS, INHERIT (and their NO forms), CONNECTION LIMIT, VALID UNTIL, IN ROLE)
-              /cluster/roles/0/options/1: option "LOGIN; DROP ROLE x" of "a" is not allowed (allowed: LOGIN, NOLOGIN, CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS, INHERIT (and their NO forms), CONNECTION LIMIT, VALID UNTIL, IN ROLE)
-              /cluster/roles/0/options/2: option "CONNECTION LIMIT" of "a" needs an integer, -1 for no limit
-              /cluster/roles/0/options/3: option "VALID UNTIL" of "a" needs 'infinity' or a timestamp YYYY-MM-DD[ HH:MM[:SS[.ffffff]]][Z|+HH[:MM]]
-              /cluster/roles/0/options/5: option "IN ROLE \"x\"; DROP" of "a" needs plain lower-case role names; use {"name":"IN ROLE","value":NAME}
-              /cluster/roles/0/options: role "a" is to be a member of "ghost", which does not exist
-              /cluster/databases/0/options/0: option "OID" of "d" is not allowed (allowed: TEMPLATE, ENCODING, STRATEGY, LOCALE, LC_COLLATE, LC_CTYPE, ICU_LOCALE, LOCALE_PROVIDER, COLLATION_VERSION, TABLESPACE, ALLOW_CONNECTIONS, CONNECTION LIMIT, IS_TEMPLATE)"#]],
+            rejected by validation:
+              Error /cluster/roles/0/options/0 option-not-allowed
+              Error /cluster/roles/0/options/1 option-not-allowed
+              Error /cluster/roles/0/options/2 bad-option-value
+              Error /cluster/roles/0/options/3 bad-option-value
+              Error /cluster/roles/0/options/5 bad-option-value
+              Error /cluster/databases/0/options/0 option-not-allowed
+        "#]],
+    );
+    check(
+        r#"{"format_version": 1.0, "cluster": {
+          "roles": [
+            {"name": "a", "options": [{"name": "IN ROLE", "value": "ghost", "vartype": "string"}]}],
+          "databases": [{"name": "d", "owner": "a"}]}}"#,
+        &fresh(),
+        expect![[r#"
+            cannot plan the spec: 1 problem(s)
+              /cluster/roles/0/options: role "a" is to be a member of "ghost", which does not exist"#]],
     );
 }
 
-/// `check_options` finds, without any catalog, the option problems the planner would refuse,
-/// and nothing in a spec whose options are all renderable.
+/// Validation finds, without any catalog, the option problems the planner cannot render, and
+/// types the options of a spec whose options are all renderable.
 #[test]
-fn check_options_finds_static_option_problems() {
-    let spec = compute_spec::ValidatedSpec::from_json(
+fn validation_finds_static_option_problems() {
+    let report = compute_spec::ValidatedSpec::from_json(
         r#"{"format_version": 1.0, "cluster": {
           "roles": [
             {"name": "a", "options": [{"name": "SUPERUSER", "vartype": "bool"},
@@ -397,10 +413,12 @@ fn check_options_finds_static_option_problems() {
                          "options": [{"name": "OID", "value": "1", "vartype": "integer"},
                                      {"name": "TEMPLATE", "value": "template0", "vartype": "enum"}]}]}}"#,
     )
-    .unwrap();
-    let found: Vec<String> = pg_reconcile::check_options(spec.spec())
+    .unwrap_err();
+    let found: Vec<&str> = report
+        .diagnostics
         .iter()
-        .map(|p| p.pointer().to_owned())
+        .filter(|d| [OPTION_NOT_ALLOWED, BAD_OPTION_VALUE].contains(&d.code))
+        .map(|d| d.pointer.as_str())
         .collect();
     assert_eq!(
         found,
@@ -415,5 +433,6 @@ fn check_options_finds_static_option_problems() {
             "options": [{"name": "LOGIN", "vartype": "bool"}]}], "databases": []}}"#,
     )
     .unwrap();
-    assert!(pg_reconcile::check_options(clean.spec()).is_empty());
+    let (_, typed) = clean.roles().next().unwrap();
+    assert_eq!(typed.options.login, Some(true));
 }

@@ -1,6 +1,8 @@
-//! The semantic rules over a typed [`ComputeSpec`]: names, owners, password hashes here;
-//! delta operations, settings and storage in the submodules. Each finding has a stable code
-//! (see [`crate::validate::codes`]) and a JSON pointer below `prefix` (`""` or `"/spec"`).
+//! The semantic rules over a typed [`ComputeSpec`]: names, owners, password hashes and the
+//! option allow-lists (from [`crate::options`]) here; delta operations, settings and storage in
+//! the submodules. Each finding has a stable code (see [`crate::validate::codes`]) and a JSON
+//! pointer below `prefix` (`""` or `"/spec"`). Besides findings, [`check`] returns what it
+//! typed on the way ([`Typed`]), so nothing is parsed twice.
 
 mod delta;
 mod settings;
@@ -10,9 +12,26 @@ pub(crate) use storage::resolve_storage;
 
 use std::collections::HashMap;
 
+use crate::options::{self as allow_list, DatabaseOption, OptionProblem, PasswordHash, TypedRole};
 use crate::spec::{ComputeSpec, GenericOption};
 use crate::validate::{Diagnostic, Severity, ValidationOptions, codes};
 use crate::values::{self, HashProblem};
+
+/// What the rules typed from a spec: one entry per role and per database, in spec order
+/// (complete only when no error was found).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Typed {
+    pub(crate) roles: Vec<TypedRole>,
+    pub(crate) databases: Vec<Vec<DatabaseOption>>,
+}
+
+impl Typed {
+    /// Whether there is one entry per role and per database of `spec`.
+    pub(crate) fn matches(&self, spec: &ComputeSpec) -> bool {
+        self.roles.len() == spec.cluster.roles.len()
+            && self.databases.len() == spec.cluster.databases.len()
+    }
+}
 
 struct Rules<'a> {
     prefix: &'a str,
@@ -64,6 +83,13 @@ impl Rules<'_> {
         }
     }
 
+    /// Reports the options an allow-list refused; `at` is the pointer of the option list.
+    fn option_problems(&mut self, problems: Vec<OptionProblem>, at: &str) {
+        for p in problems {
+            self.error(p.code, &format!("{at}/{}", p.index), p.message);
+        }
+    }
+
     /// Rejects characters that could start a new line in a config file.
     fn config_text(&mut self, what: &str, value: &str, at: &str) {
         if let Some((offset, c)) = values::injection_char(value) {
@@ -79,13 +105,14 @@ impl Rules<'_> {
     }
 }
 
-/// Runs every rule over `spec`, appending findings to `out`.
+/// Runs every rule over `spec`, appending findings to `out`; returns the typed roles and
+/// databases.
 pub(crate) fn check(
     spec: &ComputeSpec,
     prefix: &str,
     options: &ValidationOptions,
     out: &mut Vec<Diagnostic>,
-) {
+) -> Typed {
     let mut r = Rules { prefix, out };
     if spec.format_version != 1.0 {
         r.warning(
@@ -108,16 +135,23 @@ pub(crate) fn check(
             );
         }
     }
-    let roles = check_roles(&mut r, spec);
-    check_databases(&mut r, spec, &roles, options);
+    let mut typed = Typed::default();
+    let roles = check_roles(&mut r, spec, &mut typed.roles);
+    check_databases(&mut r, spec, &roles, options, &mut typed.databases);
     delta::check_delta_operations(&mut r, spec, options);
     settings::check_settings(&mut r, spec);
     storage::check_storage(&mut r, spec);
     storage::check_config_fields(&mut r, spec);
+    typed
 }
 
-fn check_roles<'s>(r: &mut Rules<'_>, spec: &'s ComputeSpec) -> HashMap<&'s str, usize> {
+fn check_roles<'s>(
+    r: &mut Rules<'_>,
+    spec: &'s ComputeSpec,
+    typed: &mut Vec<TypedRole>,
+) -> HashMap<&'s str, usize> {
     let mut seen: HashMap<&str, usize> = HashMap::with_capacity(spec.cluster.roles.len());
+    typed.reserve(spec.cluster.roles.len());
     for (i, role) in spec.cluster.roles.iter().enumerate() {
         let at = |suffix: &str| format!("/cluster/roles/{i}{suffix}");
         r.identifier("role", &role.name, || at("/name"));
@@ -142,29 +176,45 @@ fn check_roles<'s>(r: &mut Rules<'_>, spec: &'s ComputeSpec) -> HashMap<&'s str,
                 ),
             );
         }
-        if let Some(hash) = &role.encrypted_password {
-            match values::check_password_hash(hash) {
-                Ok(()) => {}
-                Err(HashProblem::Md5WithoutPrefix) => r.warning(
-                    codes::MD5_WITHOUT_PREFIX,
-                    &at("/encrypted_password"),
-                    format!(
-                        "password hash of role {:?} is an md5 hash without the `md5` prefix; \
-                         it never compares equal to the stored hash, so the password is reset \
-                         on every reconciliation",
-                        role.name
-                    ),
-                ),
-                Err(HashProblem::Invalid(why)) => r.error(
-                    codes::INVALID_PASSWORD_HASH,
-                    &at("/encrypted_password"),
-                    format!("password hash of role {:?} is malformed: {why}", role.name),
-                ),
-            }
-        }
-        check_options(r, role.options.as_deref(), || at("/options"));
+        let password = role
+            .encrypted_password
+            .as_deref()
+            .and_then(|hash| check_password(r, &role.name, hash, &at("/encrypted_password")));
+        let option_list = role.options.as_deref().unwrap_or_default();
+        check_options(r, option_list, || at("/options"));
+        let (role_options, problems) = allow_list::role_options(&role.name, option_list);
+        r.option_problems(problems, &at("/options"));
+        typed.push(TypedRole {
+            options: role_options,
+            password,
+        });
     }
     seen
+}
+
+/// Checks an `encrypted_password`; its stored form when it is usable.
+fn check_password(r: &mut Rules<'_>, role: &str, hash: &str, at: &str) -> Option<PasswordHash> {
+    match values::check_password_hash(hash) {
+        Ok(()) => {}
+        Err(HashProblem::Md5WithoutPrefix) => r.warning(
+            codes::MD5_WITHOUT_PREFIX,
+            at,
+            format!(
+                "password hash of role {role:?} is an md5 hash without the `md5` prefix; \
+                 it never compares equal to the stored hash, so the password is reset \
+                 on every reconciliation"
+            ),
+        ),
+        Err(HashProblem::Invalid(why)) => {
+            r.error(
+                codes::INVALID_PASSWORD_HASH,
+                at,
+                format!("password hash of role {role:?} is malformed: {why}"),
+            );
+            return None;
+        }
+    }
+    Some(PasswordHash::from_valid(hash))
 }
 
 fn check_databases(
@@ -172,8 +222,10 @@ fn check_databases(
     spec: &ComputeSpec,
     roles: &HashMap<&str, usize>,
     options: &ValidationOptions,
+    typed: &mut Vec<Vec<DatabaseOption>>,
 ) {
     let mut seen: HashMap<&str, usize> = HashMap::new();
+    typed.reserve(spec.cluster.databases.len());
     for (i, db) in spec.cluster.databases.iter().enumerate() {
         let at = |suffix: &str| format!("/cluster/databases/{i}{suffix}");
         r.identifier("database", &db.name, || at("/name"));
@@ -211,12 +263,16 @@ fn check_databases(
                 ),
             );
         }
-        check_options(r, db.options.as_deref(), || at("/options"));
+        let option_list = db.options.as_deref().unwrap_or_default();
+        check_options(r, option_list, || at("/options"));
+        let (db_options, problems) = allow_list::database_options(&db.name, option_list);
+        r.option_problems(problems, &at("/options"));
+        typed.push(db_options);
     }
 }
 
-fn check_options(r: &mut Rules<'_>, options: Option<&[GenericOption]>, at: impl Fn() -> String) {
-    for (i, option) in options.unwrap_or_default().iter().enumerate() {
+fn check_options(r: &mut Rules<'_>, options: &[GenericOption], at: impl Fn() -> String) {
+    for (i, option) in options.iter().enumerate() {
         let at = at();
         r.config_text("option name", &option.name, &format!("{at}/{i}/name"));
         if let Some(value) = &option.value {

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::Rules;
-use crate::spec::ComputeSpec;
+use crate::spec::{ComputeSpec, GenericOption};
 use crate::validate::codes;
 use crate::values;
 
@@ -41,45 +41,7 @@ pub(super) fn check_settings(r: &mut Rules<'_>, spec: &ComputeSpec) {
         };
         let value_at = format!("{at}/value");
         r.config_text(&format!("value of setting {:?}", s.name), value, &value_at);
-        let (ok, expected) = match s.vartype.as_str() {
-            "bool" => (
-                values::is_pg_bool(value),
-                "a boolean (on/off, true/false, yes/no, 1/0)",
-            ),
-            "integer" => (
-                values::is_pg_integer(value),
-                "an integer, optionally with a unit such as 32MB or 5s",
-            ),
-            "real" => (values::is_pg_real(value), "a number"),
-            "enum" => (!value.trim().is_empty(), "a non-empty enum value"),
-            "string" => (true, ""),
-            other => {
-                r.warning(
-                    codes::UNKNOWN_VARTYPE,
-                    &format!("{at}/vartype"),
-                    format!(
-                        "unknown vartype {other:?} of setting {:?} (known: bool, integer, real, enum, string); the value is written bare if it is one plain token, quoted otherwise",
-                        s.name
-                    ),
-                );
-                (true, "")
-            }
-        };
-        if !ok {
-            let shown = if is_secret_setting(&s.name) {
-                "<hidden>".to_owned()
-            } else {
-                format!("{value:?}")
-            };
-            r.error(
-                codes::VARTYPE_MISMATCH,
-                &value_at,
-                format!(
-                    "value {shown} of setting {:?} is not {expected}, as its vartype {:?} requires",
-                    s.name, s.vartype
-                ),
-            );
-        }
+        check_vartype(r, s, value, &at);
         let key = s.name.to_ascii_lowercase();
         match seen.get(&key) {
             None => {
@@ -109,6 +71,49 @@ pub(super) fn check_settings(r: &mut Rules<'_>, spec: &ComputeSpec) {
                 }
             }
         }
+    }
+}
+
+/// Checks a setting's value against its vartype (`at` is the setting's pointer).
+fn check_vartype(r: &mut Rules<'_>, s: &GenericOption, value: &str, at: &str) {
+    let (ok, expected) = match s.vartype.as_str() {
+        "bool" => (
+            values::is_pg_bool(value),
+            "a boolean (on/off, true/false, yes/no, 1/0)",
+        ),
+        "integer" => (
+            values::is_pg_integer(value),
+            "an integer, optionally with a unit such as 32MB or 5s",
+        ),
+        "real" => (values::is_pg_real(value), "a number"),
+        "enum" => (!value.trim().is_empty(), "a non-empty enum value"),
+        "string" => (true, ""),
+        other => {
+            r.warning(
+                codes::UNKNOWN_VARTYPE,
+                &format!("{at}/vartype"),
+                format!(
+                    "unknown vartype {other:?} of setting {:?} (known: bool, integer, real, enum, string); the value is written bare if it is one plain token, quoted otherwise",
+                    s.name
+                ),
+            );
+            (true, "")
+        }
+    };
+    if !ok {
+        let shown = if is_secret_setting(&s.name) {
+            "<hidden>".to_owned()
+        } else {
+            format!("{value:?}")
+        };
+        r.error(
+            codes::VARTYPE_MISMATCH,
+            &format!("{at}/value"),
+            format!(
+                "value {shown} of setting {:?} is not {expected}, as its vartype {:?} requires",
+                s.name, s.vartype
+            ),
+        );
     }
 }
 

@@ -14,43 +14,14 @@ use crate::validate::{StorageSettings, codes};
 use crate::{TenantId, TimelineId};
 
 pub(super) fn check_storage(r: &mut Rules<'_>, spec: &ComputeSpec) {
-    // Tenant and timeline GUCs: placeholders warn, malformed values fail, conflicts fail.
-    fn id_guc<T: std::str::FromStr + PartialEq + std::fmt::Display>(
-        r: &mut Rules<'_>,
-        spec: &ComputeSpec,
-        guc: &str,
-        top: Option<T>,
-        top_field: &str,
-        code: &'static str,
-    ) {
-        let Some((i, value)) = setting(spec, guc) else {
-            return;
-        };
-        let at = format!("/cluster/settings/{i}/value");
-        match value.parse::<T>() {
-            Ok(parsed) => {
-                if let Some(top) = top.filter(|t| *t != parsed) {
-                    r.error(
-                        codes::CONFLICTING_STORAGE_SETTING,
-                        &at,
-                        format!("{guc} is {parsed}, but {top_field} is {top}"),
-                    );
-                }
-            }
-            Err(_) if is_placeholder(value) => r.warning(
-                codes::PLACEHOLDER_VALUE,
-                &at,
-                format!(
-                    "{guc} is the template placeholder {value:?}; substitute a real value before use"
-                ),
-            ),
-            Err(_) => r.error(
-                code,
-                &at,
-                format!("{guc} {value:?} is not 32 hexadecimal digits"),
-            ),
-        }
-    }
+    check_ids(r, spec);
+    check_pageservers(r, spec);
+    check_safekeepers(r, spec);
+    check_resolved(r, spec);
+}
+
+/// Tenant and timeline GUCs: placeholders warn, malformed values fail, conflicts fail.
+fn check_ids(r: &mut Rules<'_>, spec: &ComputeSpec) {
     id_guc::<TenantId>(
         r,
         spec,
@@ -67,7 +38,48 @@ pub(super) fn check_storage(r: &mut Rules<'_>, spec: &ComputeSpec) {
         "timeline_id",
         codes::INVALID_TIMELINE_ID,
     );
+}
 
+/// A tenant or timeline id GUC against its top-level field.
+fn id_guc<T: std::str::FromStr + PartialEq + std::fmt::Display>(
+    r: &mut Rules<'_>,
+    spec: &ComputeSpec,
+    guc: &str,
+    top: Option<T>,
+    top_field: &str,
+    code: &'static str,
+) {
+    let Some((i, value)) = setting(spec, guc) else {
+        return;
+    };
+    let at = format!("/cluster/settings/{i}/value");
+    match value.parse::<T>() {
+        Ok(parsed) => {
+            if let Some(top) = top.filter(|t| *t != parsed) {
+                r.error(
+                    codes::CONFLICTING_STORAGE_SETTING,
+                    &at,
+                    format!("{guc} is {parsed}, but {top_field} is {top}"),
+                );
+            }
+        }
+        Err(_) if is_placeholder(value) => r.warning(
+            codes::PLACEHOLDER_VALUE,
+            &at,
+            format!(
+                "{guc} is the template placeholder {value:?}; substitute a real value before use"
+            ),
+        ),
+        Err(_) => r.error(
+            code,
+            &at,
+            format!("{guc} {value:?} is not 32 hexadecimal digits"),
+        ),
+    }
+}
+
+/// Pageserver connstrings and connection info: shapes, and conflicts between the forms.
+fn check_pageservers(r: &mut Rules<'_>, spec: &ComputeSpec) {
     if let (Some(top), Some((i, guc))) = (
         spec.pageserver_connstring.as_deref(),
         setting(spec, "neon.pageserver_connstring"),
@@ -124,8 +136,10 @@ pub(super) fn check_storage(r: &mut Rules<'_>, spec: &ComputeSpec) {
             format!("neon.stripe_size is {guc:?}, but shard_stripe_size is {top}"),
         );
     }
+}
 
-    // Safekeepers: duplicates, and conflicts between the list and the GUC.
+/// Safekeepers: addresses, duplicates, and conflicts between the list and the GUC.
+fn check_safekeepers(r: &mut Rules<'_>, spec: &ComputeSpec) {
     let guc = setting(spec, "neon.safekeepers");
     let guc_list = |v: &str| -> Vec<String> {
         v.split(',')
@@ -169,7 +183,11 @@ pub(super) fn check_storage(r: &mut Rules<'_>, spec: &ComputeSpec) {
             }
         }
     }
+}
 
+/// The resolved storage settings: a Primary with a pageserver needs safekeepers, shards a
+/// stripe size.
+fn check_resolved(r: &mut Rules<'_>, spec: &ComputeSpec) {
     let storage = resolve_storage(spec);
     if spec.mode.is_primary() && storage.pageserver.is_some() && storage.safekeepers.is_empty() {
         r.error(
