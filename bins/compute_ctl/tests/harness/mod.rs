@@ -287,12 +287,11 @@ impl Ctl {
                     self.log()
                 );
             }
-            if let Ok((200, body)) = self.try_request("GET", "/status", "", None).await {
-                if let Ok(json) = serde_json::from_str::<serde_json::Value>(&body) {
-                    if done(&json) {
-                        return json;
-                    }
-                }
+            if let Ok((200, body)) = self.try_request("GET", "/status", "", None).await
+                && let Ok(json) = serde_json::from_str::<serde_json::Value>(&body)
+                && done(&json)
+            {
+                return json;
             }
             assert!(
                 Instant::now() < deadline,
