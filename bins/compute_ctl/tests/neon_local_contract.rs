@@ -485,17 +485,15 @@ impl Endpoint {
     }
 
     async fn pg(&self) -> tokio_postgres::Client {
-        let (client, conn) = tokio_postgres::connect(
-            &format!(
-                "host=127.0.0.1 port={} user=cloud_admin dbname=postgres",
-                self.pg_port
-            ),
-            tokio_postgres::NoTls,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}\n{}", self.log()));
-        tokio::spawn(conn);
-        client
+        harness::admin_client(self.pg_port, "postgres")
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}\n{}", self.log()))
+    }
+
+    /// No process of this compute is left (within the harness's grace for backends).
+    async fn assert_nothing_left(&self) {
+        let left = harness::processes_left(&self.pgdata().display().to_string()).await;
+        assert!(left.is_empty(), "{left:?}\n{}", self.log());
     }
 }
 
@@ -561,6 +559,25 @@ async fn storage() -> (
 }
 
 const DROP_UNSUPPORTED: (&str, &str) = ("COMPUTE_CTL_DROP_UNSUPPORTED_SETTINGS", "true");
+
+/// The storage stand-ins (kept alive with the endpoint), neon_local's repository and an
+/// endpoint of it, started with the unsupported settings dropped.
+async fn running_endpoint() -> (
+    (
+        neon_test_servers::TestPageserver,
+        neon_test_servers::TestSafekeeper,
+    ),
+    NeonLocal,
+    Endpoint,
+) {
+    let (pageserver, safekeeper) = storage().await;
+    let neon = NeonLocal::init();
+    let mut ep = neon.create_endpoint(&pageserver.addr().to_string(), &safekeeper.addr());
+    ep.start(&[DROP_UNSUPPORTED])
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", ep.log()));
+    ((pageserver, safekeeper), neon, ep)
+}
 
 fn sync_runs(neon: &NeonLocal) -> usize {
     std::fs::read_to_string(neon.dir.path().join("sync-runs"))
@@ -697,11 +714,7 @@ async fn start_reconfigure_and_stop_fast() {
         runs_before + 1,
         "the shutdown sync ran once"
     );
-    assert!(
-        harness::processes_left(&ep.pgdata().display().to_string())
-            .await
-            .is_empty()
-    );
+    ep.assert_nothing_left().await;
 }
 
 /// `endpoint stop --mode immediate` while the safekeepers are down: `pg_ctl stop -m
@@ -709,12 +722,7 @@ async fn start_reconfigure_and_stop_fast() {
 /// 1164-1171` sends the signal for exactly that reason) and exits within 10 s.
 #[tokio::test(flavor = "multi_thread")]
 async fn stop_immediate_with_safekeepers_down_exits_in_time() {
-    let (pageserver, safekeeper) = storage().await;
-    let neon = NeonLocal::init();
-    let mut ep = neon.create_endpoint(&pageserver.addr().to_string(), &safekeeper.addr());
-    ep.start(&[DROP_UNSUPPORTED])
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", ep.log()));
+    let (_storage, neon, mut ep) = running_endpoint().await;
     std::fs::write(neon.dir.path().join("safekeepers-down"), "").unwrap();
     let (lsn, status) = ep
         .stop(StopMode::Immediate)
@@ -732,20 +740,14 @@ async fn stop_immediate_with_safekeepers_down_exits_in_time() {
         !Path::new(&format!("/proc/{sync_pid}")).exists(),
         "sync-safekeepers {sync_pid} outlived compute_ctl"
     );
-    let left = harness::processes_left(&ep.pgdata().display().to_string()).await;
-    assert!(left.is_empty(), "{left:?}");
+    ep.assert_nothing_left().await;
 }
 
 /// `endpoint stop --mode immediate-terminate`: `/terminate?mode=immediate` with the admin
 /// token answers the shutdown sync's LSN; then SIGTERM and the 10 s wait.
 #[tokio::test(flavor = "multi_thread")]
 async fn immediate_terminate_answers_the_lsn() {
-    let (pageserver, safekeeper) = storage().await;
-    let neon = NeonLocal::init();
-    let mut ep = neon.create_endpoint(&pageserver.addr().to_string(), &safekeeper.addr());
-    ep.start(&[DROP_UNSUPPORTED])
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", ep.log()));
+    let (_storage, neon, mut ep) = running_endpoint().await;
 
     // Bad tokens first: upstream's status codes and bodies, nothing changed.
     let wrong_key = {
@@ -814,11 +816,7 @@ async fn immediate_terminate_answers_the_lsn() {
         .unwrap_or_else(|e| panic!("{e}\n{}", ep.log()));
     assert_eq!(lsn, SYNCED_LSN);
     assert!(status.code().is_some(), "{status:?}");
-    assert!(
-        harness::processes_left(&ep.pgdata().display().to_string())
-            .await
-            .is_empty()
-    );
+    ep.assert_nothing_left().await;
 }
 
 /// Without the flag, vanilla PostgreSQL refuses neon_local's settings: the poll ends at
@@ -832,11 +830,7 @@ async fn vanilla_postgres_without_the_flag_fails_with_the_reason() {
     let err = ep.start(&[]).await.unwrap_err();
     assert!(err.starts_with("compute startup failed:"), "{err}");
     assert!(err.contains("neon"), "the missing library is named: {err}");
-    assert!(
-        harness::processes_left(&ep.pgdata().display().to_string())
-            .await
-            .is_empty()
-    );
+    ep.assert_nothing_left().await;
 }
 
 /// A config.json of the wrong shape (`cluster` missing, a role name that is a number): the

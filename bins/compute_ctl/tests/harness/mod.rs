@@ -93,6 +93,20 @@ pub(crate) async fn http_request(
     ))
 }
 
+/// A connection as compute_ctl's admin user (`cloud_admin`) to `db` on `127.0.0.1:port`.
+pub(crate) async fn admin_client(
+    port: u16,
+    db: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} user=cloud_admin dbname={db}"),
+        tokio_postgres::NoTls,
+    )
+    .await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
 /// A running compute_ctl. SIGTERM, then SIGKILL, on drop.
 pub(crate) struct Ctl {
     pub(crate) child: Child,
@@ -329,17 +343,9 @@ impl Ctl {
     }
 
     pub(crate) async fn pg(&self, db: &str) -> tokio_postgres::Client {
-        let (client, conn) = tokio_postgres::connect(
-            &format!(
-                "host=127.0.0.1 port={} user=cloud_admin dbname={db}",
-                self.pg_port
-            ),
-            tokio_postgres::NoTls,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}\n{}", self.log()));
-        tokio::spawn(conn);
-        client
+        admin_client(self.pg_port, db)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}\n{}", self.log()))
     }
 
     pub(crate) fn postmaster_pid(&self) -> i32 {
