@@ -87,24 +87,25 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
             return Ok(0);
         }
     };
-    let (spec, ctl) = match loaded {
-        Ok(loaded) => (Ok(loaded.spec), Some(loaded.ctl)),
-        Err(e) => (Err(e.error), e.ctl),
-    };
-    let keys = ctl.map(|ctl| {
+    let keys_of = |ctl: &compute_spec::ComputeCtlConfig| {
         Authenticator::from_jwks(&ctl.jwks, opts.compute_id.clone())
             .context("load compute_ctl_config.jwks")
-    });
-    let auth = match &keys {
-        Some(Ok(auth)) => auth.clone(),
-        _ => Authenticator::refusing_all(),
     };
-    let prepared = match (spec, keys) {
-        (Ok(spec), Some(Ok(auth))) => Ok((spec, auth)),
-        (Err(e), _) | (_, Some(Err(e))) => Err(e),
-        (Ok(_), None) => unreachable!("a loaded spec comes with compute_ctl's config"),
+    // The keys guard the API even when the spec is refused, if compute_ctl's config was read.
+    let (prepared, auth) = match loaded {
+        Ok(loaded) => match keys_of(&loaded.ctl) {
+            Ok(auth) => (Ok(loaded.spec), auth),
+            Err(e) => (Err(e), Authenticator::refusing_all()),
+        },
+        Err(e) => {
+            let auth = e.ctl.as_ref().and_then(|ctl| keys_of(ctl).ok());
+            (
+                Err(e.error),
+                auth.unwrap_or_else(Authenticator::refusing_all),
+            )
+        }
     };
-    if let Ok((Some(spec), _)) = &prepared {
+    if let Ok(Some(spec)) = &prepared {
         supervisor::warn_about_unsupported_fields(spec, &opts);
         let _ = compute.transition_with(ComputeStatus::Init, |s| s.spec = Some(spec.clone()));
     }
@@ -134,7 +135,7 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
         server_support,
     };
     let code = match prepared {
-        Ok((spec, _)) => supervisor::supervise(&ctx, spec, &mut shutdown).await,
+        Ok(spec) => supervisor::supervise(&ctx, spec, &mut shutdown).await,
         Err(e) => supervisor::fail_and_linger(&ctx, &e.context("obtain spec"), &mut shutdown).await,
     };
 
