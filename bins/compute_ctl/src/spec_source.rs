@@ -29,6 +29,9 @@ pub(crate) fn validation_options(opts: &Options) -> ValidationOptions {
     if let Some(user) = opts.pg_config.get_user() {
         options = options.with_provided_role(user);
     }
+    if let Some(db) = opts.pg_config.get_dbname() {
+        options = options.with_system_database(db);
+    }
     options.with_provided_role(&opts.privileged_role_name)
 }
 

@@ -66,6 +66,6 @@ pub use spec::{
     TlsConfig, UnknownFields,
 };
 pub use validate::{
-    DEFAULT_PROVIDED_ROLES, Diagnostic, Severity, StorageSettings, ValidatedSpec, Validation,
-    ValidationOptions, ValidationReport, codes, locate_diagnostics, validate_json,
+    DEFAULT_PROVIDED_ROLES, Diagnostic, SYSTEM_DATABASES, Severity, StorageSettings, ValidatedSpec,
+    Validation, ValidationOptions, ValidationReport, codes, locate_diagnostics, validate_json,
 };

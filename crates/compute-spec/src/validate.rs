@@ -40,8 +40,12 @@ pub mod codes {
     pub const DUPLICATE_DATABASE: &str = "duplicate-database";
     /// A database owner that is neither a spec role nor a role the compute provides.
     pub const UNKNOWN_OWNER: &str = "unknown-owner";
-    /// A spec role named `pg_*`: PostgreSQL reserves those names.
+    /// A spec role (or a role's new name) that PostgreSQL reserves: `pg_*`, `public`, `none`,
+    /// or one that SQL spells as a keyword (`current_user`, `session_user`, `current_role`).
     pub const RESERVED_ROLE_NAME: &str = "reserved-role-name";
+    /// A delta operation deletes or renames a database the compute needs: `template0`,
+    /// `template1`, or the one compute_ctl connects to (`postgres` by default).
+    pub const SYSTEM_DATABASE: &str = "system-database";
     /// An empty role, database or owner name.
     pub const EMPTY_IDENTIFIER: &str = "empty-identifier";
     /// An identifier longer than 63 bytes (PostgreSQL would truncate it).
@@ -241,7 +245,24 @@ pub struct ValidationOptions {
     pub provided_roles: BTreeSet<String>,
     /// Larger inputs are rejected with `too-large` before parsing. Default 64 MiB.
     pub max_bytes: usize,
+    /// Databases a delta operation must not delete or rename: the templates and the database
+    /// compute_ctl connects to. Defaults to [`SYSTEM_DATABASES`]; compute_ctl adds its
+    /// connection's database.
+    pub system_databases: BTreeSet<String>,
 }
+
+/// The databases every compute needs: `CREATE DATABASE` copies `template1`, `template0` is
+/// its pristine source, and compute_ctl connects to `postgres` unless told otherwise.
+pub const SYSTEM_DATABASES: &[&str] = &["postgres", "template0", "template1"];
+
+/// Role names PostgreSQL refuses (`public`, `none`) or SQL reads as keywords.
+pub(crate) const RESERVED_ROLE_NAMES: &[&str] = &[
+    "public",
+    "none",
+    "current_user",
+    "session_user",
+    "current_role",
+];
 
 impl Default for ValidationOptions {
     fn default() -> Self {
@@ -251,11 +272,18 @@ impl Default for ValidationOptions {
                 .map(|r| (*r).to_owned())
                 .collect(),
             max_bytes: 64 << 20,
+            system_databases: SYSTEM_DATABASES.iter().map(|d| (*d).to_owned()).collect(),
         }
     }
 }
 
 impl ValidationOptions {
+    /// Adds a database compute_ctl needs (its connection's).
+    pub fn with_system_database(mut self, name: impl Into<String>) -> Self {
+        self.system_databases.insert(name.into());
+        self
+    }
+
     /// Adds a role the compute provides.
     pub fn with_provided_role(mut self, name: impl Into<String>) -> Self {
         self.provided_roles.insert(name.into());

@@ -91,6 +91,16 @@ fn check_common(
             ),
         );
     }
+    if kind == 1 && options.system_databases.contains(&op.name) {
+        r.error(
+            codes::SYSTEM_DATABASE,
+            &format!("{at}/name"),
+            format!(
+                "database {:?} is one the compute needs (a template, or the one compute_ctl connects to); a delta operation must not delete or rename it",
+                op.name
+            ),
+        );
+    }
     if let Some(&earlier) = names.gone[kind].get(op.name.as_str()) {
         r.error(
             codes::DELTA_CONFLICT,
@@ -162,6 +172,9 @@ fn check_rename<'s>(
     };
     let new_at = format!("{at}/new_name");
     r.identifier(what, new_name, || new_at.clone());
+    if kind == 0 {
+        super::reserved_role_name(r, new_name, &new_at);
+    }
     if new_name == op.name {
         r.error(
             codes::DELTA_RENAME_ONTO_EXISTING,

@@ -166,16 +166,7 @@ fn check_roles<'s>(
                 ),
             );
         }
-        if role.name.starts_with("pg_") {
-            r.error(
-                codes::RESERVED_ROLE_NAME,
-                &at("/name"),
-                format!(
-                    "role name {:?} is reserved: PostgreSQL refuses to create roles named pg_*",
-                    role.name
-                ),
-            );
-        }
+        reserved_role_name(r, &role.name, &at("/name"));
         let password = role
             .encrypted_password
             .as_deref()
@@ -190,6 +181,22 @@ fn check_roles<'s>(
         });
     }
     seen
+}
+
+/// A role name PostgreSQL reserves (`pg_*`, `public`, `none`) or reads as a keyword.
+fn reserved_role_name(r: &mut Rules<'_>, name: &str, at: &str) {
+    let why = if name.starts_with("pg_") {
+        "PostgreSQL refuses to create roles named pg_*"
+    } else if crate::validate::RESERVED_ROLE_NAMES.contains(&name) {
+        "PostgreSQL refuses it, or SQL reads it as a keyword"
+    } else {
+        return;
+    };
+    r.error(
+        codes::RESERVED_ROLE_NAME,
+        at,
+        format!("role name {name:?} is reserved: {why}"),
+    );
 }
 
 /// Checks an `encrypted_password`; its stored form when it is usable.
