@@ -13,7 +13,6 @@ use std::time::Duration;
 use harness::{
     Args, Ctl, eventually, fixture, processes_left, processes_mentioning, read_pid_file, repo_file,
 };
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
 fn spec(roles: &[&str], dbs: &[(&str, &str)], work_mem: &str) -> serde_json::Value {
@@ -301,10 +300,7 @@ async fn failed_start_reports_lingers_and_exits_1() {
     assert_eq!(ctl.wait_exit(Duration::from_secs(20)).await.code(), Some(1));
 }
 
-fn token(pem: &str, claims: serde_json::Value) -> String {
-    let key = EncodingKey::from_ed_pem(fixture(pem).as_bytes()).unwrap();
-    jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &key).unwrap()
-}
+use harness::fixture_token as token;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn jwt_accepted_rejected_and_wrong_compute() {
@@ -321,16 +317,7 @@ async fn jwt_accepted_rejected_and_wrong_compute() {
         ..Args::default()
     });
     // /metrics is never authenticated: wait through it.
-    let running = eventually(Duration::from_secs(30), || async {
-        let text = ctl
-            .try_request("GET", "/metrics", "", None)
-            .await
-            .map(|r| r.1)
-            .unwrap_or_default();
-        text.contains(r#"status="running"} 1"#).then_some(())
-    })
-    .await;
-    assert!(running.is_some(), "{}", ctl.log());
+    ctl.wait_metrics_status("running").await;
     let good = token("ed25519.pem", json!({"compute_id": "compute-1"}));
     let (code, body) = ctl.request("GET", "/status", "", Some(&good)).await;
     assert_eq!(code, 200, "{body}");

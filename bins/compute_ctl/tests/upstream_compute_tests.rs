@@ -46,10 +46,9 @@
 mod harness;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use harness::{Args, Ctl, fixture};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use pg_quote::{quote_ident, quote_literal};
 use serde_json::{Value, json};
 
@@ -240,15 +239,12 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: timed out\n{}",
-            ctl.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let done = harness::eventually(Duration::from_secs(20), || {
+        let check = check();
+        async move { check.await.then_some(()) }
+    })
+    .await;
+    assert!(done.is_some(), "{what}: timed out\n{}", ctl.log());
 }
 
 /// test_compute_catalog.py::test_compute_catalog and
@@ -642,8 +638,7 @@ async fn db_with_custom_settings_survives_reconfigure() {
 }
 
 fn token(claims: Value) -> String {
-    let key = EncodingKey::from_ed_pem(fixture("ed25519.pem").as_bytes()).unwrap();
-    jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &key).unwrap()
+    harness::fixture_token("ed25519.pem", claims)
 }
 
 /// test_compute_http.py::test_compute_no_scope_claim and
@@ -665,12 +660,7 @@ async fn jwt_scope_and_audience_claims() {
         ..Args::default()
     });
     // /metrics is not authenticated: wait through it.
-    wait_until("running", &ctl, || async {
-        ctl.try_request("GET", "/metrics", "", None)
-            .await
-            .is_ok_and(|(_, t)| t.contains(r#"status="running"} 1"#))
-    })
-    .await;
+    ctl.wait_metrics_status("running").await;
     for (claims, code, error) in [
         (
             json!({}),

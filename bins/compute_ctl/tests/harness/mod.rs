@@ -138,6 +138,13 @@ pub(crate) fn repo_file(relative: &str) -> PathBuf {
         .join(relative)
 }
 
+/// An EdDSA JWT with `claims`, signed by the fixture key `pem` (`tests/fixtures`).
+pub(crate) fn fixture_token(pem: &str, claims: serde_json::Value) -> String {
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(fixture(pem).as_bytes()).unwrap();
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
 pub(crate) fn fixture(name: &str) -> String {
     std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -314,6 +321,22 @@ impl Ctl {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Waits (up to 30 s) until the unauthenticated `/metrics` says `status` (for computes
+    /// whose `/status` needs a token).
+    pub(crate) async fn wait_metrics_status(&self, status: &str) {
+        let sample = format!(r#"status="{status}"}} 1"#);
+        let seen = eventually(Duration::from_secs(30), || async {
+            let text = self
+                .try_request("GET", "/metrics", "", None)
+                .await
+                .map(|r| r.1)
+                .unwrap_or_default();
+            text.contains(&sample).then_some(())
+        })
+        .await;
+        assert!(seen.is_some(), "no {status} in /metrics:\n{}", self.log());
     }
 
     /// Waits (up to 20 s) until compute_ctl's log contains `needle`.
