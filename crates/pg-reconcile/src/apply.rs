@@ -16,10 +16,11 @@
 //! transaction per statement was measured slower (three messages and six statements per role)
 //! and is no safer.
 //!
-//! `neon.forward_ddl = off` is set in the startup packet of every connection (options
-//! `-c neon.forward_ddl=off`): with the neon extension it stops DDL forwarding to the control
-//! plane; on vanilla PostgreSQL it defines a harmless placeholder setting. It costs no round
-//! trip.
+//! Observation ([`observe_cluster`]) is one round trip on the system database (catalog and
+//! that database's contents together) and one per other spec database (its contents), each on
+//! a session that stays open for the apply when the plan has work there (up to
+//! 16). Every session starts with the [`SessionGuards`] options (see the
+//! `guards` module), in the startup packet: no round trip.
 //!
 //! Note: tokio-postgres logs every statement text at `debug` level through the `log` crate;
 //! keep the `tokio_postgres` target at `info` or above, or password hashes reach the log.
@@ -32,10 +33,14 @@ use std::time::{Duration, Instant};
 
 use compute_spec::ValidatedSpec;
 use futures::future::MaybeDone;
-use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage, SimpleQueryRow};
 
-use crate::catalog::{CATALOG_QUERY, Catalog, parse_catalog};
+use crate::catalog::{
+    CATALOG_AND_CONTENTS_QUERY, CATALOG_QUERY, CONTENTS_QUERY, Catalog, DatabaseContents,
+    parse_catalog, parse_contents,
+};
 use crate::error::{OperationError, ReconcileError};
+use crate::guards::SessionGuards;
 use crate::plan::{Operation, PhaseKind, Plan, PlanOptions, plan};
 
 /// Counts round trips and connections, for benchmarks and reports.
@@ -62,13 +67,56 @@ impl Counters {
     }
 }
 
-/// Startup options that undo per-database and per-role settings (`ALTER DATABASE … SET`,
-/// `ALTER ROLE … SET`) that would break reconciliation: a `role` that would run the statements
-/// as another, unprivileged role (`none` is the session user), `default_transaction_read_only`,
-/// a small `statement_timeout`, and a `search_path` placing other schemas before `pg_catalog`.
-/// Options sent by the client take precedence over those settings, whatever their order.
-pub const SESSION_GUARDS: &str = "-c role=none -c default_transaction_read_only=off \
-                                  -c statement_timeout=0 -c search_path=pg_catalog";
+/// How to open admin sessions: the connection settings (dbname replaced per session), the
+/// [`SessionGuards`] placed before the settings' own options, and the counters.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    base: Config,
+    guards: SessionGuards,
+    counters: Counters,
+}
+
+impl Connector {
+    /// Sessions like `base`, guarded by `guards`, counted in `counters`.
+    pub fn new(base: &Config, guards: SessionGuards, counters: &Counters) -> Connector {
+        Connector {
+            base: base.clone(),
+            guards,
+            counters: counters.clone(),
+        }
+    }
+
+    /// Connects to `database` without TLS, setting `application_name` (unless the base sets
+    /// one) and the guards' startup options (see the `guards` module).
+    pub async fn connect(&self, database: &str) -> Result<Session, ReconcileError> {
+        let mut config = self.base.clone();
+        config.dbname(database);
+        if config.get_application_name().is_none() {
+            config.application_name("compute_ctl:apply_config");
+        }
+        self.guards.apply_to(&mut config);
+        let (client, connection) =
+            config
+                .connect(NoTls)
+                .await
+                .map_err(|source| ReconcileError::Connect {
+                    database: database.to_owned(),
+                    source,
+                })?;
+        self.counters.connections.fetch_add(1, Ordering::Relaxed);
+        let task = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "reconcile connection ended");
+            }
+        });
+        Ok(Session {
+            client,
+            database: database.to_owned(),
+            counters: self.counters.clone(),
+            task,
+        })
+    }
+}
 
 /// An open connection to one database, with its counters.
 pub struct Session {
@@ -85,44 +133,16 @@ impl Drop for Session {
 }
 
 impl Session {
-    /// Connects to `database` with `base` (its own dbname is replaced), without TLS, setting
-    /// `application_name`, [`SESSION_GUARDS`] (before `base`'s own options, which may override
-    /// them) and `neon.forward_ddl = off`.
+    /// Connects to `database` with `base` (its own dbname is replaced), without TLS, with the
+    /// default [`SessionGuards`] (no `pgaudit`): a shorthand for [`Connector::connect`].
     pub async fn connect(
         base: &Config,
         database: &str,
         counters: &Counters,
     ) -> Result<Session, ReconcileError> {
-        let mut config = base.clone();
-        config.dbname(database);
-        if config.get_application_name().is_none() {
-            config.application_name("compute_ctl:apply_config");
-        }
-        let options = match config.get_options() {
-            Some(o) if !o.is_empty() => format!("{SESSION_GUARDS} {o} -c neon.forward_ddl=off"),
-            _ => format!("{SESSION_GUARDS} -c neon.forward_ddl=off"),
-        };
-        config.options(&options);
-        let (client, connection) =
-            config
-                .connect(NoTls)
-                .await
-                .map_err(|source| ReconcileError::Connect {
-                    database: database.to_owned(),
-                    source,
-                })?;
-        counters.connections.fetch_add(1, Ordering::Relaxed);
-        let task = tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "reconcile connection ended");
-            }
-        });
-        Ok(Session {
-            client,
-            database: database.to_owned(),
-            counters: counters.clone(),
-            task,
-        })
+        Connector::new(base, SessionGuards::default(), counters)
+            .connect(database)
+            .await
     }
 
     /// The database this session is connected to.
@@ -137,29 +157,56 @@ impl Session {
 
     /// Reads the catalog in one round trip, inside a `READ ONLY` transaction.
     pub async fn observe(&self) -> Result<Catalog, ReconcileError> {
-        let messages = self
-            .client
-            .simple_query(CATALOG_QUERY)
-            .await
-            .map_err(|source| ReconcileError::Observe {
-                database: self.database.clone(),
-                source,
-            })?;
+        let sets = self.query_sets(CATALOG_QUERY).await?;
+        parse_catalog(&sets.iter().map(|s| s.iter().collect()).collect::<Vec<_>>())
+            .map_err(ReconcileError::CatalogFormat)
+    }
+
+    /// Reads the contents of this session's database in one round trip, inside a `READ ONLY`
+    /// transaction.
+    pub async fn observe_contents(&self) -> Result<DatabaseContents, ReconcileError> {
+        let sets = self.query_sets(CONTENTS_QUERY).await?;
+        parse_contents(&sets.iter().map(|s| s.iter().collect()).collect::<Vec<_>>())
+            .map_err(ReconcileError::CatalogFormat)
+    }
+
+    /// Reads the catalog and this session's database contents in one round trip.
+    async fn observe_with_contents(&self) -> Result<Catalog, ReconcileError> {
+        let sets = self.query_sets(CATALOG_AND_CONTENTS_QUERY).await?;
+        let sets: Vec<Vec<&SimpleQueryRow>> = sets.iter().map(|s| s.iter().collect()).collect();
+        let (catalog_sets, contents_sets) = sets.split_at(sets.len().min(4));
+        let mut catalog = parse_catalog(catalog_sets).map_err(ReconcileError::CatalogFormat)?;
+        let contents = parse_contents(contents_sets).map_err(ReconcileError::CatalogFormat)?;
+        if let Some(db) = catalog.databases.get_mut(&self.database) {
+            db.contents = Some(contents);
+        }
+        Ok(catalog)
+    }
+
+    /// Sends `query` (`BEGIN READ ONLY; …; COMMIT`) and returns the rows of each statement
+    /// between `BEGIN` and `COMMIT`, one vector per statement.
+    async fn query_sets(&self, query: &str) -> Result<Vec<Vec<SimpleQueryRow>>, ReconcileError> {
+        let messages =
+            self.client
+                .simple_query(query)
+                .await
+                .map_err(|source| ReconcileError::Observe {
+                    database: self.database.clone(),
+                    source,
+                })?;
         self.counters.round_trip();
         // Result sets are separated by CommandComplete; the first one ends `BEGIN`, the last
         // one `COMMIT`.
-        let mut sets: Vec<Vec<&tokio_postgres::SimpleQueryRow>> = vec![Vec::new()];
-        for m in &messages {
+        let mut sets: Vec<Vec<SimpleQueryRow>> = vec![Vec::new()];
+        for m in messages {
             match m {
                 SimpleQueryMessage::Row(row) => sets.last_mut().expect("never empty").push(row),
                 SimpleQueryMessage::CommandComplete(_) => sets.push(Vec::new()),
                 _ => {}
             }
         }
-        let sets = sets
-            .get(1..sets.len().saturating_sub(2))
-            .unwrap_or_default();
-        parse_catalog(sets).map_err(ReconcileError::CatalogFormat)
+        let end = sets.len().saturating_sub(2);
+        Ok(sets.drain(..).take(end).skip(1).collect())
     }
 
     /// Runs `operations` pipelined: all are sent, then all answers awaited (one round trip; two
@@ -296,16 +343,12 @@ impl ApplyReport {
     }
 }
 
-/// Runs `plan`, phase by phase, connecting with `base` (dbname replaced per phase). `system`,
-/// when given, is reused for phases on its database. Stops after the first phase with a
-/// failure: later phases depend on earlier ones; their operations are reported
-/// [`Outcome::NotRun`], and the next run plans them again from the catalog.
-pub async fn apply(
-    plan: &Plan,
-    base: &Config,
-    system: Option<&Session>,
-    counters: &Counters,
-) -> ApplyReport {
+/// Runs `plan`, phase by phase. A phase on the database of one of the `open` sessions runs
+/// there; otherwise `connector` opens a session, kept while the next phases are on the same
+/// database. Stops after the first phase with a failure: later phases depend on earlier ones;
+/// their operations are reported [`Outcome::NotRun`], and the next run plans them again from
+/// the catalog.
+pub async fn apply(plan: &Plan, connector: &Connector, open: &[Session]) -> ApplyReport {
     let mut outcomes = Vec::with_capacity(plan.operation_count());
     let mut own: Option<Session> = None;
     let mut failed = false;
@@ -316,11 +359,10 @@ pub async fn apply(
             outcomes.extend(phase.operations.iter().map(|_| Outcome::NotRun));
             continue;
         }
-        if system.is_none_or(|s| s.database != phase.database)
-            && own.as_ref().is_none_or(|s| s.database != phase.database)
-        {
+        let kept = open.iter().find(|s| s.database == phase.database);
+        if kept.is_none() && own.as_ref().is_none_or(|s| s.database != phase.database) {
             own = None;
-            match Session::connect(base, &phase.database, counters).await {
+            match connector.connect(&phase.database).await {
                 Ok(s) => own = Some(s),
                 Err(e) => {
                     let retryable = e.is_retryable();
@@ -338,10 +380,7 @@ pub async fn apply(
                 }
             }
         }
-        let session = match system {
-            Some(s) if s.database == phase.database => s,
-            _ => own.as_ref().expect("connected above"),
-        };
+        let session = kept.unwrap_or_else(|| own.as_ref().expect("connected above"));
         for result in session.run(&phase.operations).await {
             match result {
                 Ok(()) => outcomes.push(Outcome::Ok),
@@ -387,24 +426,68 @@ pub struct Reconciled {
     pub report: ApplyReport,
 }
 
-/// Connects to the system database, observes, plans and applies: the entry point for
-/// compute_ctl. Fails without changing anything when the spec cannot be planned.
+/// Sessions kept open from observation to apply, at most: a database beyond these is observed
+/// on a session closed right after, and connected to again if the plan has work there.
+const KEPT_SESSIONS: usize = 16;
+
+/// Observes the cluster as the planner needs it: the catalog and the system database's
+/// contents on a session to `first` (the system database), then the contents of every spec
+/// database that exists, allows connections and is not invalid, one session and one round trip
+/// each. Returns the catalog and the sessions kept open (`first`'s always), for [`apply`].
+pub async fn observe_cluster(
+    spec: &ValidatedSpec,
+    connector: &Connector,
+    first: &str,
+) -> Result<(Catalog, Vec<Session>), ReconcileError> {
+    let system = connector.connect(first).await?;
+    let mut catalog = system.observe_with_contents().await?;
+    let mut sessions = vec![system];
+    let targets: Vec<String> = spec
+        .databases()
+        .map(|(db, _)| db.name.clone())
+        .filter(|name| {
+            catalog
+                .databases
+                .get(name)
+                .is_some_and(|d| d.allow_connections && !d.invalid && d.contents.is_none())
+        })
+        .collect();
+    for name in targets {
+        let session = connector.connect(&name).await?;
+        let contents = session.observe_contents().await?;
+        if let Some(db) = catalog.databases.get_mut(&name) {
+            db.contents = Some(contents);
+        }
+        if sessions.len() < KEPT_SESSIONS {
+            sessions.push(session);
+        }
+    }
+    Ok((catalog, sessions))
+}
+
+/// Observes ([`observe_cluster`]), plans and applies: the entry point for compute_ctl. Every
+/// session is guarded by [`SessionGuards::for_spec`]. Fails without changing anything when the
+/// spec cannot be planned.
 pub async fn reconcile(
     spec: &ValidatedSpec,
     options: &PlanOptions,
     base: &Config,
     counters: &Counters,
 ) -> Result<Reconciled, ReconcileError> {
-    let session = Session::connect(base, &options.system_database, counters).await?;
-    let catalog = session.observe().await?;
+    let connector = Connector::new(base, SessionGuards::for_spec(spec), counters);
+    let (catalog, mut sessions) =
+        observe_cluster(spec, &connector, &options.system_database).await?;
     let plan = plan(spec, &catalog, options)?;
-    let report = apply(&plan, base, Some(&session), counters).await;
+    // Only sessions with work stay open during the apply.
+    sessions.retain(|s| plan.phases.iter().any(|p| p.database == s.database));
+    let report = apply(&plan, &connector, &sessions).await;
     Ok(Reconciled { plan, report })
 }
 
-/// Connects to the system database, observes inside a `READ ONLY` transaction and plans, without
-/// changing anything: the entry point for `spec-check --plan --connstr URL`. `connstr` is a
-/// libpq URL or key=value string.
+/// Observes ([`observe_cluster`], starting on the connection string's database) and plans,
+/// without changing anything: the entry point for `spec-check --plan --connstr URL`. Every
+/// session has `default_transaction_read_only = on` and observes inside a `READ ONLY`
+/// transaction. `connstr` is a libpq URL or key=value string.
 pub async fn plan_read_only(
     spec: &ValidatedSpec,
     options: &PlanOptions,
@@ -424,8 +507,7 @@ pub async fn plan_read_only(
         .get_dbname()
         .map(str::to_owned)
         .unwrap_or_else(|| options.system_database.clone());
-    let counters = Counters::default();
-    let session = Session::connect(&base, &database, &counters).await?;
-    let catalog = session.observe().await?;
+    let connector = Connector::new(&base, SessionGuards::for_spec(spec), &Counters::default());
+    let (catalog, _sessions) = observe_cluster(spec, &connector, &database).await?;
     Ok(plan(spec, &catalog, options)?)
 }

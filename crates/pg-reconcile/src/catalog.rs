@@ -74,6 +74,43 @@ pub struct DatabaseInfo {
     /// Roles that hold every database privilege (CREATE, CONNECT, TEMPORARY) by an explicit
     /// grant.
     pub all_privileges: BTreeSet<String>,
+    /// What is inside the database, when it was observed on a connection to it (see
+    /// [`DatabaseContents`]); `None` when not observed (a database the plan creates or
+    /// renames, one that refuses connections, or a catalog built without connecting).
+    pub contents: Option<DatabaseContents>,
+}
+
+/// What the reconciler manages inside one database, read by [`CONTENTS_QUERY`] on a
+/// connection to it: schema `public`, the default privileges of the observing role, and the
+/// objects compute_ctl creates in the system database.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DatabaseContents {
+    /// Owner of schema `public`; `None` when there is no schema `public`.
+    pub public_owner: Option<String>,
+    /// Roles holding `CREATE` on schema `public` by an explicit grant.
+    pub public_create: BTreeSet<String>,
+    /// Roles that get every privilege, with grant option, on the tables the observing role
+    /// creates in `public` (`pg_default_acl`).
+    pub default_table_grantees: BTreeSet<String>,
+    /// The same for sequences.
+    pub default_sequence_grantees: BTreeSet<String>,
+    /// Schema `neon` exists.
+    pub neon_schema: bool,
+    /// Relation `public.health_check` exists.
+    pub health_check: bool,
+    /// Installed extensions by name.
+    pub extensions: BTreeMap<String, ExtensionInfo>,
+}
+
+/// One installed extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtensionInfo {
+    /// The schema it is installed in.
+    pub schema: String,
+    /// The installed version.
+    pub version: String,
+    /// The version `CREATE EXTENSION` would install now (`None`: no control file).
+    pub default_version: Option<String>,
 }
 
 /// What the planner knows about a cluster. Plain data: build it with [`crate::Session::observe`] or by
@@ -86,12 +123,10 @@ pub struct Catalog {
     pub databases: BTreeMap<String, DatabaseInfo>,
 }
 
-/// Reads roles, memberships, databases and database privileges: four plain queries in one
-/// simple-protocol message inside a `READ ONLY` transaction, so one round trip. Text results,
-/// one row per fact (no arrays, no JSON), so names come back byte for byte and the server does
-/// little work per role.
-pub const CATALOG_QUERY: &str = "BEGIN READ ONLY;
-SELECT a.rolname, a.rolsuper, a.rolinherit, a.rolcreaterole, a.rolcreatedb, a.rolcanlogin,
+/// The catalog's four result sets (see [`CATALOG_QUERY`]).
+macro_rules! catalog_selects {
+    () => {
+        "SELECT a.rolname, a.rolsuper, a.rolinherit, a.rolcreaterole, a.rolcreatedb, a.rolcanlogin,
        a.rolreplication, a.rolbypassrls, a.rolconnlimit,
        CASE WHEN a.rolvaliduntil IS NULL THEN NULL
             WHEN a.rolvaliduntil = 'infinity' THEN 'infinity'
@@ -109,7 +144,64 @@ SELECT d.datname, r.rolname
   FROM pg_catalog.pg_database d, pg_catalog.aclexplode(d.datacl) x
   JOIN pg_catalog.pg_authid r ON r.oid = x.grantee
  GROUP BY 1, 2 HAVING count(DISTINCT x.privilege_type) = 3;
-COMMIT";
+"
+    };
+}
+
+/// The contents' five result sets: owner of `public`, explicit `CREATE` grantees on it, the
+/// complete default privileges of the current user in it (per object type: complete when the
+/// grantee holds, with grant option, as many privileges as `acldefault` gives an owner of a
+/// table or sequence, `s`, which `pg_default_acl` calls `S`), schema `neon` and
+/// `public.health_check`, extensions.
+macro_rules! contents_selects {
+    () => {
+        "SELECT r.rolname
+  FROM pg_catalog.pg_namespace n LEFT JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+ WHERE n.nspname = 'public';
+SELECT r.rolname
+  FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) x
+  JOIN pg_catalog.pg_roles r ON r.oid = x.grantee
+ WHERE n.nspname = 'public' AND x.privilege_type = 'CREATE';
+SELECT d.defaclobjtype::pg_catalog.text, r.rolname
+  FROM pg_catalog.pg_default_acl d
+  JOIN pg_catalog.pg_namespace n ON n.oid = d.defaclnamespace
+ CROSS JOIN LATERAL pg_catalog.aclexplode(d.defaclacl) x
+  JOIN pg_catalog.pg_roles r ON r.oid = x.grantee
+ WHERE n.nspname = 'public' AND d.defaclobjtype IN ('r', 'S') AND x.is_grantable
+   AND d.defaclrole = (SELECT u.oid FROM pg_catalog.pg_roles u WHERE u.rolname = CURRENT_USER)
+ GROUP BY d.defaclobjtype, r.rolname
+HAVING count(DISTINCT x.privilege_type) = (SELECT count(*) FROM pg_catalog.aclexplode(
+         pg_catalog.acldefault(CASE d.defaclobjtype WHEN 'S' THEN 's' ELSE 'r' END::pg_catalog.\"char\",
+                               0::pg_catalog.oid)));
+SELECT pg_catalog.to_regnamespace('neon') IS NOT NULL,
+       pg_catalog.to_regclass('public.health_check') IS NOT NULL;
+SELECT e.extname, n.nspname, e.extversion, a.default_version
+  FROM pg_catalog.pg_extension e
+  JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+  LEFT JOIN pg_catalog.pg_available_extensions a ON a.name = e.extname;
+"
+    };
+}
+
+/// Reads roles, memberships, databases and database privileges: four plain queries in one
+/// simple-protocol message inside a `READ ONLY` transaction, so one round trip. Text results,
+/// one row per fact (no arrays, no JSON), so names come back byte for byte and the server does
+/// little work per role.
+pub const CATALOG_QUERY: &str = concat!("BEGIN READ ONLY;\n", catalog_selects!(), "COMMIT");
+
+/// Reads one database's [`DatabaseContents`]: five plain queries in one message inside a
+/// `READ ONLY` transaction, so one round trip on a connection to that database. Every name
+/// outside `pg_catalog` is schema-qualified (admin sessions run with an empty `search_path`),
+/// and a missing schema `public` gives empty results, not an error.
+pub const CONTENTS_QUERY: &str = concat!("BEGIN READ ONLY;\n", contents_selects!(), "COMMIT");
+
+/// The system database's catalog and contents in one round trip.
+pub(crate) const CATALOG_AND_CONTENTS_QUERY: &str = concat!(
+    "BEGIN READ ONLY;\n",
+    catalog_selects!(),
+    contents_selects!(),
+    "COMMIT"
+);
 
 /// A row of text cells (`None` is NULL).
 pub(crate) trait TextRow {
@@ -191,6 +283,7 @@ pub(crate) fn parse_catalog<R: TextRow>(sets: &[Vec<&R>]) -> Result<Catalog, Str
                 connection_limit,
                 invalid: connection_limit == -2,
                 all_privileges: BTreeSet::new(),
+                contents: None,
             },
         );
     }
@@ -200,4 +293,45 @@ pub(crate) fn parse_catalog<R: TextRow>(sets: &[Vec<&R>]) -> Result<Catalog, Str
         }
     }
     Ok(catalog)
+}
+
+/// Builds [`DatabaseContents`] from the five result sets of [`CONTENTS_QUERY`].
+pub(crate) fn parse_contents<R: TextRow>(sets: &[Vec<&R>]) -> Result<DatabaseContents, String> {
+    let [owner, create, defaults, objects, extensions] = sets else {
+        return Err(format!("expected 5 result sets, got {}", sets.len()));
+    };
+    let mut contents = DatabaseContents {
+        public_owner: owner
+            .first()
+            .map(|r| cell(*r, 0).map(str::to_owned))
+            .transpose()?,
+        ..DatabaseContents::default()
+    };
+    for &row in create {
+        contents.public_create.insert(cell(row, 0)?.to_owned());
+    }
+    for &row in defaults {
+        let grantee = cell(row, 1)?.to_owned();
+        match cell(row, 0)? {
+            "r" => contents.default_table_grantees.insert(grantee),
+            "S" => contents.default_sequence_grantees.insert(grantee),
+            other => return Err(format!("unexpected default ACL object type {other:?}")),
+        };
+    }
+    let [row] = objects.as_slice() else {
+        return Err(format!("expected 1 row of objects, got {}", objects.len()));
+    };
+    contents.neon_schema = boolean(*row, 0)?;
+    contents.health_check = boolean(*row, 1)?;
+    for &row in extensions {
+        contents.extensions.insert(
+            cell(row, 0)?.to_owned(),
+            ExtensionInfo {
+                schema: cell(row, 1)?.to_owned(),
+                version: cell(row, 2)?.to_owned(),
+                default_version: row.cell(3).map(str::to_owned),
+            },
+        );
+    }
+    Ok(contents)
 }

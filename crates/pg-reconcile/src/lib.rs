@@ -1,27 +1,32 @@
-//! Converges the roles and databases of a running PostgreSQL to a validated spec: **observe**
-//! the catalog (one query), **plan** operations as data (a pure function), **apply** them
-//! (one connection per database with work, one round trip per phase, two when the phase
-//! carries passwords).
+//! Converges the roles, databases and per-database privileges of a running PostgreSQL to a
+//! validated spec: **observe** the catalog and the contents of each spec database (one round
+//! trip each), **plan** operations as data (a pure function), **apply** them (one connection
+//! per database with work, one round trip per phase, two when the phase carries passwords).
 //!
-//! This crate owns the role/database semantics of compute_ctl: upstream's role defaults,
-//! password comparison, renames, deletions with their reassignments and revocations, invalid
-//! databases, and the privileged role. It does not decide *when* to reconcile (compute_ctl),
-//! does not parse or validate the spec, options included (`compute-spec` does: the planner
-//! renders the typed options of a [`ValidatedSpec`](compute_spec::ValidatedSpec) and never
-//! checks them again), does not write configuration files (`pg-config`) and does not quote by
-//! itself (`pg-quote` does, for every name and value placed in SQL). Extensions, schema
-//! permissions and migrations are not handled here.
+//! This crate owns the catalog semantics of compute_ctl: upstream's role defaults, password
+//! comparison, renames, deletions with their reassignments and revocations, invalid
+//! databases, the privileged role, the privileges in schema `public` of each spec database
+//! (owner, `web_access`, default privileges), and what compute_ctl keeps in the system
+//! database (schema `neon`, extensions `pg_stat_statements` and `neon`, `public.health_check`).
+//! It also owns the options every admin session starts with ([`SessionGuards`]). It does not
+//! decide *when* to reconcile (compute_ctl), does not parse or validate the spec, options
+//! included (`compute-spec` does: the planner renders the typed options of a
+//! [`ValidatedSpec`](compute_spec::ValidatedSpec) and never checks them again), does not write
+//! configuration files (`pg-config`), does not probe the server binary (compute_ctl tells it
+//! through [`PlanOptions::neon_extension`]) and does not quote by itself (`pg-quote` does, for
+//! every name and value placed in SQL). Migrations are not handled here.
 //!
 //! Entry points (stable):
 //! - [`plan`]`(&ValidatedSpec, &Catalog, &PlanOptions) -> Result<Plan, PlanError>`: pure.
 //! - [`reconcile`]`(&ValidatedSpec, &PlanOptions, &tokio_postgres::Config, &Counters)
-//!   -> Result<Reconciled, ReconcileError>`: connect to the system database, observe, plan,
-//!   apply; per-operation [`Outcome`]s in [`Reconciled::report`].
+//!   -> Result<Reconciled, ReconcileError>`: connect, observe the system database and each
+//!   spec database, plan, apply; per-operation [`Outcome`]s in [`Reconciled::report`].
 //! - [`plan_read_only`]`(&ValidatedSpec, &PlanOptions, connstr) -> Result<Plan, ReconcileError>`:
 //!   for `spec-check --plan --connstr URL`; observes inside a `READ ONLY` transaction, in a
 //!   session with `default_transaction_read_only = on`. Print the plan with `{}` (redacted).
-//! - Lower level: [`Session::connect`], [`Session::observe`], [`apply`]; [`Counters`] counts
-//!   round trips and connections.
+//! - Lower level: [`Connector`], [`Session::connect`], [`Session::observe`],
+//!   [`Session::observe_contents`], [`observe_cluster`], [`apply`]; [`Counters`] counts round
+//!   trips and connections.
 //!
 //! Semantics in short (details in the `plan` module docs):
 //! - Passwords: md5 with or without the `md5` prefix compare equal; SCRAM verifiers exactly;
@@ -34,10 +39,16 @@
 //!   Memberships are only added, never revoked.
 //! - Databases: created with allow-listed options and owner; owner, `ALLOW_CONNECTIONS`,
 //!   `IS_TEMPLATE` and `CONNECTION LIMIT` are diffed; creation-only options are not.
-//! - Observation is one message per cluster. The per-database work (deleting a role's
-//!   references) needs no per-database query: its statements are self-guarding (`REASSIGN
+//! - Observation ([`observe_cluster`]): one message on the system database (the catalog and
+//!   that database's contents), then one per other spec database that exists and allows
+//!   connections (its [`DatabaseContents`]), each on its own connection, kept open for the
+//!   apply when the plan has work there. A converged cluster with N other spec databases costs
+//!   1 + N connections and 1 + N round trips, and plans nothing. The deletion of a role's
+//!   references needs no per-database query: its statements are self-guarding (`REASSIGN
 //!   OWNED`/`DROP OWNED` do nothing when nothing is owned; the revocation block finds the
-//!   grantors itself), and it is planned only while the role exists.
+//!   grantors itself), and it is planned only while the role exists. A database whose
+//!   contents were not observed (created or renamed by the plan) gets a self-guarding block
+//!   for its schema privileges, and the system database `IF NOT EXISTS` statements.
 //! - Secrets: statements with password hashes show `PASSWORD '<redacted>'` in `Display` and
 //!   `Debug`; they are sent only after `log_statement`, `log_min_error_statement` and
 //!   `log_min_duration_statement` are known to be off for the session (see the `apply` module),
@@ -46,8 +57,10 @@
 //! - Failures: each statement runs in its own implicit transaction; a failed one is reported as
 //!   an [`OperationError`] (object, SQLSTATE, message, retryable or not), its phase finishes,
 //!   later phases are [`Outcome::NotRun`], and the next run plans what is still missing.
-//! - `neon.forward_ddl = off` is set in the startup packet of every connection: no round trip,
-//!   harmless on vanilla PostgreSQL (a placeholder setting).
+//! - Every session starts with [`SessionGuards`]: `role=none`, `default_transaction_read_only`
+//!   off, an empty `search_path` (so every statement names the schema of what is outside
+//!   `pg_catalog`), no statement or lock timeout, `neon.forward_ddl` off, and `pgaudit.log=none`
+//!   when the spec preloads `pgaudit`; the connection string's own options last. No round trip.
 //! - Revocation of foreign grants covers relations, schemas, routines and databases; grants on
 //!   types, languages, large objects and foreign-data wrappers by third parties are not revoked
 //!   and would make `DROP ROLE` fail with a named error.
@@ -72,12 +85,17 @@
 mod apply;
 mod catalog;
 mod error;
+mod guards;
 mod plan;
 
 pub use apply::{
-    ApplyReport, Counters, Outcome, PhaseTiming, Reconciled, SESSION_GUARDS, Session, apply,
-    plan_read_only, reconcile,
+    ApplyReport, Connector, Counters, Outcome, PhaseTiming, Reconciled, Session, apply,
+    observe_cluster, plan_read_only, reconcile,
 };
-pub use catalog::{CATALOG_QUERY, Catalog, DatabaseInfo, RoleInfo, ValidUntil};
+pub use catalog::{
+    CATALOG_QUERY, CONTENTS_QUERY, Catalog, DatabaseContents, DatabaseInfo, ExtensionInfo,
+    RoleInfo, ValidUntil,
+};
 pub use error::{OperationError, PlanError, PlanProblem, ReconcileError, sqlstate_is_retryable};
+pub use guards::{SessionGuards, preloads};
 pub use plan::{ObjectRef, Operation, Phase, PhaseKind, Plan, PlanOptions, Statement, plan};

@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use compute_spec::ValidatedSpec;
 use compute_spec::codes::{BAD_OPTION_VALUE, OPTION_NOT_ALLOWED};
 use expect_test::{Expect, expect};
-use pg_reconcile::{Catalog, DatabaseInfo, PlanOptions, RoleInfo, ValidUntil, plan};
+use pg_reconcile::{
+    Catalog, DatabaseContents, DatabaseInfo, PlanOptions, RoleInfo, ValidUntil, plan,
+};
 
 const MD5: &str = "0123456789abcdef0123456789abcdef";
 const SCRAM: &str = "SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0c2FsdA==$a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=:c3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3M=";
@@ -24,9 +26,33 @@ fn db(owner: &str, f: impl FnOnce(&mut DatabaseInfo)) -> DatabaseInfo {
         connection_limit: -1,
         invalid: false,
         all_privileges: BTreeSet::new(),
+        contents: Some(observed_contents(false)),
     };
     f(&mut d);
     d
+}
+
+/// What a connection to a database observes: `public` owned by `pg_database_owner` (a fresh
+/// PostgreSQL 15 database); when `converged`, the privileged role's default privileges,
+/// schema `neon` and `public.health_check` too.
+fn observed_contents(converged: bool) -> DatabaseContents {
+    let privileged = || BTreeSet::from(["neon_superuser".to_owned()]);
+    DatabaseContents {
+        public_owner: Some("pg_database_owner".to_owned()),
+        default_table_grantees: if converged {
+            privileged()
+        } else {
+            BTreeSet::new()
+        },
+        default_sequence_grantees: if converged {
+            privileged()
+        } else {
+            BTreeSet::new()
+        },
+        neon_schema: converged,
+        health_check: converged,
+        ..DatabaseContents::default()
+    }
 }
 
 /// What a fresh `initdb -U cloud_admin` cluster looks like.
@@ -145,6 +171,65 @@ fn fresh_cluster_plans_everything_with_secrets_redacted() {
             GRANT ALL PRIVILEGES ON DATABASE "app" TO "neon_superuser";  -- database "app": grant: "neon_superuser" gets all privileges on a new database
             CREATE DATABASE "$x$ db" OWNER "it's ""x""";  -- database "$x$ db": create: absent
             GRANT ALL PRIVILEGES ON DATABASE "$x$ db" TO "neon_superuser";  -- database "$x$ db": grant: "neon_superuser" gets all privileges on a new database
+            -- phase 5 create-schema-neon on database "postgres"
+            CREATE SCHEMA IF NOT EXISTS neon;  -- schema "neon": create: absent
+            -- phase 6 schema-privileges on database "app"
+            DO $x$
+            DECLARE
+              db_owner text := 'alice';
+              admin text := 'cloud_admin';
+              privileged text := 'neon_superuser';
+              public_owner text := (SELECT r.rolname FROM pg_catalog.pg_namespace n
+                                      JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+                                     WHERE n.nspname = 'public');
+            BEGIN
+              IF public_owner IS NULL THEN
+                RETURN;
+              END IF;
+              IF public_owner IN (admin, 'zenith_admin') AND public_owner <> db_owner THEN
+                EXECUTE pg_catalog.format('ALTER SCHEMA public OWNER TO %I', db_owner);
+              END IF;
+              IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'web_access') THEN
+                EXECUTE pg_catalog.format('GRANT CREATE ON SCHEMA public TO %I', 'web_access');
+              END IF;
+              EXECUTE pg_catalog.format(
+                'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO %I WITH GRANT OPTION',
+                privileged);
+              EXECUTE pg_catalog.format(
+                'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON SEQUENCES TO %I WITH GRANT OPTION',
+                privileged);
+            END
+            $x$;  -- database "app": schema public: privileges (contents not observed; the block checks)
+            -- phase 7 schema-privileges on database "$x$ db"
+            DO $x$
+            DECLARE
+              db_owner text := 'it''s "x"';
+              admin text := 'cloud_admin';
+              privileged text := 'neon_superuser';
+              public_owner text := (SELECT r.rolname FROM pg_catalog.pg_namespace n
+                                      JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+                                     WHERE n.nspname = 'public');
+            BEGIN
+              IF public_owner IS NULL THEN
+                RETURN;
+              END IF;
+              IF public_owner IN (admin, 'zenith_admin') AND public_owner <> db_owner THEN
+                EXECUTE pg_catalog.format('ALTER SCHEMA public OWNER TO %I', db_owner);
+              END IF;
+              IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'web_access') THEN
+                EXECUTE pg_catalog.format('GRANT CREATE ON SCHEMA public TO %I', 'web_access');
+              END IF;
+              EXECUTE pg_catalog.format(
+                'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO %I WITH GRANT OPTION',
+                privileged);
+              EXECUTE pg_catalog.format(
+                'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON SEQUENCES TO %I WITH GRANT OPTION',
+                privileged);
+            END
+            $x$;  -- database "$x$ db": schema public: privileges (contents not observed; the block checks)
+            -- phase 8 create-health-check on database "postgres"
+            CREATE TABLE IF NOT EXISTS public.health_check (id pg_catalog.int4 GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, updated_at pg_catalog.timestamptz DEFAULT pg_catalog.now());  -- table "public.health_check": create: absent
+            INSERT INTO public.health_check (id, updated_at) VALUES (1, pg_catalog.now()) ON CONFLICT (id) DO NOTHING;  -- table "public.health_check": create: the row /check_writability updates
         "#]],
     );
 }
@@ -182,6 +267,9 @@ fn converged() -> Catalog {
             d.all_privileges = ["neon_superuser".into()].into()
         }),
     );
+    for d in c.databases.values_mut() {
+        d.contents = Some(observed_contents(true));
+    }
     c
 }
 

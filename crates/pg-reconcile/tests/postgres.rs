@@ -2,8 +2,8 @@
 
 use compute_spec::ValidatedSpec;
 use pg_reconcile::{
-    Catalog, Counters, Outcome, PhaseKind, PlanOptions, Session, ValidUntil, apply, plan,
-    plan_read_only, reconcile,
+    Catalog, Connector, Counters, Outcome, PhaseKind, PlanOptions, Session, SessionGuards,
+    ValidUntil, apply, observe_cluster, plan, plan_read_only, reconcile,
 };
 use serde_json::{Value, json};
 use test_postgres::{TestPostgres, TestPostgresConfig};
@@ -21,6 +21,11 @@ fn spec(value: Value) -> ValidatedSpec {
 
 fn config(pg: &TestPostgres) -> Config {
     pg.connstr("postgres").parse().unwrap()
+}
+
+/// Unguarded-by-pgaudit admin sessions on `pg`.
+fn connector(pg: &TestPostgres, counters: &Counters) -> Connector {
+    Connector::new(&config(pg), SessionGuards::default(), counters)
 }
 
 fn md5_of(i: usize) -> String {
@@ -74,14 +79,23 @@ async fn converge(pg: &TestPostgres, spec: &ValidatedSpec) -> String {
     done.plan.to_string()
 }
 
-/// Plans against the live cluster and asserts there is nothing to do, in one round trip.
+/// Plans against the live cluster and asserts there is nothing to do, observed in one round
+/// trip on one connection per database: the system database (catalog and contents together)
+/// and each other spec database (its contents).
 async fn assert_converged(pg: &TestPostgres, spec: &ValidatedSpec) {
     let counters = Counters::default();
     let done = reconcile(spec, &PlanOptions::default(), &config(pg), &counters)
         .await
         .unwrap();
     assert!(done.plan.is_empty(), "not converged:\n{}", done.plan);
-    assert_eq!((counters.round_trips(), counters.connections()), (1, 1));
+    let others = spec
+        .databases()
+        .filter(|(d, _)| d.name != "postgres")
+        .count() as u64;
+    assert_eq!(
+        (counters.round_trips(), counters.connections()),
+        (1 + others, 1 + others)
+    );
 }
 
 #[tokio::test]
@@ -346,7 +360,10 @@ async fn crash_after_any_prefix_of_the_plan_converges() {
         )
         .await
         .unwrap();
-        let full = plan(&s, &observe(&pg).await, &options).unwrap();
+        let admin = connector(&pg, &Counters::default());
+        let (observed, sessions) = observe_cluster(&s, &admin, "postgres").await.unwrap();
+        drop(sessions);
+        let full = plan(&s, &observed, &options).unwrap();
         total = full.operation_count();
         // The first `cut` operations, then a crash.
         let mut partial = full.clone();
@@ -356,7 +373,7 @@ async fn crash_after_any_prefix_of_the_plan_converges() {
             left -= phase.operations.len();
         }
         partial.phases.retain(|p| !p.operations.is_empty());
-        let report = apply(&partial, &config(&pg), None, &Counters::default()).await;
+        let report = apply(&partial, &connector(&pg, &Counters::default()), &[]).await;
         assert!(report.is_success(), "cut {cut}: {report:?}");
         converge(&pg, &s).await;
         let catalog = observe(&pg).await;
@@ -488,11 +505,12 @@ async fn passwords_never_reach_the_server_log_even_when_a_statement_fails() {
         .unwrap();
     let stale = session.observe().await.unwrap();
     let p = plan(&s, &stale, &options).unwrap();
-    let first = apply(&p, &config(&pg), Some(&session), &counters).await;
+    let sessions = [session];
+    let first = apply(&p, &connector(&pg, &counters), &sessions).await;
     assert!(first.is_success(), "{first:?}");
     // Applying the same plan again, as if another actor had created the roles meanwhile: the
     // CREATE ROLE statements (with their passwords) fail.
-    let again = apply(&p, &config(&pg), Some(&session), &counters).await;
+    let again = apply(&p, &connector(&pg, &counters), &sessions).await;
     let errors: Vec<_> = again.errors().collect();
     assert_eq!(errors.len(), 2, "{again:?}");
     let e = errors.iter().find(|e| e.object == "role \"a\"").unwrap();
@@ -506,7 +524,7 @@ async fn passwords_never_reach_the_server_log_even_when_a_statement_fails() {
     assert!(again.outcomes.contains(&Outcome::NotRun));
     // The next run converges.
     assert_converged(&pg, &s).await;
-    drop(session);
+    drop(sessions);
     let log = pg.log();
     assert!(log.contains("already exists"), "the failure is logged");
     assert!(
@@ -545,7 +563,12 @@ async fn password_statements_are_not_sent_when_logging_cannot_be_turned_off() {
     base.user("plain");
     let counters = Counters::default();
     let p = plan(&s, &observe(&pg).await, &PlanOptions::default()).unwrap();
-    let report = apply(&p, &base, None, &counters).await;
+    let report = apply(
+        &p,
+        &Connector::new(&base, SessionGuards::default(), &counters),
+        &[],
+    )
+    .await;
     let errors: Vec<_> = report.errors().collect();
     assert_eq!(errors.len(), 1, "{report:?}");
     assert_eq!(
@@ -571,15 +594,29 @@ async fn per_database_settings_do_not_reach_the_reconciler() {
         "roles": [{"name": "some_other_role"}, {"name": "leaver"}],
         "databases": [{"name": "db_with_custom_settings", "owner": "some_other_role"}]}}));
     converge(&pg, &before).await;
+    // The system database's objects are gone and its sessions are trapped too.
+    sql(
+        &pg,
+        "postgres",
+        "DROP TABLE public.health_check; DROP SCHEMA neon;
+         ALTER DATABASE postgres SET default_transaction_read_only = on;
+         ALTER DATABASE postgres SET search_path = non_public_schema;
+         ALTER DATABASE postgres SET lock_timeout = 1",
+    )
+    .await
+    .unwrap();
     sql(
         &pg,
         "db_with_custom_settings",
         "CREATE TABLE owned_by_leaver (id int); ALTER TABLE owned_by_leaver OWNER TO leaver;
          CREATE SCHEMA non_public_schema;
+         ALTER SCHEMA public OWNER TO cloud_admin; CREATE ROLE web_access;
+         ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM neon_superuser;
          ALTER DATABASE db_with_custom_settings SET role = some_other_role;
          ALTER DATABASE db_with_custom_settings SET default_transaction_read_only = on;
          ALTER DATABASE db_with_custom_settings SET search_path = non_public_schema;
          ALTER DATABASE db_with_custom_settings SET statement_timeout = 1;
+         ALTER DATABASE db_with_custom_settings SET lock_timeout = 1;
          ALTER ROLE cloud_admin SET statement_timeout = 1",
     )
     .await
@@ -594,7 +631,17 @@ async fn per_database_settings_do_not_reach_the_reconciler() {
         "cluster": {"roles": [{"name": "some_other_role"}],
                     "databases": [{"name": "db_with_custom_settings", "owner": "some_other_role"}]},
         "delta_operations": [{"action": "delete_role", "name": "leaver"}]}));
-    converge(&pg, &after).await;
+    let text = converge(&pg, &after).await;
+    for part in [
+        "REASSIGN OWNED BY \"leaver\"",
+        "ALTER SCHEMA public OWNER TO \"some_other_role\"",
+        "GRANT CREATE ON SCHEMA public TO \"web_access\"",
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES",
+        "CREATE SCHEMA IF NOT EXISTS neon",
+        "CREATE TABLE IF NOT EXISTS public.health_check",
+    ] {
+        assert!(text.contains(part), "{part:?} not in the plan:\n{text}");
+    }
     assert_converged(&pg, &after).await;
     // The test's own plain connection would now time out (1 ms); the reconciler's does not.
     let session = Session::connect(
@@ -609,7 +656,8 @@ async fn per_database_settings_do_not_reach_the_reconciler() {
         .simple_query(
             "SELECT current_user || ' ' || current_setting('default_transaction_read_only') \
              || ' ' || current_setting('statement_timeout') || ' ' \
-             || current_setting('search_path') || ' ' || tableowner \
+             || current_setting('lock_timeout') || ' [' \
+             || current_setting('search_path') || '] ' || tableowner \
              FROM pg_catalog.pg_tables WHERE tablename = 'owned_by_leaver'",
         )
         .await
@@ -620,7 +668,7 @@ async fn per_database_settings_do_not_reach_the_reconciler() {
     });
     assert_eq!(
         value.as_deref(),
-        Some("cloud_admin off 0 pg_catalog some_other_role")
+        Some("cloud_admin off 0 0 [] some_other_role")
     );
 }
 
@@ -638,7 +686,10 @@ async fn read_only_plan_changes_nothing_and_forward_ddl_is_off() {
         [
             PhaseKind::CreatePrivilegedRole,
             PhaseKind::CreateAndAlterRoles,
-            PhaseKind::CreateAndAlterDatabases
+            PhaseKind::CreateAndAlterDatabases,
+            PhaseKind::CreateSchemaNeon,
+            PhaseKind::SchemaPrivileges,
+            PhaseKind::CreateHealthCheck,
         ]
     );
     let catalog = observe(&pg).await;

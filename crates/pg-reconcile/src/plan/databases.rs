@@ -135,6 +135,7 @@ impl Planner<'_> {
             connection_limit: -1,
             invalid: false,
             all_privileges: BTreeSet::from([privileged.to_owned()]),
+            contents: None,
         };
         for o in db.options {
             match o {

@@ -130,6 +130,8 @@ pub(crate) struct Desired<'a> {
     pub(crate) role_deletes: Vec<(usize, &'a str)>,
     /// Delta operations with an unknown action, ignored.
     pub(crate) warnings: Vec<String>,
+    /// The spec's `shared_preload_libraries` names `pg_stat_statements`.
+    pub(crate) preloads_pg_stat_statements: bool,
 }
 
 impl<'a> Desired<'a> {
@@ -147,6 +149,7 @@ impl<'a> Desired<'a> {
                     options,
                 })
                 .collect(),
+            preloads_pg_stat_statements: crate::guards::preloads(spec, "pg_stat_statements"),
             ..Desired::default()
         };
         desired.read_deltas(spec);

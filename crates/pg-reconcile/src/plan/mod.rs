@@ -21,11 +21,20 @@
 //!    may reuse a dropped name and vice versa), before creation for the same reason as phase 3.
 //! 7. **create-and-alter-databases**: creation needs the owners of phase 4; owner changes must
 //!    precede role deletion so a deleted role owns no spec database.
-//! 8. **delete-role-references** (one phase per database that allows connections): `REASSIGN
+//! 8. **create-schema-neon** (system db): schema `neon` if missing (upstream's place, before
+//!    the per-database work; the `neon` extension lives there).
+//! 9. **delete-role-references** (one phase per database that allows connections): `REASSIGN
 //!    OWNED` to the database owner (to the superuser in the system database, or when the owner
 //!    is a role being deleted), revocation of privileges granted to the role by other grantors, then
 //!    `DROP OWNED`. Only for roles that still exist, so a re-run after a crash is harmless.
-//! 9. **drop-roles** (system db): last, once nothing references the roles.
+//! 10. **schema-privileges** (one phase per spec database that allows connections): `public`
+//!     owned by the superuser or `zenith_admin` goes to the database owner; `web_access` gets
+//!     `CREATE` on it; the privileged role gets default privileges on new tables and
+//!     sequences. After the owners and roles of phases 4–7 exist.
+//! 11. **create-extensions** (system db): `pg_stat_statements` when preloaded, `neon` when the
+//!     library exists ([`PlanOptions::neon_extension`]).
+//! 12. **create-health-check** (system db): `public.health_check` with its row.
+//! 13. **drop-roles** (system db): last, once nothing references the roles.
 //!
 //! Every statement is idempotent given the catalog it was planned from, and every phase plans
 //! only what the catalog says is missing, so re-running after a crash at any point plans the
@@ -36,13 +45,16 @@
 //! [`plan`] is a driver: [`desired`] reads the [`ValidatedSpec`] into what the phases need
 //! (and finds the few problems that depend on the catalog), then one [`Planner`] method per
 //! phase plans its operations and updates the simulated catalog — [`databases`] (phases 1, 6,
-//! 7), [`roles`] (2–5), [`deletion`] (8, 9). Statement texts are built in [`sql`].
+//! 7), [`roles`] (2–5), [`deletion`] (9, 13), [`privileges`] (10), [`system`] (8, 11, 12).
+//! Statement texts are built in [`sql`] and beside the phases that send them.
 
 mod databases;
 mod deletion;
 mod desired;
+mod privileges;
 mod roles;
 mod sql;
+mod system;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -64,6 +76,9 @@ pub struct PlanOptions {
     pub superuser: String,
     /// The database to connect to for cluster-wide statements. Default `postgres`.
     pub system_database: String,
+    /// The server has the `neon` library, so the `neon` extension is created (in schema
+    /// `neon`) and kept at its default version. Default `false` (vanilla PostgreSQL).
+    pub neon_extension: bool,
 }
 
 impl Default for PlanOptions {
@@ -72,6 +87,7 @@ impl Default for PlanOptions {
             privileged_role_name: "neon_superuser".to_owned(),
             superuser: "cloud_admin".to_owned(),
             system_database: "postgres".to_owned(),
+            neon_extension: false,
         }
     }
 }
@@ -94,8 +110,18 @@ pub enum PhaseKind {
     RenameAndDropDatabases,
     /// Create missing databases, alter differing ones.
     CreateAndAlterDatabases,
+    /// Create schema `neon` if missing (system database).
+    CreateSchemaNeon,
     /// Reassign, revoke and drop what roles to delete own or hold, in one database.
     DeleteRoleReferences,
+    /// Owner of `public`, `CREATE` on it for `web_access`, and default privileges in it for
+    /// the privileged role, in one spec database.
+    SchemaPrivileges,
+    /// `pg_stat_statements` (when preloaded) and `neon` (when the library exists) in the
+    /// system database.
+    CreateExtensions,
+    /// `public.health_check` in the system database, if missing.
+    CreateHealthCheck,
     /// Drop the roles to delete.
     DropRoles,
 }
@@ -111,7 +137,11 @@ impl PhaseKind {
             PhaseKind::GrantRoleMemberships => "grant-role-memberships",
             PhaseKind::RenameAndDropDatabases => "rename-and-drop-databases",
             PhaseKind::CreateAndAlterDatabases => "create-and-alter-databases",
+            PhaseKind::CreateSchemaNeon => "create-schema-neon",
             PhaseKind::DeleteRoleReferences => "delete-role-references",
+            PhaseKind::SchemaPrivileges => "schema-privileges",
+            PhaseKind::CreateExtensions => "create-extensions",
+            PhaseKind::CreateHealthCheck => "create-health-check",
             PhaseKind::DropRoles => "drop-roles",
         }
     }
@@ -124,6 +154,12 @@ pub enum ObjectRef {
     Role(String),
     /// A database.
     Database(String),
+    /// A schema of the system database.
+    Schema(String),
+    /// An extension of the system database.
+    Extension(String),
+    /// A table of the system database (schema-qualified).
+    Table(String),
 }
 
 impl fmt::Display for ObjectRef {
@@ -131,6 +167,9 @@ impl fmt::Display for ObjectRef {
         match self {
             ObjectRef::Role(n) => write!(f, "role {n:?}"),
             ObjectRef::Database(n) => write!(f, "database {n:?}"),
+            ObjectRef::Schema(n) => write!(f, "schema {n:?}"),
+            ObjectRef::Extension(n) => write!(f, "extension {n:?}"),
+            ObjectRef::Table(n) => write!(f, "table {n:?}"),
         }
     }
 }
@@ -283,8 +322,12 @@ pub fn plan(
     p.grant_role_memberships(&desired.roles);
     p.rename_and_drop_databases(&desired.database_deltas);
     p.create_and_alter_databases(&desired.databases);
+    p.create_schema_neon();
     let deleting = p.roles_to_delete(&desired.role_deletes);
     p.delete_role_references(&deleting);
+    p.schema_privileges(&desired.databases);
+    p.create_extensions(desired.preloads_pg_stat_statements);
+    p.create_health_check();
     p.drop_roles(&deleting);
     Ok(p.finish())
 }
@@ -382,6 +425,7 @@ mod testing {
             connection_limit: -1,
             invalid: false,
             all_privileges: BTreeSet::new(),
+            contents: None,
         }
     }
 
