@@ -1,25 +1,26 @@
-//! compute_ctl's own connections to the local Postgres: connecting with safe session options,
-//! the writability check table, and the `/dbs_and_roles` listing (no password hashes).
+//! compute_ctl's own connections to the local Postgres: connecting as an admin session
+//! (pg-reconcile's session guards), the writability check (its table is pg-reconcile's), and
+//! the `/dbs_and_roles` listing (no password hashes).
 
 use anyhow::Context;
 use compute_spec::api::{DbsAndRoles, ListedDatabase, ListedRole};
+use pg_reconcile::SessionGuards;
+
+use crate::state::Compute;
 use tokio_postgres::{Client, NoTls};
 
-/// Connects with `config` plus options that guard against per-database and per-role traps
-/// (`ALTER DATABASE ... SET role = …`, `default_transaction_read_only = on`, a tiny
-/// `statement_timeout`, a `search_path` with a look-alike `pg_catalog`); the connstr's own
-/// options come last and win.
+/// Connects with `config` as an admin session: `guards` (pg-reconcile's [`SessionGuards`],
+/// against per-database and per-role traps such as `ALTER DATABASE … SET role = …`,
+/// `default_transaction_read_only = on`, a tiny `statement_timeout`, a look-alike
+/// `search_path`) first, the connstr's own options last (they win).
 pub(crate) async fn connect(
     config: &tokio_postgres::Config,
+    guards: SessionGuards,
     dbname: Option<&str>,
 ) -> anyhow::Result<Client> {
     let mut config = config.clone();
-    let user_options = config.get_options().unwrap_or_default().to_owned();
+    guards.apply_to(&mut config);
     config
-        .options(format!(
-            "-c role=none -c default_transaction_read_only=off -c statement_timeout=0 \
-             -c search_path=pg_catalog {user_options}"
-        ))
         .application_name("compute_ctl")
         .connect_timeout(std::time::Duration::from_secs(10));
     if let Some(db) = dbname {
@@ -34,23 +35,18 @@ pub(crate) async fn connect(
     Ok(client)
 }
 
-const HEALTH_CHECK_TABLE: &str = "CREATE TABLE IF NOT EXISTS public.health_check (\
-     id integer PRIMARY KEY, updated_at timestamptz NOT NULL DEFAULT now())";
-const HEALTH_CHECK_UPSERT: &str = "INSERT INTO public.health_check (id, updated_at) VALUES (1, now()) \
-     ON CONFLICT (id) DO UPDATE SET updated_at = now()";
-
-/// Creates the table `/check_writability` updates.
-pub(crate) async fn create_writability_check_data(client: &Client) -> anyhow::Result<()> {
-    client
-        .batch_execute(HEALTH_CHECK_TABLE)
-        .await
-        .context("create public.health_check")?;
-    client
-        .batch_execute(HEALTH_CHECK_UPSERT)
-        .await
-        .context("write public.health_check")?;
-    Ok(())
+/// The session guards for the compute's current spec (`pgaudit.log` only when it preloads
+/// `pgaudit`).
+pub(crate) fn guards(compute: &Compute) -> SessionGuards {
+    compute
+        .with(|s| s.spec.as_ref().map(SessionGuards::for_spec))
+        .unwrap_or_default()
 }
+
+/// Works on the table pg-reconcile creates (identity `id`, nullable `updated_at`) and on the
+/// older shape a basebackup may carry (plain integer `id`, `updated_at` NOT NULL).
+const HEALTH_CHECK_UPSERT: &str = "INSERT INTO public.health_check (id, updated_at) \
+     VALUES (1, pg_catalog.now()) ON CONFLICT (id) DO UPDATE SET updated_at = pg_catalog.now()";
 
 /// Writes one row: fails when the compute cannot write. A full disk counts as writable (the
 /// compute itself works; upstream does the same).

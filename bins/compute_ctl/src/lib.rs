@@ -133,6 +133,7 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
         run_as,
         cancel: CancellationToken::new(),
         server_support,
+        neon_library: Arc::default(),
     };
     let code = match prepared {
         Ok(spec) => supervisor::supervise(&ctx, spec, &mut shutdown).await,

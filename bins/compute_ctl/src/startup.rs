@@ -10,7 +10,6 @@ use anyhow::{Context, bail};
 use compute_spec::{ComputeMode, Lsn, ValidatedSpec};
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog;
 use crate::cli::Options;
 use crate::config_files::{self, ConfigContext};
 use crate::metrics::Phase;
@@ -29,8 +28,11 @@ pub(crate) struct StartContext {
     pub(crate) run_as: Option<RunAs>,
     /// Cancels the long steps (sync-safekeepers child, basebackup) of an interrupted start.
     pub(crate) cancel: CancellationToken,
-    /// What the postgres binary supports, probed at start with `--drop-unsupported-settings`.
+    /// What the postgres binary supports, kept with `--drop-unsupported-settings`.
     pub(crate) server_support: Option<Arc<pg_config::ServerSupport>>,
+    /// Whether the binary's library directory has `neon` (then the reconciler manages the
+    /// extension): found on the first catalog configuration, from `server_support` or a probe.
+    pub(crate) neon_library: Arc<tokio::sync::OnceCell<bool>>,
 }
 
 impl StartContext {
@@ -52,6 +54,27 @@ impl StartContext {
 
     fn owner(&self) -> Option<(u32, u32)> {
         self.run_as.map(|u| (u.uid, u.gid))
+    }
+
+    /// Whether the `neon` library exists, probed once; a failed probe counts as no (vanilla).
+    async fn neon_library(&self) -> bool {
+        let probe = || async {
+            let support = match &self.server_support {
+                Some(support) => return support.has_library("neon") == Some(true),
+                None => probe_server_support(&self.opts, self.run_as).await,
+            };
+            match support {
+                Ok(support) => support.has_library("neon") == Some(true),
+                Err(e) => {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "the neon extension is not managed"
+                    );
+                    false
+                }
+            }
+        };
+        *self.neon_library.get_or_init(probe).await
     }
 }
 
@@ -164,8 +187,9 @@ fn report_dropped_settings(ctx: &StartContext, spec: &ValidatedSpec) {
     ctx.compute.with(|s| s.dropped_settings = dropped);
 }
 
-/// Probes the postgres binary for `--drop-unsupported-settings` (`postgres --describe-config`
-/// and its library directory, run as the Postgres user).
+/// Probes the postgres binary (`postgres --describe-config` and its library directory, run as
+/// the Postgres user): what `--drop-unsupported-settings` drops, and whether the `neon`
+/// library exists.
 pub(crate) async fn probe_server_support(
     opts: &Options,
     run_as: Option<RunAs>,
@@ -175,7 +199,7 @@ pub(crate) async fn probe_server_support(
     let probed = tokio::task::spawn_blocking(move || pg_binary::PgBinary::probe(&pgbin, run_as))
         .await
         .context("join the probe task")?
-        .context("probe the postgres binary (--drop-unsupported-settings)")?;
+        .context("probe the postgres binary")?;
     Ok(probed.into())
 }
 
@@ -338,7 +362,7 @@ async fn start_postgres(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Res
     Ok(postmaster)
 }
 
-/// Applies the catalog part of the spec and prepares the writability check table, unless
+/// Applies the catalog part of the spec (the writability check table included), unless
 /// `skip_pg_catalog_updates` (then nothing, as upstream: a woken compute's catalog is left as
 /// the basebackup had it).
 async fn configure_catalog(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<()> {
@@ -347,8 +371,6 @@ async fn configure_catalog(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::
         return Ok(());
     }
     reconcile(ctx, spec).await?;
-    let client = catalog::connect(&ctx.opts.pg_config, None).await?;
-    catalog::create_writability_check_data(&client).await?;
     Ok(())
 }
 
@@ -360,6 +382,7 @@ async fn reconcile(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<A
         privileged_role_name: ctx.opts.privileged_role_name.clone(),
         superuser: pg.get_user().unwrap_or("cloud_admin").to_owned(),
         system_database: pg.get_dbname().unwrap_or("postgres").to_owned(),
+        neon_extension: ctx.neon_library().await,
     };
     let reconciled =
         pg_reconcile::reconcile(spec, &options, pg, &pg_reconcile::Counters::default())

@@ -108,6 +108,50 @@ async fn standalone_spec_file_runs_and_sigterm_exits_cleanly() {
     );
     let (code, body) = ctl.request("POST", "/check_writability", "", None).await;
     assert_eq!((code, body.as_str()), (200, "true"));
+    // Vanilla PostgreSQL has no `neon` library: schema `neon` is made, the extension is not.
+    let applied: Vec<String> = ctl.get_json("/status").await["last_apply"]["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["operation"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        applied
+            .iter()
+            .any(|o| o.starts_with("schema \"neon\": create"))
+            && !applied.iter().any(|o| o.starts_with("extension \"neon\"")),
+        "{applied:?}"
+    );
+    // The reconciler made the table as upstream (an identity `id`); a basebackup may carry
+    // the older shape (plain `id`, `updated_at` NOT NULL): the check writes to either.
+    let admin = ctl.pg("postgres").await;
+    let identity: String = admin
+        .query_one(
+            "SELECT attidentity::text FROM pg_catalog.pg_attribute \
+             WHERE attrelid = 'public.health_check'::regclass AND attname = 'id'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(identity, "d");
+    admin
+        .batch_execute(
+            "DROP TABLE public.health_check;
+             CREATE TABLE public.health_check (id integer PRIMARY KEY,
+                 updated_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .unwrap();
+    let (code, body) = ctl.request("POST", "/check_writability", "", None).await;
+    assert_eq!((code, body.as_str()), (200, "true"));
+    let rows: i64 = admin
+        .query_one("SELECT count(*) FROM public.health_check WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
+    drop(admin);
     assert_eq!(ctl.request("GET", "/nope", "", None).await.0, 404);
     assert_eq!(ctl.request("POST", "/status", "", None).await.0, 405);
     assert!(ctl.get_json("/info").await["num_cpus"].as_u64().unwrap() >= 1);

@@ -9,7 +9,7 @@
 //! | test_compute_catalog.py::test_compute_catalog | `catalog_tricky_names_listed_connectable_and_deleted` | waits on issue 12: `/database_schema` is missing (404 today); the `/dbs_and_roles` half passes (ours leaves out `pg_*` roles, templates and hashes by design) |
 //! | test_compute_catalog.py::test_compute_create_drop_dbs_and_roles | `catalog_tricky_names_listed_connectable_and_deleted` | passes (`drop_subscriptions_before_start` is accepted; there are no subscriptions to drop) |
 //! | test_compute_catalog.py::test_dropdb_with_subscription | `dropdb_with_subscription` | waits on issue 12: subscriptions are not dropped before `DROP DATABASE` (500 today) |
-//! | test_compute_catalog.py::test_drop_role_with_table_privileges_from_neon_superuser | `drop_role_with_table_privileges_from_privileged_role` | waits on issue 12: no default grants to the privileged role; with them made by hand, the deletion passes |
+//! | test_compute_catalog.py::test_drop_role_with_table_privileges_from_neon_superuser | `drop_role_with_table_privileges_from_privileged_role` | passes (the default privileges in `public` come from pg-reconcile's schema-privileges phase) |
 //! | test_compute_catalog.py::test_drop_role_with_table_privileges_from_non_neon_superuser | `drop_role_with_table_privileges_from_database_owner` | passes |
 //! | test_compute_catalog.py::test_db_with_custom_settings | `db_with_custom_settings_survives_reconfigure` | passes (since pg-reconcile's session guards; plus a role deletion so the reconfiguration connects to the database) |
 //! | test_compute_http.py::test_compute_no_scope_claim | `jwt_scope_and_audience_claims` | passes |
@@ -32,7 +32,7 @@
 //! | test_compute_termination.py::test_compute_empty_spec_during_refresh_configuration | — | not applicable: lakebase mode, `/refresh_configuration`, `neon` preloaded on real storage |
 //!
 //! Counts: 24 upstream tests (parametrisations counted, `migrations_e2e[1..12]` as one):
-//! 11 pass, 5 wait on issue 12, 0 wait on issue 13, 8 not applicable.
+//! 12 pass, 4 wait on issue 12, 0 wait on issue 13, 8 not applicable.
 //!
 //! Ours beyond upstream's files: `--privileged-role-name` (in
 //! `privileged_role_override_and_migration_effects`): the role is created with upstream's
@@ -505,23 +505,9 @@ async fn drop_role_with_table_privileges_from_privileged_role() {
     neon.batch_execute(&grant).await.unwrap();
     let admin = ctl.pg("postgres").await;
     assert!(role_exists(&admin, GRANTEE).await);
-    // Upstream gives neon_superuser `ALL ... WITH GRANT OPTION` on new tables of `public` in
-    // each spec database (default_grants.sql), so `neon` grants SELECT on both relations with
-    // neon_superuser as grantor. Ours sets no default privileges yet: the GRANT grants
-    // nothing (a warning). Waits on issue 12.
-    assert_eq!(grantors().await, Vec::<String>::new());
-
-    // What issue 12 will do, done by hand so that the deletion path is tested as upstream.
-    admin_db
-        .batch_execute(
-            "DROP VIEW test_view; DROP TABLE test_table;
-             ALTER DEFAULT PRIVILEGES IN SCHEMA public
-               GRANT ALL ON TABLES TO neon_superuser WITH GRANT OPTION",
-        )
-        .await
-        .unwrap();
-    admin_db.batch_execute(create_tables).await.unwrap();
-    neon.batch_execute(&grant).await.unwrap();
+    // As upstream, the reconciler gave neon_superuser `ALL ... WITH GRANT OPTION` on new
+    // tables of `public` in each spec database (default privileges of the superuser), so `neon`
+    // grants SELECT on both relations with neon_superuser as grantor.
     assert_eq!(grantors().await, ["neon_superuser", "neon_superuser"]);
 
     let mut delete = cluster.clone();

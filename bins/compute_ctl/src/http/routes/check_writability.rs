@@ -17,7 +17,8 @@ pub(crate) async fn post(State(state): State<HttpState>) -> Response {
         );
     }
     let result = async {
-        let client = catalog::connect(&state.opts.pg_config, None).await?;
+        let client =
+            catalog::connect(&state.opts.pg_config, catalog::guards(&state.compute), None).await?;
         catalog::check_writability(&client).await
     }
     .await;

@@ -10,7 +10,8 @@ use crate::http::{HttpState, error};
 
 pub(crate) async fn get(State(state): State<HttpState>) -> Response {
     let result = async {
-        let client = catalog::connect(&state.opts.pg_config, None).await?;
+        let client =
+            catalog::connect(&state.opts.pg_config, catalog::guards(&state.compute), None).await?;
         catalog::dbs_and_roles(&client).await
     }
     .await;
