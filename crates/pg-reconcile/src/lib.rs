@@ -5,7 +5,8 @@
 //!
 //! This crate owns the role/database semantics of compute_ctl: upstream's role defaults,
 //! password comparison, renames, deletions with their reassignments and revocations, invalid
-//! databases, and the privileged role. It does not decide *when* to reconcile (compute_ctl),
+//! databases, the privileged role, and logical replication subscriptions (dropped before their
+//! database, and once per timeline for `drop_subscriptions_before_start`). It does not decide *when* to reconcile (compute_ctl),
 //! does not parse or validate the spec, options included (`compute-spec` does: the planner
 //! renders the typed options of a [`ValidatedSpec`](compute_spec::ValidatedSpec) and never
 //! checks them again), does not write configuration files (`pg-config`) and does not quote by
@@ -34,7 +35,21 @@
 //!   Memberships are only added, never revoked.
 //! - Databases: created with allow-listed options and owner; owner, `ALLOW_CONNECTIONS`,
 //!   `IS_TEMPLATE` and `CONNECTION LIMIT` are diffed; creation-only options are not.
-//! - Observation is one message per cluster. The per-database work (deleting a role's
+//! - Subscriptions (upstream's order: disable, detach from the slot with `slot_name = NONE`,
+//!   drop; the slot stays on the publisher): before `DROP DATABASE` of a `delete_db`, in that
+//!   database; and, when the spec sets `drop_subscriptions_before_start`, in every spec
+//!   database and the system database once per timeline (the spec's, which pg-config writes
+//!   as `neon.timeline_id`), which is then recorded in `neon.drop_subscriptions_done` as
+//!   upstream does. Without a timeline that flag is ignored with a plan warning (doing it on
+//!   every apply would drop subscriptions made after the start). Only observed subscriptions
+//!   in observed databases are planned, so a retried `delete_db` of a database already gone
+//!   plans nothing (upstream tries and ignores "does not exist"); a database or subscription
+//!   that vanishes between observation and apply fails its statement like any other failure,
+//!   and the next run converges. A database that refuses connections cannot be entered: its
+//!   subscriptions are left with a plan warning.
+//! - Observation is one message per cluster, subscriptions and the recorded timelines
+//!   included (`pg_subscription` is a shared catalog; `neon.drop_subscriptions_done` is read
+//!   only if it exists, see [`CATALOG_QUERY`]). The per-database work (deleting a role's
 //!   references) needs no per-database query: its statements are self-guarding (`REASSIGN
 //!   OWNED`/`DROP OWNED` do nothing when nothing is owned; the revocation block finds the
 //!   grantors itself), and it is planned only while the role exists.
@@ -78,6 +93,6 @@ pub use apply::{
     ApplyReport, Counters, Outcome, PhaseTiming, Reconciled, SESSION_GUARDS, Session, apply,
     plan_read_only, reconcile,
 };
-pub use catalog::{CATALOG_QUERY, Catalog, DatabaseInfo, RoleInfo, ValidUntil};
+pub use catalog::{CATALOG_QUERY, Catalog, DatabaseInfo, RoleInfo, SubscriptionInfo, ValidUntil};
 pub use error::{OperationError, PlanError, PlanProblem, ReconcileError, sqlstate_is_retryable};
 pub use plan::{ObjectRef, Operation, Phase, PhaseKind, Plan, PlanOptions, Statement, plan};

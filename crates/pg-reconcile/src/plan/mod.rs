@@ -17,15 +17,27 @@
 //! 4. **create-and-alter-roles**: missing roles are created with every attribute and the
 //!    memberships whose parent already exists; existing roles are altered only in what differs.
 //! 5. **grant-role-memberships**: memberships not yet held, e.g. in a role created in phase 4.
-//! 6. **rename-and-drop-databases**: `delta_operations` on databases, in spec order (a rename
+//! 6. **drop-subscriptions-of-dropped-databases** (one phase per database that a `delete_db`
+//!    drops and that has subscriptions, in that database): each subscription disabled, detached
+//!    from its slot and dropped, because PostgreSQL refuses to drop a database a subscription
+//!    is in. Upstream does this first of all; here it is just before the drop, with the
+//!    databases followed through the renames of phase 7.
+//! 7. **rename-and-drop-databases**: `delta_operations` on databases, in spec order (a rename
 //!    may reuse a dropped name and vice versa), before creation for the same reason as phase 3.
-//! 7. **create-and-alter-databases**: creation needs the owners of phase 4; owner changes must
+//! 8. **create-and-alter-databases**: creation needs the owners of phase 4; owner changes must
 //!    precede role deletion so a deleted role owns no spec database.
-//! 8. **delete-role-references** (one phase per database that allows connections): `REASSIGN
+//! 9. **delete-role-references** (one phase per database that allows connections): `REASSIGN
 //!    OWNED` to the database owner (to the superuser in the system database, or when the owner
 //!    is a role being deleted), revocation of privileges granted to the role by other grantors, then
 //!    `DROP OWNED`. Only for roles that still exist, so a re-run after a crash is harmless.
-//! 9. **drop-roles** (system db): last, once nothing references the roles.
+//! 10. **drop-subscriptions-before-start** (one phase per spec database, and the system
+//!     database, that has subscriptions): only when the spec sets
+//!     `drop_subscriptions_before_start`, its timeline is known and not yet recorded in
+//!     `neon.drop_subscriptions_done` (observed with the catalog); as in phase 6.
+//! 11. **drop-roles** (system db): once nothing references the roles.
+//! 12. **record-subscriptions-dropped** (system db): with phase 10, last (as upstream), so a
+//!     failure before it makes the next apply drop again: `neon.drop_subscriptions_done` created
+//!     if missing and its row set to the timeline.
 //!
 //! Every statement is idempotent given the catalog it was planned from, and every phase plans
 //! only what the catalog says is missing, so re-running after a crash at any point plans the
@@ -35,14 +47,16 @@
 //!
 //! [`plan`] is a driver: [`desired`] reads the [`ValidatedSpec`] into what the phases need
 //! (and finds the few problems that depend on the catalog), then one [`Planner`] method per
-//! phase plans its operations and updates the simulated catalog — [`databases`] (phases 1, 6,
-//! 7), [`roles`] (2–5), [`deletion`] (8, 9). Statement texts are built in [`sql`].
+//! phase plans its operations and updates the simulated catalog — [`databases`] (phases 1, 7,
+//! 8), [`roles`] (2–5), [`deletion`] (9, 11), [`subscriptions`] (6, 10, 12). Statement texts
+//! are built in [`sql`].
 
 mod databases;
 mod deletion;
 mod desired;
 mod roles;
 mod sql;
+mod subscriptions;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -90,14 +104,21 @@ pub enum PhaseKind {
     CreateAndAlterRoles,
     /// Grant memberships not yet held.
     GrantRoleMemberships,
+    /// Disable, detach and drop the subscriptions of a database a `delete_db` drops, in it.
+    DropSubscriptionsOfDroppedDatabases,
     /// `rename_db` and `delete_db` delta operations, in spec order.
     RenameAndDropDatabases,
     /// Create missing databases, alter differing ones.
     CreateAndAlterDatabases,
     /// Reassign, revoke and drop what roles to delete own or hold, in one database.
     DeleteRoleReferences,
+    /// `drop_subscriptions_before_start`: disable, detach and drop the subscriptions of one
+    /// database.
+    DropSubscriptionsBeforeStart,
     /// Drop the roles to delete.
     DropRoles,
+    /// Record the timeline `drop_subscriptions_before_start` was done for.
+    RecordSubscriptionsDropped,
 }
 
 impl PhaseKind {
@@ -109,10 +130,15 @@ impl PhaseKind {
             PhaseKind::RenameRoles => "rename-roles",
             PhaseKind::CreateAndAlterRoles => "create-and-alter-roles",
             PhaseKind::GrantRoleMemberships => "grant-role-memberships",
+            PhaseKind::DropSubscriptionsOfDroppedDatabases => {
+                "drop-subscriptions-of-dropped-databases"
+            }
             PhaseKind::RenameAndDropDatabases => "rename-and-drop-databases",
             PhaseKind::CreateAndAlterDatabases => "create-and-alter-databases",
             PhaseKind::DeleteRoleReferences => "delete-role-references",
+            PhaseKind::DropSubscriptionsBeforeStart => "drop-subscriptions-before-start",
             PhaseKind::DropRoles => "drop-roles",
+            PhaseKind::RecordSubscriptionsDropped => "record-subscriptions-dropped",
         }
     }
 }
@@ -124,6 +150,13 @@ pub enum ObjectRef {
     Role(String),
     /// A database.
     Database(String),
+    /// A logical replication subscription.
+    Subscription {
+        /// Its database.
+        database: String,
+        /// Its name.
+        name: String,
+    },
 }
 
 impl fmt::Display for ObjectRef {
@@ -131,6 +164,9 @@ impl fmt::Display for ObjectRef {
         match self {
             ObjectRef::Role(n) => write!(f, "role {n:?}"),
             ObjectRef::Database(n) => write!(f, "database {n:?}"),
+            ObjectRef::Subscription { database, name } => {
+                write!(f, "subscription {name:?} in database {database:?}")
+            }
         }
     }
 }
@@ -281,11 +317,15 @@ pub fn plan(
     p.rename_roles(&desired.role_renames);
     p.create_and_alter_roles(&desired.roles);
     p.grant_role_memberships(&desired.roles);
+    p.drop_subscriptions_of_dropped_databases(&desired.database_deltas);
     p.rename_and_drop_databases(&desired.database_deltas);
     p.create_and_alter_databases(&desired.databases);
     let deleting = p.roles_to_delete(&desired.role_deletes);
     p.delete_role_references(&deleting);
+    let timeline = desired.drop_subscriptions_for.as_deref();
+    p.drop_subscriptions_before_start(timeline, &desired.databases);
     p.drop_roles(&deleting);
+    p.record_subscriptions_dropped(timeline);
     Ok(p.finish())
 }
 
@@ -382,6 +422,7 @@ mod testing {
             connection_limit: -1,
             invalid: false,
             all_privileges: BTreeSet::new(),
+            subscriptions: Default::default(),
         }
     }
 
