@@ -7,8 +7,8 @@
 //! | upstream test (file::function) | ours | status |
 //! |---|---|---|
 //! | test_compute_catalog.py::test_compute_catalog | `catalog_tricky_names_listed_connectable_and_deleted` | waits on issue 12: `/database_schema` is missing (404 today); the `/dbs_and_roles` half passes (ours leaves out `pg_*` roles, templates and hashes by design) |
-//! | test_compute_catalog.py::test_compute_create_drop_dbs_and_roles | `catalog_tricky_names_listed_connectable_and_deleted` | passes (`drop_subscriptions_before_start` is accepted; there are no subscriptions to drop) |
-//! | test_compute_catalog.py::test_dropdb_with_subscription | `dropdb_with_subscription` | waits on issue 12: subscriptions are not dropped before `DROP DATABASE` (500 today) |
+//! | test_compute_catalog.py::test_compute_create_drop_dbs_and_roles | `catalog_tricky_names_listed_connectable_and_deleted` | passes (`drop_subscriptions_before_start` with a `timeline_id`: no subscriptions to drop, the timeline recorded in `neon.drop_subscriptions_done` once) |
+//! | test_compute_catalog.py::test_dropdb_with_subscription | `dropdb_with_subscription` | passes (the subscription is disabled, detached and dropped in its database first; its slot stays on the publisher, as upstream) |
 //! | test_compute_catalog.py::test_drop_role_with_table_privileges_from_neon_superuser | `drop_role_with_table_privileges_from_privileged_role` | passes (the default privileges in `public` come from pg-reconcile's schema-privileges phase) |
 //! | test_compute_catalog.py::test_drop_role_with_table_privileges_from_non_neon_superuser | `drop_role_with_table_privileges_from_database_owner` | passes |
 //! | test_compute_catalog.py::test_db_with_custom_settings | `db_with_custom_settings_survives_reconfigure` | passes (since pg-reconcile's session guards; plus a role deletion so the reconfiguration connects to the database) |
@@ -251,7 +251,12 @@ where
 /// ::test_compute_create_drop_dbs_and_roles: the 22 tricky roles and databases.
 #[tokio::test(flavor = "multi_thread")]
 async fn catalog_tricky_names_listed_connectable_and_deleted() {
-    let ctl = start_running(&spec(true, json!([]), json!([])), &[]).await;
+    // With a timeline, `drop_subscriptions_before_start` is done (there are no subscriptions,
+    // so it only records the timeline) and not again on the second reconfiguration.
+    const TIMELINE: &str = "0123456789abcdef0123456789abcdef";
+    let mut start = spec(true, json!([]), json!([]));
+    start["timeline_id"] = json!(TIMELINE);
+    let ctl = start_running(&start, &[]).await;
     let roles = tricky_roles();
     let dbs = tricky_databases();
     let mut create = spec(
@@ -262,7 +267,15 @@ async fn catalog_tricky_names_listed_connectable_and_deleted() {
             .collect(),
     );
     create["drop_subscriptions_before_start"] = json!(true);
+    create["timeline_id"] = json!(TIMELINE);
     reconfigure(&ctl, &create).await;
+    let recorded: String = connect_as(&ctl, "cloud_admin", "postgres")
+        .await
+        .query_one("SELECT timeline_id FROM neon.drop_subscriptions_done", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, TIMELINE);
 
     // /dbs_and_roles lists them, owners as raw role names.
     let listing = ctl.get_json("/dbs_and_roles").await;
@@ -348,6 +361,7 @@ async fn catalog_tricky_names_listed_connectable_and_deleted() {
     // Delete them all: every delete_db first, then every delete_role.
     let mut delete = spec(false, json!([]), json!([]));
     delete["drop_subscriptions_before_start"] = json!(true);
+    delete["timeline_id"] = json!(TIMELINE);
     delete["delta_operations"] = dbs
         .iter()
         .map(|(n, _)| json!({"action": "delete_db", "name": n}))
@@ -441,18 +455,34 @@ async fn dropdb_with_subscription() {
         {"action": "delete_db", "name": SUB_DB},
         {"action": "delete_db", "name": "nonexistent_db"},
     ]);
-    let (code, body) = configure(&ctl, &delete).await;
-    // Upstream disables, detaches (slot_name = NONE) and drops the subscriptions of a database
-    // before DROP DATABASE, so this succeeds. Ours does not yet: PostgreSQL refuses to drop a
-    // database a subscription is in, the reconfiguration fails and the database stays.
-    // Waits on issue 12.
-    assert_eq!(code, 500, "{body}");
-    assert!(
-        body.contains("is being used by logical replication subscription"),
-        "{body}"
-    );
+    // As upstream, the subscription is disabled, detached (slot_name = NONE) and dropped in its
+    // database before DROP DATABASE, which PostgreSQL would otherwise refuse; the deletion of
+    // a database that does not exist (a retry) is no error.
+    reconfigure(&ctl, &delete).await;
     let admin = connect_as(&ctl, "cloud_admin", PUB_DB).await;
-    assert!(db_exists(&admin, SUB_DB).await);
+    assert!(!db_exists(&admin, SUB_DB).await);
+    let subscriptions: i64 = admin
+        .query_one("SELECT count(*) FROM pg_catalog.pg_subscription", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(subscriptions, 0);
+    // The publisher side is left alone: its table, and the slot the subscription used.
+    let rows: i64 = admin
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
+    let slot: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_catalog.pg_replication_slots WHERE slot_name = 'mysub'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(slot, 1);
     let current: String = admin
         .query_one("SELECT current_database()::text", &[])
         .await

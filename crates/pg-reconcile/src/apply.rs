@@ -36,8 +36,8 @@ use futures::future::MaybeDone;
 use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage, SimpleQueryRow};
 
 use crate::catalog::{
-    CATALOG_AND_CONTENTS_QUERY, CATALOG_QUERY, CONTENTS_QUERY, Catalog, DatabaseContents,
-    parse_catalog, parse_contents,
+    CATALOG_AND_CONTENTS_QUERY, CATALOG_QUERY, CATALOG_SETS, CONTENTS_QUERY, Catalog,
+    DatabaseContents, parse_catalog, parse_contents,
 };
 use crate::error::{OperationError, ReconcileError};
 use crate::guards::SessionGuards;
@@ -174,7 +174,7 @@ impl Session {
     async fn observe_with_contents(&self) -> Result<Catalog, ReconcileError> {
         let sets = self.query_sets(CATALOG_AND_CONTENTS_QUERY).await?;
         let sets: Vec<Vec<&SimpleQueryRow>> = sets.iter().map(|s| s.iter().collect()).collect();
-        let (catalog_sets, contents_sets) = sets.split_at(sets.len().min(4));
+        let (catalog_sets, contents_sets) = sets.split_at(sets.len().min(CATALOG_SETS));
         let mut catalog = parse_catalog(catalog_sets).map_err(ReconcileError::CatalogFormat)?;
         let contents = parse_contents(contents_sets).map_err(ReconcileError::CatalogFormat)?;
         if let Some(db) = catalog.databases.get_mut(&self.database) {

@@ -1,9 +1,10 @@
 //! The observed catalog as plain data, and the one query that reads it.
 //!
 //! [`CATALOG_QUERY`] returns the whole state the planner needs (roles with every attribute and
-//! membership, databases with owner, flags and the invalid marker) in one message, so observing
-//! a cluster is one round trip whatever the number of objects, and names come back as raw
-//! text, never through quoting rules.
+//! membership, databases with owner, flags, the invalid marker and their logical replication
+//! subscriptions, and the timelines recorded in `neon.drop_subscriptions_done`) in one message,
+//! so observing a cluster is one round trip whatever the number of objects, and names come back
+//! as raw text, never through quoting rules.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -78,6 +79,9 @@ pub struct DatabaseInfo {
     /// [`DatabaseContents`]); `None` when not observed (a database the plan creates or
     /// renames, one that refuses connections, or a catalog built without connecting).
     pub contents: Option<DatabaseContents>,
+    /// Logical replication subscriptions in this database, by name (`pg_subscription` is a
+    /// shared catalog, so they are observed from the system database).
+    pub subscriptions: BTreeMap<String, SubscriptionInfo>,
 }
 
 /// What the reconciler manages inside one database, read by [`CONTENTS_QUERY`] on a
@@ -113,6 +117,16 @@ pub struct ExtensionInfo {
     pub default_version: Option<String>,
 }
 
+/// One subscription of `pg_subscription`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionInfo {
+    /// `subenabled`.
+    pub enabled: bool,
+    /// `subslotname`: the replication slot on the publisher; `None` once detached
+    /// (`slot_name = NONE`).
+    pub slot_name: Option<String>,
+}
+
 /// What the planner knows about a cluster. Plain data: build it with [`crate::Session::observe`] or by
 /// hand in tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -121,9 +135,12 @@ pub struct Catalog {
     pub roles: BTreeMap<String, RoleInfo>,
     /// Databases by name.
     pub databases: BTreeMap<String, DatabaseInfo>,
+    /// Timelines recorded in `neon.drop_subscriptions_done` of the system database: those for
+    /// which `drop_subscriptions_before_start` has been done. Empty when the table is absent.
+    pub subscriptions_dropped_for: BTreeSet<String>,
 }
 
-/// The catalog's four result sets (see [`CATALOG_QUERY`]).
+/// The catalog's [`CATALOG_SETS`] result sets (see [`CATALOG_QUERY`]).
 macro_rules! catalog_selects {
     () => {
         "SELECT a.rolname, a.rolsuper, a.rolinherit, a.rolcreaterole, a.rolcreatedb, a.rolcanlogin,
@@ -144,6 +161,19 @@ SELECT d.datname, r.rolname
   FROM pg_catalog.pg_database d, pg_catalog.aclexplode(d.datacl) x
   JOIN pg_catalog.pg_authid r ON r.oid = x.grantee
  GROUP BY 1, 2 HAVING count(DISTINCT x.privilege_type) = 3;
+SELECT d.datname, s.subname, s.subenabled, s.subslotname
+  FROM pg_catalog.pg_subscription s JOIN pg_catalog.pg_database d ON d.oid = s.subdbid;
+DO $observe$
+BEGIN
+  IF pg_catalog.to_regclass('neon.drop_subscriptions_done') IS NOT NULL THEN
+    PERFORM pg_catalog.set_config('compute_ctl.drop_subscriptions_done',
+      (SELECT coalesce(pg_catalog.string_agg(timeline_id::pg_catalog.text, ','), '')
+         FROM neon.drop_subscriptions_done), true);
+  END IF;
+END
+$observe$;
+SELECT pg_catalog.string_to_table(
+         pg_catalog.current_setting('compute_ctl.drop_subscriptions_done', true), ',');
 "
     };
 }
@@ -183,10 +213,16 @@ SELECT e.extname, n.nspname, e.extversion, a.default_version
     };
 }
 
-/// Reads roles, memberships, databases and database privileges: four plain queries in one
-/// simple-protocol message inside a `READ ONLY` transaction, so one round trip. Text results,
-/// one row per fact (no arrays, no JSON), so names come back byte for byte and the server does
-/// little work per role.
+/// Reads roles, memberships, databases, database privileges, subscriptions and the timelines
+/// of `neon.drop_subscriptions_done`: plain queries in one simple-protocol message inside a
+/// `READ ONLY` transaction, so one round trip. Text results, one row per fact (no arrays, no
+/// JSON), so names come back byte for byte and the server does little work per role.
+///
+/// `neon.drop_subscriptions_done` may not exist, and a query naming a missing table fails the
+/// whole message; so a `DO` block reads it only when `to_regclass` finds it, into a setting
+/// local to the transaction, and the last query returns that setting one timeline per row
+/// (none when the table is absent or empty). Only the columns of `pg_subscription` that every
+/// role may read are read (not `subconninfo`).
 pub const CATALOG_QUERY: &str = concat!("BEGIN READ ONLY;\n", catalog_selects!(), "COMMIT");
 
 /// Reads one database's [`DatabaseContents`]: five plain queries in one message inside a
@@ -202,6 +238,10 @@ pub(crate) const CATALOG_AND_CONTENTS_QUERY: &str = concat!(
     contents_selects!(),
     "COMMIT"
 );
+
+/// How many result sets [`CATALOG_QUERY`] returns between its `BEGIN` and `COMMIT` (the
+/// `DO` block's empty one included).
+pub(crate) const CATALOG_SETS: usize = 7;
 
 /// A row of text cells (`None` is NULL).
 pub(crate) trait TextRow {
@@ -234,11 +274,21 @@ fn int<R: TextRow>(row: &R, i: usize) -> Result<i32, String> {
         .map_err(|_| format!("column {i}: not an integer: {text:?}"))
 }
 
-/// Builds a [`Catalog`] from the four result sets of [`CATALOG_QUERY`] (roles, memberships,
-/// databases, database privileges).
+/// Builds a [`Catalog`] from the result sets of [`CATALOG_QUERY`] (roles, memberships,
+/// databases, database privileges, subscriptions, the `DO` block's empty one, recorded
+/// timelines).
 pub(crate) fn parse_catalog<R: TextRow>(sets: &[Vec<&R>]) -> Result<Catalog, String> {
-    let [roles, members, databases, privileges] = sets else {
-        return Err(format!("expected 4 result sets, got {}", sets.len()));
+    let [
+        roles,
+        members,
+        databases,
+        privileges,
+        subscriptions,
+        _,
+        dropped_for,
+    ] = sets
+    else {
+        return Err(format!("expected 7 result sets, got {}", sets.len()));
     };
     let mut catalog = Catalog::default();
     for &row in roles {
@@ -284,6 +334,7 @@ pub(crate) fn parse_catalog<R: TextRow>(sets: &[Vec<&R>]) -> Result<Catalog, Str
                 invalid: connection_limit == -2,
                 all_privileges: BTreeSet::new(),
                 contents: None,
+                subscriptions: BTreeMap::new(),
             },
         );
     }
@@ -291,6 +342,20 @@ pub(crate) fn parse_catalog<R: TextRow>(sets: &[Vec<&R>]) -> Result<Catalog, Str
         if let Some(d) = catalog.databases.get_mut(cell(row, 0)?) {
             d.all_privileges.insert(cell(row, 1)?.to_owned());
         }
+    }
+    for &row in subscriptions {
+        if let Some(d) = catalog.databases.get_mut(cell(row, 0)?) {
+            let info = SubscriptionInfo {
+                enabled: boolean(row, 2)?,
+                slot_name: row.cell(3).map(str::to_owned),
+            };
+            d.subscriptions.insert(cell(row, 1)?.to_owned(), info);
+        }
+    }
+    for &row in dropped_for {
+        catalog
+            .subscriptions_dropped_for
+            .insert(cell(row, 0)?.to_owned());
     }
     Ok(catalog)
 }

@@ -7,7 +7,9 @@
 //! comparison, renames, deletions with their reassignments and revocations, invalid
 //! databases, the privileged role, the privileges in schema `public` of each spec database
 //! (owner, `web_access`, default privileges), and what compute_ctl keeps in the system
-//! database (schema `neon`, extensions `pg_stat_statements` and `neon`, `public.health_check`).
+//! database (schema `neon`, extensions `pg_stat_statements` and `neon`, `public.health_check`),
+//! and logical replication subscriptions (dropped before their database, and once per timeline
+//! for `drop_subscriptions_before_start`).
 //! It also owns the options every admin session starts with ([`SessionGuards`]). It does not
 //! decide *when* to reconcile (compute_ctl), does not parse or validate the spec, options
 //! included (`compute-spec` does: the planner renders the typed options of a
@@ -39,11 +41,25 @@
 //!   Memberships are only added, never revoked.
 //! - Databases: created with allow-listed options and owner; owner, `ALLOW_CONNECTIONS`,
 //!   `IS_TEMPLATE` and `CONNECTION LIMIT` are diffed; creation-only options are not.
+//! - Subscriptions (upstream's order: disable, detach from the slot with `slot_name = NONE`,
+//!   drop; the slot stays on the publisher): before `DROP DATABASE` of a `delete_db`, in that
+//!   database; and, when the spec sets `drop_subscriptions_before_start`, in every spec
+//!   database and the system database once per timeline (the spec's, which pg-config writes
+//!   as `neon.timeline_id`), which is then recorded in `neon.drop_subscriptions_done` as
+//!   upstream does. Without a timeline that flag is ignored with a plan warning (doing it on
+//!   every apply would drop subscriptions made after the start). Only observed subscriptions
+//!   in observed databases are planned, so a retried `delete_db` of a database already gone
+//!   plans nothing (upstream tries and ignores "does not exist"); a database or subscription
+//!   that vanishes between observation and apply fails its statement like any other failure,
+//!   and the next run converges. A database that refuses connections cannot be entered: its
+//!   subscriptions are left with a plan warning.
 //! - Observation ([`observe_cluster`]): one message on the system database (the catalog and
 //!   that database's contents), then one per other spec database that exists and allows
 //!   connections (its [`DatabaseContents`]), each on its own connection, kept open for the
 //!   apply when the plan has work there. A converged cluster with N other spec databases costs
-//!   1 + N connections and 1 + N round trips, and plans nothing. The deletion of a role's
+//!   1 + N connections and 1 + N round trips, and plans nothing. Subscriptions and the
+//!   recorded timelines come with the catalog (`pg_subscription` is a shared catalog;
+//!   `neon.drop_subscriptions_done` is read only if it exists, see [`CATALOG_QUERY`]). The deletion of a role's
 //!   references needs no per-database query: its statements are self-guarding (`REASSIGN
 //!   OWNED`/`DROP OWNED` do nothing when nothing is owned; the revocation block finds the
 //!   grantors itself), and it is planned only while the role exists. A database whose
@@ -94,7 +110,7 @@ pub use apply::{
 };
 pub use catalog::{
     CATALOG_QUERY, CONTENTS_QUERY, Catalog, DatabaseContents, DatabaseInfo, ExtensionInfo,
-    RoleInfo, ValidUntil,
+    RoleInfo, SubscriptionInfo, ValidUntil,
 };
 pub use error::{OperationError, PlanError, PlanProblem, ReconcileError, sqlstate_is_retryable};
 pub use guards::{SessionGuards, preloads};

@@ -1,5 +1,5 @@
-//! Phases 1, 6 and 7, on the system database: drop invalid databases, rename and drop
-//! databases, create and alter databases.
+//! The phases drop-invalid-databases, rename-and-drop-databases and
+//! create-and-alter-databases, on the system database.
 
 use std::collections::BTreeSet;
 
@@ -12,7 +12,7 @@ use super::{ObjectRef, Operation, PhaseKind, Planner, Statement, op};
 use crate::catalog::DatabaseInfo;
 
 impl Planner<'_> {
-    /// Phase 1: databases left invalid by an interrupted `DROP DATABASE` can only be dropped.
+    /// drop-invalid-databases: databases left invalid by an interrupted `DROP DATABASE` can only be dropped.
     pub(super) fn drop_invalid_databases(&mut self) {
         let invalid: Vec<String> = self
             .catalog
@@ -35,7 +35,7 @@ impl Planner<'_> {
         self.system_phase(PhaseKind::DropInvalidDatabases, ops);
     }
 
-    /// Phase 6: `rename_db` (`Some(new)`) and `delete_db` (`None`) operations, in spec order.
+    /// rename-and-drop-databases: `rename_db` (`Some(new)`) and `delete_db` (`None`) operations, in spec order.
     pub(super) fn rename_and_drop_databases(&mut self, deltas: &[(&str, Option<&str>)]) {
         let mut ops = Vec::new();
         for &(name, new) in deltas {
@@ -106,7 +106,7 @@ impl Planner<'_> {
         ops
     }
 
-    /// Phase 7: missing databases are created with their options, owner and the privileged
+    /// create-and-alter-databases: missing databases are created with their options, owner and the privileged
     /// role's privileges; existing ones are altered in owner, `ALLOW_CONNECTIONS`,
     /// `IS_TEMPLATE`, `CONNECTION LIMIT` and privileges where they differ. Creation-only
     /// options (locale, encoding, template, …) are not changed on an existing database.
@@ -136,6 +136,7 @@ impl Planner<'_> {
             invalid: false,
             all_privileges: BTreeSet::from([privileged.to_owned()]),
             contents: None,
+            subscriptions: Default::default(),
         };
         for o in db.options {
             match o {

@@ -1,5 +1,5 @@
-//! Phases 8 and 9: delete what roles to delete own or hold in every database that allows
-//! connections, then drop the roles on the system database.
+//! The phases delete-role-references and drop-roles: delete what roles to delete own or hold
+//! in every database that allows connections, then drop the roles on the system database.
 
 use std::collections::BTreeSet;
 
@@ -21,10 +21,10 @@ impl Planner<'_> {
             .collect()
     }
 
-    /// Phase 8, one phase per database that allows connections (the system database first: it
-    /// also revokes database-level grants): `REASSIGN OWNED` to the database owner (to the
-    /// superuser in the system database, or when the owner is itself being deleted),
-    /// revocation of privileges granted by other grantors, then `DROP OWNED`.
+    /// delete-role-references, one phase per database that allows connections (the system
+    /// database first: it also revokes database-level grants): `REASSIGN OWNED` to the
+    /// database owner (to the superuser in the system database, or when the owner is itself
+    /// being deleted), revocation of privileges granted by other grantors, then `DROP OWNED`.
     pub(super) fn delete_role_references(&mut self, deleting: &[&str]) {
         if deleting.is_empty() {
             return;
@@ -59,7 +59,7 @@ impl Planner<'_> {
         }
     }
 
-    /// Phase 9: drop the roles, last, once nothing references them.
+    /// drop-roles: drop the roles once nothing references them.
     pub(super) fn drop_roles(&mut self, deleting: &[&str]) {
         let ops = deleting
             .iter()

@@ -128,7 +128,11 @@ pub(crate) struct Desired<'a> {
     pub(crate) database_deltas: Vec<(&'a str, Option<&'a str>)>,
     /// `delete_role` operations: (position in `delta_operations`, role), in spec order.
     pub(crate) role_deletes: Vec<(usize, &'a str)>,
-    /// Delta operations with an unknown action, ignored.
+    /// `drop_subscriptions_before_start` with the timeline to do it for (the spec's, which
+    /// pg-config writes as `neon.timeline_id`); `None` when not asked or no timeline is known.
+    pub(crate) drop_subscriptions_for: Option<String>,
+    /// Delta operations with an unknown action, ignored; `drop_subscriptions_before_start`
+    /// without a timeline, ignored.
     pub(crate) warnings: Vec<String>,
     /// The spec's `shared_preload_libraries` names `pg_stat_statements`.
     pub(crate) preloads_pg_stat_statements: bool,
@@ -153,7 +157,23 @@ impl<'a> Desired<'a> {
             ..Desired::default()
         };
         desired.read_deltas(spec);
+        desired.read_drop_subscriptions(spec);
         desired
+    }
+
+    /// Once per timeline, so without a timeline it is not done at all: dropping on every
+    /// apply would drop the subscriptions users create after the start.
+    fn read_drop_subscriptions(&mut self, spec: &'a ValidatedSpec) {
+        if !spec.spec().drop_subscriptions_before_start {
+            return;
+        }
+        match spec.storage().timeline_id {
+            Some(timeline) => self.drop_subscriptions_for = Some(timeline.to_string()),
+            None => self.warnings.push(
+                "/drop_subscriptions_before_start: ignored: no timeline_id to record it for"
+                    .to_owned(),
+            ),
+        }
     }
 
     fn read_deltas(&mut self, spec: &'a ValidatedSpec) {

@@ -17,24 +17,37 @@
 //! 4. **create-and-alter-roles**: missing roles are created with every attribute and the
 //!    memberships whose parent already exists; existing roles are altered only in what differs.
 //! 5. **grant-role-memberships**: memberships not yet held, e.g. in a role created in phase 4.
-//! 6. **rename-and-drop-databases**: `delta_operations` on databases, in spec order (a rename
+//! 6. **drop-subscriptions-of-dropped-databases** (one phase per database that a `delete_db`
+//!    drops and that has subscriptions, in that database): each subscription disabled, detached
+//!    from its slot and dropped, because PostgreSQL refuses to drop a database a subscription
+//!    is in. Upstream does this first of all; here it is just before the drop, with the
+//!    databases followed through the renames of phase 7.
+//! 7. **rename-and-drop-databases**: `delta_operations` on databases, in spec order (a rename
 //!    may reuse a dropped name and vice versa), before creation for the same reason as phase 3.
-//! 7. **create-and-alter-databases**: creation needs the owners of phase 4; owner changes must
+//! 8. **create-and-alter-databases**: creation needs the owners of phase 4; owner changes must
 //!    precede role deletion so a deleted role owns no spec database.
-//! 8. **create-schema-neon** (system db): schema `neon` if missing (upstream's place, before
+//! 9. **create-schema-neon** (system db): schema `neon` if missing (upstream's place, before
 //!    the per-database work; the `neon` extension lives there).
-//! 9. **delete-role-references** (one phase per database that allows connections): `REASSIGN
-//!    OWNED` to the database owner (to the superuser in the system database, or when the owner
-//!    is a role being deleted), revocation of privileges granted to the role by other grantors, then
-//!    `DROP OWNED`. Only for roles that still exist, so a re-run after a crash is harmless.
-//! 10. **schema-privileges** (one phase per spec database that allows connections): `public`
+//! 10. **delete-role-references** (one phase per database that allows connections): `REASSIGN
+//!     OWNED` to the database owner (to the superuser in the system database, or when the owner
+//!     is a role being deleted), revocation of privileges granted to the role by other
+//!     grantors, then `DROP OWNED`. Only for roles that still exist, so a re-run after a crash
+//!     is harmless.
+//! 11. **schema-privileges** (one phase per spec database that allows connections): `public`
 //!     owned by the superuser or `zenith_admin` goes to the database owner; `web_access` gets
 //!     `CREATE` on it; the privileged role gets default privileges on new tables and
-//!     sequences. After the owners and roles of phases 4–7 exist.
-//! 11. **create-extensions** (system db): `pg_stat_statements` when preloaded, `neon` when the
+//!     sequences. After the owners and roles of phases 4–8 exist.
+//! 12. **drop-subscriptions-before-start** (one phase per spec database, and the system
+//!     database, that has subscriptions): only when the spec sets
+//!     `drop_subscriptions_before_start`, its timeline is known and not yet recorded in
+//!     `neon.drop_subscriptions_done` (observed with the catalog); as in phase 6.
+//! 13. **create-extensions** (system db): `pg_stat_statements` when preloaded, `neon` when the
 //!     library exists ([`PlanOptions::neon_extension`]).
-//! 12. **create-health-check** (system db): `public.health_check` with its row.
-//! 13. **drop-roles** (system db): last, once nothing references the roles.
+//! 14. **create-health-check** (system db): `public.health_check` with its row.
+//! 15. **drop-roles** (system db): once nothing references the roles.
+//! 16. **record-subscriptions-dropped** (system db): with phase 12, last (as upstream), so a
+//!     failure before it makes the next apply drop again: `neon.drop_subscriptions_done`
+//!     created if missing and its row set to the timeline.
 //!
 //! Every statement is idempotent given the catalog it was planned from, and every phase plans
 //! only what the catalog says is missing, so re-running after a crash at any point plans the
@@ -44,9 +57,10 @@
 //!
 //! [`plan`] is a driver: [`desired`] reads the [`ValidatedSpec`] into what the phases need
 //! (and finds the few problems that depend on the catalog), then one [`Planner`] method per
-//! phase plans its operations and updates the simulated catalog — [`databases`] (phases 1, 6,
-//! 7), [`roles`] (2–5), [`deletion`] (9, 13), [`privileges`] (10), [`system`] (8, 11, 12).
-//! Statement texts are built in [`sql`] and beside the phases that send them.
+//! phase plans its operations and updates the simulated catalog — [`databases`] (phases 1, 7,
+//! 8), [`roles`] (2–5), [`deletion`] (10, 15), [`privileges`] (11), [`system`] (9, 13, 14),
+//! [`subscriptions`] (6, 12, 16). Statement texts are built in [`sql`] and beside the phases
+//! that send them.
 
 mod databases;
 mod deletion;
@@ -54,6 +68,7 @@ mod desired;
 mod privileges;
 mod roles;
 mod sql;
+mod subscriptions;
 mod system;
 
 use std::borrow::Cow;
@@ -106,6 +121,8 @@ pub enum PhaseKind {
     CreateAndAlterRoles,
     /// Grant memberships not yet held.
     GrantRoleMemberships,
+    /// Disable, detach and drop the subscriptions of a database a `delete_db` drops, in it.
+    DropSubscriptionsOfDroppedDatabases,
     /// `rename_db` and `delete_db` delta operations, in spec order.
     RenameAndDropDatabases,
     /// Create missing databases, alter differing ones.
@@ -117,6 +134,9 @@ pub enum PhaseKind {
     /// Owner of `public`, `CREATE` on it for `web_access`, and default privileges in it for
     /// the privileged role, in one spec database.
     SchemaPrivileges,
+    /// `drop_subscriptions_before_start`: disable, detach and drop the subscriptions of one
+    /// database.
+    DropSubscriptionsBeforeStart,
     /// `pg_stat_statements` (when preloaded) and `neon` (when the library exists) in the
     /// system database.
     CreateExtensions,
@@ -124,6 +144,8 @@ pub enum PhaseKind {
     CreateHealthCheck,
     /// Drop the roles to delete.
     DropRoles,
+    /// Record the timeline `drop_subscriptions_before_start` was done for.
+    RecordSubscriptionsDropped,
 }
 
 impl PhaseKind {
@@ -135,6 +157,9 @@ impl PhaseKind {
             PhaseKind::RenameRoles => "rename-roles",
             PhaseKind::CreateAndAlterRoles => "create-and-alter-roles",
             PhaseKind::GrantRoleMemberships => "grant-role-memberships",
+            PhaseKind::DropSubscriptionsOfDroppedDatabases => {
+                "drop-subscriptions-of-dropped-databases"
+            }
             PhaseKind::RenameAndDropDatabases => "rename-and-drop-databases",
             PhaseKind::CreateAndAlterDatabases => "create-and-alter-databases",
             PhaseKind::CreateSchemaNeon => "create-schema-neon",
@@ -142,7 +167,9 @@ impl PhaseKind {
             PhaseKind::SchemaPrivileges => "schema-privileges",
             PhaseKind::CreateExtensions => "create-extensions",
             PhaseKind::CreateHealthCheck => "create-health-check",
+            PhaseKind::DropSubscriptionsBeforeStart => "drop-subscriptions-before-start",
             PhaseKind::DropRoles => "drop-roles",
+            PhaseKind::RecordSubscriptionsDropped => "record-subscriptions-dropped",
         }
     }
 }
@@ -160,6 +187,13 @@ pub enum ObjectRef {
     Extension(String),
     /// A table of the system database (schema-qualified).
     Table(String),
+    /// A logical replication subscription.
+    Subscription {
+        /// Its database.
+        database: String,
+        /// Its name.
+        name: String,
+    },
 }
 
 impl fmt::Display for ObjectRef {
@@ -170,6 +204,9 @@ impl fmt::Display for ObjectRef {
             ObjectRef::Schema(n) => write!(f, "schema {n:?}"),
             ObjectRef::Extension(n) => write!(f, "extension {n:?}"),
             ObjectRef::Table(n) => write!(f, "table {n:?}"),
+            ObjectRef::Subscription { database, name } => {
+                write!(f, "subscription {name:?} in database {database:?}")
+            }
         }
     }
 }
@@ -320,15 +357,19 @@ pub fn plan(
     p.rename_roles(&desired.role_renames);
     p.create_and_alter_roles(&desired.roles);
     p.grant_role_memberships(&desired.roles);
+    p.drop_subscriptions_of_dropped_databases(&desired.database_deltas);
     p.rename_and_drop_databases(&desired.database_deltas);
     p.create_and_alter_databases(&desired.databases);
     p.create_schema_neon();
     let deleting = p.roles_to_delete(&desired.role_deletes);
     p.delete_role_references(&deleting);
     p.schema_privileges(&desired.databases);
+    let timeline = desired.drop_subscriptions_for.as_deref();
+    p.drop_subscriptions_before_start(timeline, &desired.databases);
     p.create_extensions(desired.preloads_pg_stat_statements);
     p.create_health_check();
     p.drop_roles(&deleting);
+    p.record_subscriptions_dropped(timeline);
     Ok(p.finish())
 }
 
@@ -426,6 +467,7 @@ mod testing {
             invalid: false,
             all_privileges: BTreeSet::new(),
             contents: None,
+            subscriptions: Default::default(),
         }
     }
 
