@@ -9,8 +9,9 @@
 //! does not parse or validate the spec, options included (`compute-spec` does: the planner
 //! renders the typed options of a [`ValidatedSpec`](compute_spec::ValidatedSpec) and never
 //! checks them again), does not write configuration files (`pg-config`) and does not quote by
-//! itself (`pg-quote` does, for every name and value placed in SQL). Extensions, schema
-//! permissions and migrations are not handled here.
+//! itself (`pg-quote` does, for every name and value placed in SQL). Extensions and schema
+//! permissions are not handled here. It also runs upstream's numbered compute migrations
+//! ([`migrations`](mod@migrations) module; compute_ctl decides when: at start only).
 //!
 //! Entry points (stable):
 //! - [`plan`]`(&ValidatedSpec, &Catalog, &PlanOptions) -> Result<Plan, PlanError>`: pure.
@@ -20,6 +21,10 @@
 //! - [`plan_read_only`]`(&ValidatedSpec, &PlanOptions, connstr) -> Result<Plan, ReconcileError>`:
 //!   for `spec-check --plan --connstr URL`; observes inside a `READ ONLY` transaction, in a
 //!   session with `default_transaction_read_only = on`. Print the plan with `{}` (redacted).
+//! - [`migrate`]`(&tokio_postgres::Config, privileged_role_name) -> Result<Migrated,
+//!   MigrationError>`: upstream's migrations 1..=12 not yet recorded in
+//!   `neon_migration.migration_id`, each in its own transaction, on a connection of its own;
+//!   the list itself is [`migrations()`] (pure).
 //! - Lower level: [`Session::connect`], [`Session::observe`], [`apply`]; [`Counters`] counts
 //!   round trips and connections.
 //!
@@ -72,6 +77,7 @@
 mod apply;
 mod catalog;
 mod error;
+pub mod migrations;
 mod plan;
 
 pub use apply::{
@@ -80,4 +86,5 @@ pub use apply::{
 };
 pub use catalog::{CATALOG_QUERY, Catalog, DatabaseInfo, RoleInfo, ValidUntil};
 pub use error::{OperationError, PlanError, PlanProblem, ReconcileError, sqlstate_is_retryable};
+pub use migrations::{Migrated, MigrationError, migrate, migrations};
 pub use plan::{ObjectRef, Operation, Phase, PhaseKind, Plan, PlanOptions, Statement, plan};
