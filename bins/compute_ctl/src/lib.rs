@@ -9,8 +9,7 @@
 //! processes and readiness detection (`process`), data-directory safety (`pgdata`) and the
 //! vm-informant sidecar. It does not own the spec format or the API types (`compute-spec`),
 //! config rendering (`pg-config`), catalog reconciliation and migrations (`pg-reconcile`; it
-//! decides only when they run) or the storage
-//! protocols (`neon-clients`).
+//! decides only when they run) or the storage protocols (`neon-clients`).
 //!
 //! ```no_run
 //! use clap::Parser;
