@@ -344,6 +344,17 @@ async fn catalog_tricky_names_listed_connectable_and_deleted() {
     for role in &roles {
         assert!(role_exists(&admin, role).await, "{role:?}");
     }
+    // Migrations run at start only, and not with skip_pg_catalog_updates (this compute
+    // started with it): the reconfiguration without it did not run them either.
+    let migrations: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'neon_migration'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(migrations, 0);
 
     // Delete them all: every delete_db first, then every delete_role.
     let mut delete = spec(false, json!([]), json!([]));
