@@ -8,8 +8,8 @@
 //! file per route, bodies from `compute_spec::api`) and its JWT auth (`auth`), child
 //! processes and readiness detection (`process`), data-directory safety (`pgdata`) and the
 //! vm-informant sidecar. It does not own the spec format or the API types (`compute-spec`),
-//! config rendering (`pg-config`), catalog reconciliation (`pg-reconcile`) or the storage
-//! protocols (`neon-clients`).
+//! config rendering (`pg-config`), catalog reconciliation and migrations (`pg-reconcile`; it
+//! decides only when they run) or the storage protocols (`neon-clients`).
 //!
 //! ```no_run
 //! use clap::Parser;

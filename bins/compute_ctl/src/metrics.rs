@@ -60,6 +60,7 @@ pub(crate) struct Metrics {
     up: Family<Labels, Gauge>,
     phases: Family<Labels, Histogram>,
     apply_operations: Family<Labels, Counter>,
+    db_migration_failed: Family<Labels, Counter>,
     /// Current Postgres downtime seen by the monitor, ms.
     pub(crate) pg_current_downtime_ms: Gauge<u64, AtomicU64>,
     /// Total Postgres downtime seen by the monitor, ms.
@@ -96,6 +97,13 @@ impl Metrics {
             "Reconciliation operations by result (ok, failed, not_run)",
             apply_operations.clone(),
         );
+        // Rendered `compute_ctl_db_migration_failed_total`, as upstream's counter.
+        let db_migration_failed = Family::<Labels, Counter>::default();
+        registry.register(
+            "compute_ctl_db_migration_failed",
+            "Total number of failed database migrations",
+            db_migration_failed.clone(),
+        );
         let pg_current_downtime_ms = Gauge::<u64, AtomicU64>::default();
         registry.register(
             "compute_pg_current_downtime_ms",
@@ -113,6 +121,7 @@ impl Metrics {
             up,
             phases,
             apply_operations,
+            db_migration_failed,
             pg_current_downtime_ms,
             pg_downtime_ms_total,
         }
@@ -140,6 +149,13 @@ impl Metrics {
     pub(crate) fn count_apply(&self, result: OperationOutcome) {
         self.apply_operations
             .get_or_create(&vec![("result".to_owned(), result.as_str().to_owned())])
+            .inc();
+    }
+
+    /// Counts a failed run of migration `id` (a run stops at its first failure).
+    pub(crate) fn count_migration_failure(&self, id: i64) {
+        self.db_migration_failed
+            .get_or_create(&vec![("migration_id".to_owned(), id.to_string())])
             .inc();
     }
 
@@ -194,6 +210,25 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("compute_pg_downtime_ms_total 0"), "{text}");
+        assert!(
+            !text.contains("compute_ctl_db_migration_failed_total{"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn migration_failures_are_counted_per_migration_id() {
+        let m = Metrics::new();
+        m.count_migration_failure(4);
+        let text = m.encode();
+        assert!(
+            text.contains("# TYPE compute_ctl_db_migration_failed counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"compute_ctl_db_migration_failed_total{migration_id="4"} 1"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The startup sequence, each step timed: wipe PGDATA, then either `initdb` (standalone: no
 //! pageserver in the spec) or config + sync safekeepers + basebackup (storage mode), then the
-//! config files, `postgres` until `ready`, and the catalog configuration. Also the
-//! reconfiguration of a running compute.
+//! config files, `postgres` until `ready`, and the catalog configuration (for a Primary without
+//! `skip_pg_catalog_updates`: reconciliation, then upstream's migrations). Also the
+//! reconfiguration of a running compute (reconciliation only, never migrations).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -120,7 +121,14 @@ pub(crate) async fn start_compute(
 
     if spec.spec().mode.is_primary() {
         let t = Instant::now();
-        if let Err(e) = cancellable(ctx, configure_catalog(ctx, spec)).await {
+        let configure = async {
+            configure_catalog(ctx, spec).await?;
+            if !spec.spec().skip_pg_catalog_updates {
+                run_migrations(ctx).await;
+            }
+            Ok(())
+        };
+        if let Err(e) = cancellable(ctx, configure).await {
             postmaster.stop_immediate().await;
             return Err(e);
         }
@@ -372,6 +380,43 @@ async fn configure_catalog(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::
     }
     reconcile(ctx, spec).await?;
     Ok(())
+}
+
+/// Limit of one migration run: a migration waiting on a lock held by a session must not keep
+/// the compute from starting.
+const MIGRATIONS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Upstream's compute migrations (`pg_reconcile::migrate`), at start only, after the catalog
+/// is configured. Unlike upstream, which runs them in a background task after the start, they
+/// run before `running`, so a running compute has them (a migrated cluster costs one
+/// bookkeeping round trip and one read). A failure does not fail the start: it is logged and
+/// counted in `compute_ctl_db_migration_failed_total{migration_id}`, and the next start
+/// resumes from the failed migration.
+async fn run_migrations(ctx: &StartContext) {
+    let privileged = &ctx.opts.privileged_role_name;
+    let run = pg_reconcile::migrate(
+        &ctx.opts.pg_config,
+        crate::catalog::guards(&ctx.compute),
+        privileged,
+    );
+    match tokio::time::timeout(MIGRATIONS_TIMEOUT, run).await {
+        Ok(Ok(done)) => tracing::info!(
+            previous_id = done.previous_id,
+            current_id = done.current_id,
+            ran = done.ran.len(),
+            "migrations done"
+        ),
+        Ok(Err(e)) => {
+            if let Some(id) = e.migration_id() {
+                ctx.compute.metrics.count_migration_failure(id);
+            }
+            tracing::error!(error = %e, "migrations failed; the start goes on");
+        }
+        Err(_) => tracing::error!(
+            timeout = ?MIGRATIONS_TIMEOUT,
+            "migrations did not finish in time; the start goes on"
+        ),
+    }
 }
 
 /// Roles and databases: observe → plan → apply (pg-reconcile). Fails when an operation

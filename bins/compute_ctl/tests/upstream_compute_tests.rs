@@ -23,8 +23,8 @@
 //! | test_compute_metrics.py::test_sql_exporter_metrics_e2e[autoscaling] | — | not applicable: as above |
 //! | test_compute_metrics.py::test_perf_counters | — | not applicable: `neon_perf_counters` of the `neon` extension ≥ 1.5 |
 //! | test_compute_metrics.py::test_compute_installed_extensions_metric | `privileged_role_override_and_migration_effects` | waits on issue 12: no `compute_installed_extensions` (asserted absent); its `neon` half also needs Neon's build |
-//! | test_compute_migrations.py::test_compute_migrations_retry | — | not applicable: needs `neon_migration.migration_id` to survive 13 restarts (every start of ours is fresh) and the `compute-migration` failpoint; the migrations themselves wait on issue 12 |
-//! | test_compute_migrations.py::test_compute_migrations_e2e[1..12] | `privileged_role_override_and_migration_effects` | waits on issue 12: the effects of 0001, 0002 and 0010 hold, those of 0004, 0011 and 0012 do not (asserted); 0003 is a no-op on 15, 0005–0009 are skipped upstream |
+//! | test_compute_migrations.py::test_compute_migrations_retry | `migrations_retry_after_a_failing_migration` | passes for one failing migration (4) in storage mode: the timeline's own data makes it fail (a trigger refusing id 4) instead of upstream's `compute-migration` failpoint of a testing build, so the product has no test-only path; the restart is a second timeline holding what the failed run left (the stand-in pageserver keeps no WAL, a standalone start is always fresh). Not ported: the loop over every failing id 1..12 (the runner's part is `pg_reconcile::migrations::tests::a_failing_migration_stops_the_run_and_the_next_run_starts_from_it`) |
+//! | test_compute_migrations.py::test_compute_migrations_e2e[1..12] | `privileged_role_override_and_migration_effects` | passes: 12 recorded in `neon_migration.migration_id`, the effects of 0001, 0002, 0004, 0010, 0011 and 0012 hold; on 15, 0003 is recorded without running (`pg_create_subscription` is new in 16) and 0010 grants nothing (`pg_log_standby_snapshot` is new in 16, PUBLIC executes `pg_export_snapshot`); 0005–0009 are retired upstream. Each check after exactly 1..N: `pg_reconcile::migrations::tests::each_migration_has_its_effect_and_records_its_number` |
 //! | test_compute_monitor.py::test_compute_monitor | `monitor_downtime_metrics` | passes |
 //! | test_compute_reconfigure.py::test_compute_reconfigure | `reconfigure_settings_and_compute_ctl_up` | passes |
 //! | test_compute_reconfigure.py::test_compute_safekeeper_connstrings_duplicate | `reconfigure_settings_and_compute_ctl_up` | passes its stated intent (duplicates are caught: 400 with a located diagnostic); upstream's test only gets 200 because neon_local's `safekeeper_connstrings` hide the setting |
@@ -32,7 +32,7 @@
 //! | test_compute_termination.py::test_compute_empty_spec_during_refresh_configuration | — | not applicable: lakebase mode, `/refresh_configuration`, `neon` preloaded on real storage |
 //!
 //! Counts: 24 upstream tests (parametrisations counted, `migrations_e2e[1..12]` as one):
-//! 12 pass, 4 wait on issue 12, 0 wait on issue 13, 8 not applicable.
+//! 13 pass, 4 wait on issue 12, 0 wait on issue 13, 7 not applicable.
 //!
 //! Ours beyond upstream's files: `--privileged-role-name` (in
 //! `privileged_role_override_and_migration_effects`): the role is created with upstream's
@@ -357,6 +357,17 @@ async fn catalog_tricky_names_listed_connectable_and_deleted() {
     for role in &roles {
         assert!(role_exists(&admin, role).await, "{role:?}");
     }
+    // Migrations run at start only, and not with skip_pg_catalog_updates (this compute
+    // started with it): the reconfiguration without it did not run them either.
+    let migrations: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'neon_migration'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(migrations, 0);
 
     // Delete them all: every delete_db first, then every delete_role.
     let mut delete = spec(false, json!([]), json!([]));
@@ -876,8 +887,8 @@ async fn reconfigure_settings_and_compute_ctl_up() {
 }
 
 /// `--privileged-role-name`: the role is created with upstream's attributes, spec roles are
-/// members of it; and the effects of upstream's compute migrations on it
-/// (test_compute_migrations.py::test_compute_migrations_e2e).
+/// members of it; and the effects of upstream's compute migrations on it, which every start
+/// runs (test_compute_migrations.py::test_compute_migrations_e2e).
 #[tokio::test(flavor = "multi_thread")]
 async fn privileged_role_override_and_migration_effects() {
     let ctl = start_running(
@@ -913,9 +924,15 @@ async fn privileged_role_override_and_migration_effects() {
                 .collect::<Vec<_>>()
         }
     };
+    // The two roles of its creation, and the two of migrations 0004 and 0012.
     assert_eq!(
         member_of("my_priv").await,
-        ["pg_read_all_data", "pg_write_all_data"]
+        [
+            "pg_monitor",
+            "pg_read_all_data",
+            "pg_signal_backend",
+            "pg_write_all_data"
+        ]
     );
     assert_eq!(member_of("alice").await, ["my_priv"]);
     assert!(!role_exists(&admin, "neon_superuser").await);
@@ -959,34 +976,186 @@ async fn privileged_role_override_and_migration_effects() {
         .await
     );
     // 0004 (pg_monitor WITH ADMIN OPTION), 0011 (EXECUTE on
-    // pg_show_replication_origin_status) and 0012 (pg_signal_backend WITH ADMIN OPTION) are
-    // not applied: we run no migrations yet, and there is no neon_migration.migration_id.
-    // Waits on issue 12.
+    // pg_show_replication_origin_status) and 0012 (pg_signal_backend WITH ADMIN OPTION).
     for role in ["pg_monitor", "pg_signal_backend"] {
         let held: bool = admin
             .query_one(
-                "SELECT count(*) > 0 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid \
+                "SELECT pg_has_role('my_priv', $1::text::name, 'MEMBER') AND EXISTS ( \
+                 SELECT FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid \
                  JOIN pg_roles u ON u.oid = m.member \
-                 WHERE r.rolname = $1 AND u.rolname = 'my_priv' AND m.admin_option",
+                 WHERE r.rolname = $1 AND u.rolname = 'my_priv' AND m.admin_option)",
                 &[&role],
             )
             .await
             .unwrap()
             .get(0);
-        assert!(!held, "{role}");
+        assert!(held, "{role}");
     }
     assert!(
-        !check(
+        check(
             "SELECT has_function_privilege('my_priv', \
              'pg_catalog.pg_show_replication_origin_status()', 'execute')"
         )
         .await
     );
-    assert!(!check("SELECT count(*) > 0 FROM pg_namespace WHERE nspname = 'neon_migration'").await);
+    // Every migration is recorded, in the bookkeeping upstream's wait_for_migrations reads;
+    // no failure is counted.
+    let id: i64 = admin
+        .query_one("SELECT id FROM neon_migration.migration_id", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(id, 12);
+    let text = metrics(&ctl).await;
+    assert!(
+        samples(&text, "compute_ctl_db_migration_failed_total", &[]).is_empty(),
+        "{text}"
+    );
 
     // test_compute_metrics.py::test_compute_installed_extensions_metric: no
     // compute_installed_extensions family yet (upstream: plpgsql "1.0" in 3 databases,
     // owned_by_superuser "1"). Waits on issue 12.
-    let text = metrics(&ctl).await;
     assert!(!text.contains("compute_installed_extensions"), "{text}");
+}
+
+/// A data directory made by the real `initdb` (superuser `cloud_admin`) and changed by `sql`
+/// on the real server, shut down cleanly: what a timeline holds for the stand-in pageserver.
+fn timeline_data(sql: &str) -> tempfile::TempDir {
+    let root = tempfile::Builder::new()
+        .prefix("migrations-timeline-")
+        .tempdir()
+        .unwrap();
+    test_postgres::chown_to_pg_user(root.path()).unwrap();
+    let pgdata = root.path().join("pgdata");
+    test_postgres::initdb(&pgdata, "cloud_admin").unwrap();
+    let pg = neon_test_servers::fixture::PostgresOnDir::start(&pgdata).unwrap();
+    pg.psql(sql).unwrap();
+    pg.stop().unwrap();
+    std::fs::remove_file(pgdata.join("server.log")).unwrap();
+    std::fs::remove_dir(pgdata.join("sock")).unwrap();
+    root
+}
+
+/// A Primary in storage mode, started on `timeline` (served by the stand-in pageserver, the
+/// stand-in safekeeper giving the LSN), running; the stand-ins live as long as the compute.
+struct StorageCompute {
+    ctl: Ctl,
+    _pageserver: neon_test_servers::TestPageserver,
+    _safekeeper: neon_test_servers::TestSafekeeper,
+}
+
+async fn start_on_timeline(timeline: &tempfile::TempDir) -> StorageCompute {
+    let tenant = "b0554b632bd4d547a63b86c3630317e8";
+    let timeline_id = "a1c33a4e8f0e4b3c9f5d2e7f3a9b1c2d";
+    let pageserver =
+        neon_test_servers::TestPageserver::start(neon_test_servers::PageserverConfig::new(
+            timeline.path().join("pgdata"),
+            tenant.parse().unwrap(),
+            timeline_id.parse().unwrap(),
+        ))
+        .await
+        .unwrap();
+    let safekeeper =
+        neon_test_servers::TestSafekeeper::start(neon_test_servers::SafekeeperConfig::new(
+            tenant.parse().unwrap(),
+            timeline_id.parse().unwrap(),
+            "0/16B3748".parse().unwrap(),
+        ))
+        .await
+        .unwrap();
+    let mut storage = spec(false, json!([{"name": "alice"}]), json!([]));
+    storage["tenant_id"] = json!(tenant);
+    storage["timeline_id"] = json!(timeline_id);
+    storage["pageserver_connstring"] = json!(pageserver.connstr());
+    storage["safekeeper_connstrings"] = json!([safekeeper.addr()]);
+    StorageCompute {
+        ctl: start_running(&storage, &[]).await,
+        _pageserver: pageserver,
+        _safekeeper: safekeeper,
+    }
+}
+
+/// The last migration recorded in the bookkeeping (what upstream's `wait_for_migrations` reads).
+async fn recorded(admin: &tokio_postgres::Client) -> i64 {
+    admin
+        .query_one("SELECT id FROM neon_migration.migration_id", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The bookkeeping as a cluster that ran migrations 1..=`id` has it.
+fn bookkeeping_at(id: i64) -> String {
+    format!(
+        "CREATE SCHEMA neon_migration; \
+         CREATE TABLE neon_migration.migration_id (key int4 NOT NULL PRIMARY KEY, \
+           id int8 NOT NULL DEFAULT 0); \
+         INSERT INTO neon_migration.migration_id VALUES (0, {id});"
+    )
+}
+
+/// test_compute_migrations.py::test_compute_migrations_retry, for one failing migration
+/// (4): upstream makes migration *i* fail with a failpoint of its testing build; here the
+/// timeline's own data makes it fail (a trigger on the bookkeeping table refuses the id 4),
+/// so the product has no test-only path. The start does not fail, the failure is counted for
+/// migration 4, migrations 1..3 stay recorded; a start on the timeline as that run left it,
+/// without the trigger, runs 4..12 only.
+#[tokio::test(flavor = "multi_thread")]
+async fn migrations_retry_after_a_failing_migration() {
+    let refusing = timeline_data(&format!(
+        "{} CREATE FUNCTION public.refuse_migration_4() RETURNS trigger LANGUAGE plpgsql AS \
+           $f$ BEGIN IF NEW.id = 4 THEN RAISE EXCEPTION 'migration 4 refused'; END IF; \
+           RETURN NEW; END $f$; \
+         CREATE TRIGGER refuse_4 BEFORE UPDATE ON neon_migration.migration_id \
+           FOR EACH ROW EXECUTE FUNCTION public.refuse_migration_4();",
+        bookkeeping_at(0)
+    ));
+    let compute = start_on_timeline(&refusing).await;
+    let ctl = &compute.ctl;
+    let text = metrics(ctl).await;
+    assert_eq!(
+        samples(&text, "compute_ctl_db_migration_failed_total", &[]),
+        [1.0],
+        "{text}"
+    );
+    assert_eq!(
+        samples(
+            &text,
+            "compute_ctl_db_migration_failed_total",
+            &[("migration_id", "4")]
+        ),
+        [1.0]
+    );
+    let admin = ctl.pg("postgres").await;
+    assert_eq!(recorded(&admin).await, 3);
+    let monitor: bool = admin
+        .query_one(
+            "SELECT pg_has_role('neon_superuser', 'pg_monitor', 'MEMBER')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!monitor, "migration 4 was rolled back");
+    let log = ctl.log();
+    assert!(log.contains("migrations failed"), "{log}");
+    assert!(log.contains("SQLSTATE P0001: migration 4 refused"), "{log}");
+    drop(admin);
+    drop(compute);
+
+    let resumed = timeline_data(&bookkeeping_at(3));
+    let compute = start_on_timeline(&resumed).await;
+    let ctl = &compute.ctl;
+    let admin = ctl.pg("postgres").await;
+    assert_eq!(recorded(&admin).await, 12);
+    let text = metrics(ctl).await;
+    assert!(
+        samples(&text, "compute_ctl_db_migration_failed_total", &[]).is_empty(),
+        "{text}"
+    );
+    let log = ctl.log();
+    for id in 1..=12 {
+        let ran = log.contains(&format!("id={id} name="));
+        assert_eq!(ran, id >= 4, "migration {id}\n{log}");
+    }
 }

@@ -16,7 +16,8 @@
 //! [`ValidatedSpec`](compute_spec::ValidatedSpec) and never checks them again), does not write
 //! configuration files (`pg-config`), does not probe the server binary (compute_ctl tells it
 //! through [`PlanOptions::neon_extension`]) and does not quote by itself (`pg-quote` does, for
-//! every name and value placed in SQL). Migrations are not handled here.
+//! every name and value placed in SQL). It also runs upstream's numbered compute migrations
+//! ([`migrations`](mod@migrations) module; compute_ctl decides when: at start only).
 //!
 //! Entry points (stable):
 //! - [`plan`]`(&ValidatedSpec, &Catalog, &PlanOptions) -> Result<Plan, PlanError>`: pure.
@@ -26,6 +27,10 @@
 //! - [`plan_read_only`]`(&ValidatedSpec, &PlanOptions, connstr) -> Result<Plan, ReconcileError>`:
 //!   for `spec-check --plan --connstr URL`; observes inside a `READ ONLY` transaction, in a
 //!   session with `default_transaction_read_only = on`. Print the plan with `{}` (redacted).
+//! - [`migrate`]`(&tokio_postgres::Config, SessionGuards, privileged_role_name) -> Result<Migrated,
+//!   MigrationError>`: upstream's migrations 1..=12 not yet recorded in
+//!   `neon_migration.migration_id`, each in its own transaction, on a connection of its own;
+//!   the list itself is [`migrations()`] (pure).
 //! - Lower level: [`Connector`], [`Session::connect`], [`Session::observe`],
 //!   [`Session::observe_contents`], [`observe_cluster`], [`apply`]; [`Counters`] counts round
 //!   trips and connections.
@@ -102,6 +107,7 @@ mod apply;
 mod catalog;
 mod error;
 mod guards;
+pub mod migrations;
 mod plan;
 
 pub use apply::{
@@ -114,4 +120,5 @@ pub use catalog::{
 };
 pub use error::{OperationError, PlanError, PlanProblem, ReconcileError, sqlstate_is_retryable};
 pub use guards::{SessionGuards, preloads};
+pub use migrations::{Migrated, MigrationError, migrate, migrations};
 pub use plan::{ObjectRef, Operation, Phase, PhaseKind, Plan, PlanOptions, Statement, plan};
