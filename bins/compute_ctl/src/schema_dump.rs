@@ -46,7 +46,7 @@ pub(crate) async fn dump(
     check_database(opts, database).await?;
     let mut child = pg_dump_command(opts, run_as, database)
         .spawn()
-        .map_err(|e| RequestError::Internal(anyhow::Error::new(e).context("start pg_dump")))?;
+        .map_err(|e| RequestError::Internal(e.into()))?;
     let mut stdout = child
         .take_stdout()
         .context("pg_dump has no standard output")
