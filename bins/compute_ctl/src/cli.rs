@@ -168,6 +168,17 @@ pub struct Cli {
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub pg_ready_timeout: Duration,
 
+    /// Installed-extensions statistics (`compute_installed_extensions` in `/metrics`): scanned
+    /// when a Primary starts, then every 2 × this many seconds, or 2 × the spec's positive
+    /// `suspend_timeout_seconds` (upstream's rule). At least 1.
+    #[arg(
+        long,
+        default_value_t = 3600,
+        value_parser = clap::value_parser!(u64).range(1..),
+        value_name = "SECONDS"
+    )]
+    pub installed_extensions_collection_interval: u64,
+
     /// The vm-informant executable; started (and restarted 5 s after each exit) if it exists.
     #[arg(
         long,
@@ -198,9 +209,6 @@ pub struct RefusedFlags {
     /// Lakebase start deadline in seconds (see `--pg-ready-timeout`).
     #[arg(long, value_name = "SECONDS", help_heading = REFUSED)]
     pub pg_init_timeout: Option<u64>,
-    /// Installed-extensions statistics interval in seconds.
-    #[arg(long, value_name = "SECONDS", help_heading = REFUSED)]
-    pub installed_extensions_collection_interval: Option<u64>,
     /// vm-monitor's cgroup.
     #[arg(long, value_name = "NAME", help_heading = REFUSED)]
     pub cgroup: Option<String>,
@@ -232,11 +240,6 @@ impl RefusedFlags {
                 self.pg_init_timeout.is_some(),
                 "--pg-init-timeout",
                 "it is a Lakebase deadline; use --pg-ready-timeout",
-            ),
-            (
-                self.installed_extensions_collection_interval.is_some(),
-                "--installed-extensions-collection-interval",
-                "installed-extensions statistics are not collected yet",
             ),
             (self.cgroup.is_some(), "--cgroup", VM),
             (self.filecache_connstr.is_some(), "--filecache-connstr", VM),
@@ -342,6 +345,8 @@ pub struct Options {
     pub linger: Duration,
     /// Readiness timeout.
     pub pg_ready_timeout: Duration,
+    /// Half the default time between installed-extensions scans.
+    pub installed_extensions_collection_interval: Duration,
     /// vm-informant executable.
     pub vm_informant: PathBuf,
     /// Wipe a non-empty directory without `PG_VERSION`.
@@ -409,6 +414,9 @@ impl Cli {
             pg_user,
             linger: self.linger,
             pg_ready_timeout: self.pg_ready_timeout,
+            installed_extensions_collection_interval: Duration::from_secs(
+                self.installed_extensions_collection_interval,
+            ),
             vm_informant: self.vm_informant,
             force_wipe: self.force_wipe,
         })
@@ -556,13 +564,21 @@ mod tests {
                 .contains("query string")
         );
         assert!(options(&["--lakebase-mode", "false"]).is_ok());
+        let o = options(&["--installed-extensions-collection-interval", "60"]).unwrap();
+        assert_eq!(
+            o.installed_extensions_collection_interval,
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            options(&[])
+                .unwrap()
+                .installed_extensions_collection_interval,
+            Duration::from_secs(3600)
+        );
+        assert!(options(&["--installed-extensions-collection-interval", "0"]).is_err());
         for (args, flag) in [
             (&["--lakebase-mode", "true"][..], "--lakebase-mode"),
             (&["--pg-init-timeout", "60"], "--pg-init-timeout"),
-            (
-                &["--installed-extensions-collection-interval", "60"],
-                "--installed-extensions-collection-interval",
-            ),
             (&["--cgroup", "neon-postgres"], "--cgroup"),
             (&["--filecache-connstr", "host=x"], "--filecache-connstr"),
             (&["--vm-monitor-addr", "0.0.0.0:10301"], "--vm-monitor-addr"),

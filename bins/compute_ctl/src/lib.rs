@@ -6,7 +6,10 @@
 //! postmaster (`supervisor`), signals (`signals`), spec acquisition (`spec_source`), the
 //! compute's shared state and its enforced transitions (`state`), the HTTP API (`http`, one
 //! file per route, bodies from `compute_spec::api`) and its JWT auth (`auth`), child
-//! processes and readiness detection (`process`), data-directory safety (`pgdata`) and the
+//! processes and readiness detection (`process`), data-directory safety (`pgdata`), the
+//! catalog behind the routes (`catalog`; `schema_dump` for `/database_schema`, `insights`,
+//! `catalog_changes` for `/grants` and `/extensions`, their error classes in
+//! `catalog_request`), the installed-extensions statistics (`installed_extensions`) and the
 //! vm-informant sidecar. It does not own the spec format or the API types (`compute-spec`),
 //! config rendering (`pg-config`), catalog reconciliation and migrations (`pg-reconcile`; it
 //! decides only when they run) or the storage protocols (`neon-clients`).
@@ -25,12 +28,17 @@
 
 mod auth;
 mod catalog;
+mod catalog_changes;
+mod catalog_request;
 pub mod cli;
 mod config_files;
 mod http;
+mod insights;
+mod installed_extensions;
 mod metrics;
 mod pgdata;
 mod process;
+mod schema_dump;
 mod signals;
 mod spec_source;
 mod startup;
@@ -113,6 +121,7 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
         compute: compute.clone(),
         opts: opts.clone(),
         auth: Arc::new(http_auth(auth, &opts)),
+        run_as,
     };
     let servers = http::Servers::start(&opts, state).await?;
 

@@ -53,6 +53,31 @@ impl Phase {
 
 type Labels = Vec<(String, String)>;
 
+/// A label value written with OpenMetrics escapes (`\\`, `\"`, `\n`): prometheus-client writes
+/// values as they are, and extension names and versions are not ours to trust.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct EscapedValue(pub(crate) String);
+
+impl prometheus_client::encoding::EncodeLabelValue for EscapedValue {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+type EscapedLabels = Vec<(&'static str, EscapedValue)>;
+
 /// The Prometheus registry and the families compute_ctl updates.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -65,6 +90,7 @@ pub(crate) struct Metrics {
     pub(crate) pg_current_downtime_ms: Gauge<u64, AtomicU64>,
     /// Total Postgres downtime seen by the monitor, ms.
     pub(crate) pg_downtime_ms_total: Gauge<u64, AtomicU64>,
+    installed_extensions: Family<EscapedLabels, Gauge<u64, AtomicU64>>,
 }
 
 fn phase_histogram() -> Histogram {
@@ -116,6 +142,12 @@ impl Metrics {
             "Total Postgres downtime seen by the compute monitor, in ms",
             pg_downtime_ms_total.clone(),
         );
+        let installed_extensions = Family::<EscapedLabels, Gauge<u64, AtomicU64>>::default();
+        registry.register(
+            "compute_installed_extensions",
+            "Number of databases where the version of extension is installed",
+            installed_extensions.clone(),
+        );
         Metrics {
             registry,
             up,
@@ -124,6 +156,7 @@ impl Metrics {
             db_migration_failed,
             pg_current_downtime_ms,
             pg_downtime_ms_total,
+            installed_extensions,
         }
     }
 
@@ -157,6 +190,28 @@ impl Metrics {
         self.db_migration_failed
             .get_or_create(&vec![("migration_id".to_owned(), id.to_string())])
             .inc();
+    }
+
+    /// Replaces `compute_installed_extensions` by the result of a scan: one sample per
+    /// (extension, version, owner kind), the number of databases (upstream's labels).
+    pub(crate) fn set_installed_extensions(
+        &self,
+        extensions: &[crate::installed_extensions::InstalledExtension],
+    ) {
+        self.installed_extensions.clear();
+        for e in extensions {
+            let labels = vec![
+                ("extension_name", EscapedValue(e.extname.clone())),
+                ("version", EscapedValue(e.version.clone())),
+                (
+                    "owned_by_superuser",
+                    EscapedValue(e.owned_by_superuser.clone()),
+                ),
+            ];
+            self.installed_extensions
+                .get_or_create(&labels)
+                .set(u64::from(e.n_databases));
+        }
     }
 
     /// The Prometheus text exposition.
@@ -210,6 +265,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("compute_pg_downtime_ms_total 0"), "{text}");
+        assert_valid_openmetrics(&text);
         assert!(
             !text.contains("compute_ctl_db_migration_failed_total{"),
             "{text}"
@@ -227,6 +283,74 @@ mod tests {
         );
         assert!(
             text.contains(r#"compute_ctl_db_migration_failed_total{migration_id="4"} 1"#),
+            "{text}"
+        );
+    }
+
+    /// Whether every line is OpenMetrics text: `# HELP`/`# TYPE` metadata, `# EOF` last, or a
+    /// sample `name{label="value",…} number` whose label values use only the three escapes.
+    fn assert_valid_openmetrics(text: &str) {
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.last(), Some(&"# EOF"), "{text}");
+        for line in &lines[..lines.len() - 1] {
+            if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+            let (name, mut labels) = series.split_once('{').unwrap_or((series, "}"));
+            let name_chars = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+            assert!(!name.is_empty() && name.chars().all(name_chars), "{line}");
+            while labels != "}" {
+                let (key, rest) = labels.split_once("=\"").unwrap_or_else(|| panic!("{line}"));
+                assert!(key.chars().all(name_chars), "{line}");
+                let mut chars = rest.char_indices();
+                let end = loop {
+                    match chars.next() {
+                        Some((_, '\\')) => {
+                            let escaped = chars.next().map(|(_, c)| c);
+                            assert!(matches!(escaped, Some('\\' | '"' | 'n')), "{line}");
+                        }
+                        Some((i, '"')) => break i,
+                        Some((_, '\n')) | None => panic!("unterminated label value: {line}"),
+                        Some(_) => {}
+                    }
+                };
+                labels = rest[end + 1..].trim_start_matches(',');
+            }
+        }
+    }
+
+    #[test]
+    fn installed_extensions_are_replaced_and_escaped() {
+        use crate::installed_extensions::InstalledExtension;
+        let ext = |name: &str, version: &str, n| InstalledExtension {
+            extname: name.to_owned(),
+            version: version.to_owned(),
+            n_databases: n,
+            owned_by_superuser: "1".to_owned(),
+        };
+        let m = Metrics::new();
+        m.set_installed_extensions(&[ext("gone", "1", 1)]);
+        m.set_installed_extensions(&[
+            ext("plpgsql", "1.0", 3),
+            ext("we\"ird\\ext\nname 🐘", "1.0\"", 1),
+        ]);
+        let text = m.encode();
+        assert_valid_openmetrics(&text);
+        assert!(
+            text.contains(
+                r#"compute_installed_extensions{extension_name="plpgsql",version="1.0",owned_by_superuser="1"} 3"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"extension_name="we\"ird\\ext\nname 🐘",version="1.0\"""#),
+            "{text}"
+        );
+        assert!(!text.contains("gone"), "{text}");
+        assert!(
+            text.contains("# TYPE compute_installed_extensions gauge"),
             "{text}"
         );
     }

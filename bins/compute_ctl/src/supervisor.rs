@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::cli::Options;
+use crate::installed_extensions;
 use crate::metrics::Phase;
 use crate::process::{self, Postmaster};
 use crate::startup::{self, StartContext};
@@ -183,10 +184,16 @@ async fn run_compute(
         compute.activity.clone(),
         monitor_cancel.clone(),
     );
+    let extension_stats = installed_extensions::spawn(
+        compute.clone(),
+        extension_scan_config(ctx, spec),
+        monitor_cancel.clone(),
+    );
     let exit = stop_postmaster(&mut postmaster, shutdown).await;
     configurator.abort();
     monitor_cancel.cancel();
     let _ = monitor.await;
+    let _ = extension_stats.await;
     let request = *shutdown.borrow();
     after_postgres_exit(ctx, spec, request, exit).await;
     linger_after_terminate(ctx, request).await;
@@ -205,6 +212,19 @@ fn monitor_config(
         .features
         .contains(&compute_spec::ComputeFeature::ActivityMonitorExperimental);
     config
+}
+
+/// The installed-extensions scans: at once for a Primary (even with
+/// `skip_pg_catalog_updates`), then periodically in every mode, as upstream.
+fn extension_scan_config(
+    ctx: &StartContext,
+    spec: &compute_spec::ValidatedSpec,
+) -> installed_extensions::ScanConfig {
+    installed_extensions::ScanConfig {
+        pg: ctx.opts.pg_config.clone(),
+        default_interval: ctx.opts.installed_extensions_collection_interval,
+        scan_at_start: spec.spec().mode.is_primary(),
+    }
 }
 
 /// Waits for the postmaster to exit. Each stop request is passed on as a signal; a postmaster

@@ -6,7 +6,7 @@
 //!
 //! | upstream test (file::function) | ours | status |
 //! |---|---|---|
-//! | test_compute_catalog.py::test_compute_catalog | `catalog_tricky_names_listed_connectable_and_deleted` | waits on issue 12: `/database_schema` is missing (404 today); the `/dbs_and_roles` half passes (ours leaves out `pg_*` roles, templates and hashes by design) |
+//! | test_compute_catalog.py::test_compute_catalog | `catalog_tricky_names_listed_connectable_and_deleted` | passes: `/database_schema` dumps every tricky database, 404 for an unknown one; `/dbs_and_roles` leaves out `pg_*` roles, templates and hashes by design |
 //! | test_compute_catalog.py::test_compute_create_drop_dbs_and_roles | `catalog_tricky_names_listed_connectable_and_deleted` | passes (`drop_subscriptions_before_start` with a `timeline_id`: no subscriptions to drop, the timeline recorded in `neon.drop_subscriptions_done` once) |
 //! | test_compute_catalog.py::test_dropdb_with_subscription | `dropdb_with_subscription` | passes (the subscription is disabled, detached and dropped in its database first; its slot stays on the publisher, as upstream) |
 //! | test_compute_catalog.py::test_drop_role_with_table_privileges_from_neon_superuser | `drop_role_with_table_privileges_from_privileged_role` | passes (the default privileges in `public` come from pg-reconcile's schema-privileges phase) |
@@ -22,7 +22,7 @@
 //! | test_compute_metrics.py::test_sql_exporter_metrics_e2e[compute] | — | not applicable: tests sql_exporter, which needs the `neon` extension |
 //! | test_compute_metrics.py::test_sql_exporter_metrics_e2e[autoscaling] | — | not applicable: as above |
 //! | test_compute_metrics.py::test_perf_counters | — | not applicable: `neon_perf_counters` of the `neon` extension ≥ 1.5 |
-//! | test_compute_metrics.py::test_compute_installed_extensions_metric | `privileged_role_override_and_migration_effects` | waits on issue 12: no `compute_installed_extensions` (asserted absent); its `neon` half also needs Neon's build |
+//! | test_compute_metrics.py::test_compute_installed_extensions_metric | `privileged_role_override_and_migration_effects` | passes its `plpgsql` half (scanned at start: 3 databases); the `neon` half needs Neon's build |
 //! | test_compute_migrations.py::test_compute_migrations_retry | `migrations_retry_after_a_failing_migration` | passes for one failing migration (4) in storage mode: the timeline's own data makes it fail (a trigger refusing id 4) instead of upstream's `compute-migration` failpoint of a testing build, so the product has no test-only path; the restart is a second timeline holding what the failed run left (the stand-in pageserver keeps no WAL, a standalone start is always fresh). Not ported: the loop over every failing id 1..12 (the runner's part is `pg_reconcile::migrations::tests::a_failing_migration_stops_the_run_and_the_next_run_starts_from_it`) |
 //! | test_compute_migrations.py::test_compute_migrations_e2e[1..12] | `privileged_role_override_and_migration_effects` | passes: 12 recorded in `neon_migration.migration_id`, the effects of 0001, 0002, 0004, 0010, 0011 and 0012 hold; on 15, 0003 is recorded without running (`pg_create_subscription` is new in 16) and 0010 grants nothing (`pg_log_standby_snapshot` is new in 16, PUBLIC executes `pg_export_snapshot`); 0005–0009 are retired upstream. Each check after exactly 1..N: `pg_reconcile::migrations::tests::each_migration_has_its_effect_and_records_its_number` |
 //! | test_compute_monitor.py::test_compute_monitor | `monitor_downtime_metrics` | passes |
@@ -32,7 +32,7 @@
 //! | test_compute_termination.py::test_compute_empty_spec_during_refresh_configuration | — | not applicable: lakebase mode, `/refresh_configuration`, `neon` preloaded on real storage |
 //!
 //! Counts: 24 upstream tests (parametrisations counted, `migrations_e2e[1..12]` as one):
-//! 13 pass, 4 wait on issue 12, 0 wait on issue 13, 7 not applicable.
+//! 17 pass, 0 wait on issue 12, 0 wait on issue 13, 7 not applicable.
 //!
 //! Ours beyond upstream's files: `--privileged-role-name` (in
 //! `privileged_role_override_and_migration_effects`): the role is created with upstream's
@@ -316,19 +316,29 @@ async fn catalog_tricky_names_listed_connectable_and_deleted() {
             .all(|r| r["encrypted_password"].is_null())
     );
 
-    // /database_schema does not exist yet: upstream answers 200 with a pg_dump --schema-only
-    // (ending "-- PostgreSQL database dump complete", without health_check or migration
-    // objects) for each database and 404 `database does not exist` for an unknown one. Ours
-    // answers the route-level 404 for both. Waits on issue 12.
-    for (name, _) in dbs.iter().take(3) {
+    // /database_schema: a complete pg_dump --schema-only of each database (the right one:
+    // health_check and the migration schema live in `postgres` only), 404 for an unknown one.
+    for (name, _) in &dbs {
         let path = format!("/database_schema?database={}", percent_encode(name));
-        let (code, body) = ctl.request("GET", &path, "", None).await;
-        assert_eq!((code, body.as_str()), (404, ""), "{path}");
+        let (code, ddl) = ctl.request("GET", &path, "", None).await;
+        assert_eq!(code, 200, "{name:?}: {ddl}");
+        assert!(
+            ddl.contains("-- PostgreSQL database dump complete"),
+            "{name:?}: {ddl}"
+        );
+        assert!(!ddl.contains("health_check"), "{name:?}: {ddl}");
+        assert!(!ddl.contains("migration"), "{name:?}: {ddl}");
     }
-    let (code, _) = ctl
+    let (code, body) = ctl
         .request("GET", "/database_schema?database=nonexistentdb", "", None)
         .await;
-    assert_eq!(code, 404);
+    assert_eq!(
+        (code, body.as_str()),
+        (
+            404,
+            r#"{"error":"database \"nonexistentdb\" does not exist"}"#
+        )
+    );
 
     // Every database exists and accepts a connection; every role exists.
     let admin = ctl.pg("postgres").await;
@@ -892,7 +902,11 @@ async fn reconfigure_settings_and_compute_ctl_up() {
 #[tokio::test(flavor = "multi_thread")]
 async fn privileged_role_override_and_migration_effects() {
     let ctl = start_running(
-        &spec(false, json!([{"name": "alice"}]), json!([])),
+        &spec(
+            false,
+            json!([{"name": "alice"}]),
+            json!([{"name": "test", "owner": "alice"}]),
+        ),
         &["--privileged-role-name", "my_priv"],
     )
     .await;
@@ -1012,10 +1026,23 @@ async fn privileged_role_override_and_migration_effects() {
         "{text}"
     );
 
-    // test_compute_metrics.py::test_compute_installed_extensions_metric: no
-    // compute_installed_extensions family yet (upstream: plpgsql "1.0" in 3 databases,
-    // owned_by_superuser "1"). Waits on issue 12.
-    assert!(!text.contains("compute_installed_extensions"), "{text}");
+    // test_compute_metrics.py::test_compute_installed_extensions_metric: scanned at start,
+    // plpgsql 1.0 (owned by the bootstrap superuser) in 3 databases: template1, postgres and
+    // the spec's `test`. Its `neon` half needs Neon's build.
+    let plpgsql = [
+        ("extension_name", "plpgsql"),
+        ("version", "1.0"),
+        ("owned_by_superuser", "1"),
+    ];
+    wait_until("compute_installed_extensions", &ctl, || async {
+        samples(
+            &metrics(&ctl).await,
+            "compute_installed_extensions",
+            &plpgsql,
+        ) == [3.0]
+    })
+    .await;
+    ctl.wait_log("[NEON_EXT_STAT] {\"extensions\":[").await;
 }
 
 /// A data directory made by the real `initdb` (superuser `cloud_admin`) and changed by `sql`

@@ -42,6 +42,8 @@ pub struct Child {
     on_drop: Signal,
     kept: SharedKept,
     readers: Vec<JoinHandle<()>>,
+    /// Standard output with [`Command::stream_stdout`], until taken.
+    stdout: Option<tokio::process::ChildStdout>,
 }
 
 impl std::fmt::Debug for Child {
@@ -68,11 +70,14 @@ impl Command {
             ..Kept::default()
         }));
         let mut readers = Vec::new();
-        if let Some(out) = inner.stdout.take() {
-            readers.push(match self.stdout {
-                StdoutMode::Forward => output::forward_lines(name.clone(), raw, out, kept.clone()),
-                StdoutMode::Capture => output::capture(out, kept.clone()),
-            });
+        let mut stdout = inner.stdout.take();
+        match (self.stdout, stdout.take()) {
+            (StdoutMode::Forward, Some(out)) => {
+                readers.push(output::forward_lines(name.clone(), raw, out, kept.clone()))
+            }
+            (StdoutMode::Capture, Some(out)) => readers.push(output::capture(out, kept.clone())),
+            (StdoutMode::Stream, out) => stdout = out,
+            (_, None) => {}
         }
         if let Some(err) = inner.stderr.take() {
             readers.push(output::forward_lines(name.clone(), raw, err, kept.clone()));
@@ -86,6 +91,7 @@ impl Command {
             on_drop: self.on_drop,
             kept,
             readers,
+            stdout,
         })
     }
 
@@ -103,6 +109,7 @@ impl Command {
             Cancelled,
         }
         let mut child = self.spawn()?;
+        drop(child.take_stdout());
         let deadline = async {
             match timeout {
                 Some(timeout) => {
@@ -157,6 +164,13 @@ impl Child {
     /// The exit status, once [`Child::wait`] has seen it.
     pub fn exit_status(&self) -> Option<ExitStatus> {
         self.exit
+    }
+
+    /// Standard output of a child started with [`Command::stream_stdout`], once (`None`
+    /// otherwise, and after the first call). Reading it to the end means the child closed it,
+    /// usually by exiting: [`Child::wait`] then tells how it ended.
+    pub fn take_stdout(&mut self) -> Option<tokio::process::ChildStdout> {
+        self.stdout.take()
     }
 
     /// Sends `signal` unless the child has been reaped (its pid may be reused then).
@@ -341,6 +355,59 @@ mod tests {
         let captured = cmd.run(None, &CancellationToken::new()).await.unwrap();
         assert_eq!(captured.stdout, "out\n\u{fffd}x\n");
         assert_eq!(captured.tail, ["LOG:  bad line", "FATAL:  stop"]);
+    }
+
+    #[tokio::test]
+    async fn streamed_stdout_is_the_callers_and_dropping_still_kills() {
+        use tokio::io::AsyncReadExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = sh(
+            "printf 'a\\0b'; echo 'ERROR:  oops' >&2; exit 2",
+            dir.path(),
+        );
+        cmd.stream_stdout();
+        let mut child = cmd.spawn().unwrap();
+        let mut out = Vec::new();
+        let mut stdout = child.take_stdout().unwrap();
+        stdout.read_to_end(&mut out).await.unwrap();
+        assert_eq!(out, b"a\0b");
+        assert!(child.take_stdout().is_none(), "only once");
+        assert_eq!(crate::exit_code(child.wait().await.unwrap()), 2);
+        let captured = child.captured(Duration::from_secs(5)).await;
+        assert_eq!(
+            (captured.stdout.as_str(), &captured.tail[..]),
+            ("", &["ERROR:  oops".to_owned()][..])
+        );
+
+        // A reader that goes away: dropping the child kills it although its stdout is open.
+        std::fs::remove_file(dir.path().join("pid")).unwrap();
+        let mut cmd = sh("echo first; exec sleep 600", dir.path());
+        cmd.stream_stdout();
+        let mut child = cmd.spawn().unwrap();
+        let mut stdout = child.take_stdout().unwrap();
+        let mut first = [0u8; 6];
+        stdout.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"first\n");
+        let pid = pid_of(dir.path());
+        drop(child);
+        assert!(gone_soon(pid).await);
+        drop(stdout);
+
+        // `run` closes a streamed stdout unread: the child is not stuck on a full pipe.
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "head -c 1000000 /dev/zero; exit 0"])
+            .stream_stdout();
+        let run = cmd
+            .run(Some(Duration::from_secs(10)), &CancellationToken::new())
+            .await;
+        assert!(!matches!(run, Err(Error::TimedOut { .. })), "{run:?}");
+        assert!(
+            Command::new("true")
+                .spawn()
+                .unwrap()
+                .take_stdout()
+                .is_none()
+        );
     }
 
     #[tokio::test]

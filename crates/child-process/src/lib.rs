@@ -17,6 +17,9 @@
 //!   `Child` that still runs sends it [`Command::on_drop`]'s signal (SIGKILL unless told
 //!   otherwise) and reaps it in the background; [`Child::stop`] signals, waits with a bound,
 //!   then kills.
+//! - [`Command::stream_stdout`]: standard output handed to the caller as a pipe
+//!   ([`Child::take_stdout`]) to stream it elsewhere; the child is still killed and reaped
+//!   when its handle is dropped (a client that goes away stops the program).
 //! - [`Command::run`]: spawn and wait, killing and reaping on timeout or cancellation; errors
 //!   name the program, the exit status and the last output lines.
 //! - [`Command::output_blocking`] / [`Command::start_blocking`]: for synchronous callers, both
@@ -182,6 +185,8 @@ enum StdoutMode {
     Forward,
     /// Kept (up to [`STDOUT_LIMIT`]) for [`Captured::stdout`], not logged.
     Capture,
+    /// Handed to the caller ([`Child::take_stdout`]), neither logged nor kept.
+    Stream,
 }
 
 /// How much captured standard output is kept; the rest is read and dropped.
@@ -298,6 +303,16 @@ impl Command {
     /// Keeps standard output for [`Captured::stdout`] instead of logging it.
     pub fn capture_stdout(&mut self) -> &mut Command {
         self.stdout = StdoutMode::Capture;
+        self
+    }
+
+    /// Hands standard output to the caller instead of logging it: [`Child::take_stdout`]
+    /// returns the pipe, to be read as a stream (a `pg_dump` answered over HTTP as it runs).
+    /// The caller must keep reading it: a child writing into a full pipe blocks. Standard error
+    /// is still logged and its last lines kept; dropping the [`Child`] still kills and reaps
+    /// it. [`Command::run`] closes the pipe unread (the child gets `SIGPIPE` if it writes).
+    pub fn stream_stdout(&mut self) -> &mut Command {
+        self.stdout = StdoutMode::Stream;
         self
     }
 

@@ -315,6 +315,115 @@ pub struct ListedDatabase {
     pub invalid: bool,
 }
 
+/// A privilege `POST /grants` can give on a schema; upstream's list (`privilege.rs`), spelled
+/// in upper case in JSON. PostgreSQL accepts only `USAGE` and `CREATE` on a schema: the others
+/// are refused by the server (400 with its reason), as upstream forwards them too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Privilege {
+    /// `SELECT`.
+    Select,
+    /// `INSERT`.
+    Insert,
+    /// `UPDATE`.
+    Update,
+    /// `DELETE`.
+    Delete,
+    /// `TRUNCATE`.
+    Truncate,
+    /// `REFERENCES`.
+    References,
+    /// `TRIGGER`.
+    Trigger,
+    /// `USAGE`.
+    Usage,
+    /// `CREATE`.
+    Create,
+    /// `CONNECT`.
+    Connect,
+    /// `TEMPORARY`.
+    Temporary,
+    /// `EXECUTE`.
+    Execute,
+}
+
+impl Privilege {
+    /// Every privilege, in upstream's order.
+    pub const ALL: [Privilege; 12] = [
+        Privilege::Select,
+        Privilege::Insert,
+        Privilege::Update,
+        Privilege::Delete,
+        Privilege::Truncate,
+        Privilege::References,
+        Privilege::Trigger,
+        Privilege::Usage,
+        Privilege::Create,
+        Privilege::Connect,
+        Privilege::Temporary,
+        Privilege::Execute,
+    ];
+
+    /// The SQL keyword (also the JSON spelling and `aclexplode`'s `privilege_type`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Privilege::Select => "SELECT",
+            Privilege::Insert => "INSERT",
+            Privilege::Update => "UPDATE",
+            Privilege::Delete => "DELETE",
+            Privilege::Truncate => "TRUNCATE",
+            Privilege::References => "REFERENCES",
+            Privilege::Trigger => "TRIGGER",
+            Privilege::Usage => "USAGE",
+            Privilege::Create => "CREATE",
+            Privilege::Connect => "CONNECT",
+            Privilege::Temporary => "TEMPORARY",
+            Privilege::Execute => "EXECUTE",
+        }
+    }
+}
+
+/// Body of the internal `POST /grants` (upstream's `SetRoleGrantsRequest`): give `role` the
+/// `privileges` on `schema` of `database` that it does not hold yet. Its 201 answer echoes
+/// the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SetRoleGrantsRequest {
+    /// The database the schema is in.
+    pub database: String,
+    /// The schema.
+    pub schema: String,
+    /// What to grant.
+    pub privileges: Vec<Privilege>,
+    /// The grantee.
+    pub role: String,
+}
+
+/// Body of a successful `POST /grants` (201): the request, echoed (upstream's
+/// `SetRoleGrantsResponse`).
+pub type SetRoleGrantsResponse = SetRoleGrantsRequest;
+
+/// Body of the internal `POST /extensions` (upstream's `ExtensionInstallRequest`): have
+/// `extension` at `version` in `database` — nothing when it is, `ALTER EXTENSION … UPDATE`
+/// when another version is installed, else `CREATE EXTENSION` in schema `public`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ExtensionInstallRequest {
+    /// The extension's name.
+    pub extension: String,
+    /// The database.
+    pub database: String,
+    /// The wanted version.
+    pub version: String,
+}
+
+/// Body of a successful `POST /extensions` (201, upstream's `ExtensionInstallResponse`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ExtensionInstallResponse {
+    /// The extension's name.
+    pub extension: String,
+    /// The version now installed.
+    pub version: String,
+}
+
 /// The body of every error answer: `{"error": "…"}`, upstream's shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {
@@ -472,5 +581,12 @@ terminated ->
             serde_json::to_string(&TerminateResponse { lsn: None }).unwrap(),
             r#"{"lsn":null}"#
         );
+        for privilege in Privilege::ALL {
+            let json = format!("\"{}\"", privilege.as_str());
+            assert_eq!(serde_json::to_string(&privilege).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Privilege>(&json).unwrap(), privilege);
+        }
+        assert!(serde_json::from_str::<Privilege>(r#""ALL""#).is_err());
+        assert!(serde_json::from_str::<Privilege>(r#""usage""#).is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP API (axum): the external router for the control plane (JWT-authenticated, except
-//! `/metrics`) and the internal, read-only router; the listeners and their graceful stop; the
+//! `/metrics`) and the internal router (unauthenticated: status, metrics, and the catalog
+//! changes `/grants` and `/extensions`); the listeners and their graceful stop; the
 //! request-id and request-span middleware. Handlers are in [`routes`], one file per route;
 //! every body is a `compute_spec::api` type. The routes are listed in [`EXTERNAL_ROUTES`] and
 //! [`INTERNAL_ROUTES`], which a test checks against the router and against `openapi.json`,
@@ -23,6 +24,7 @@ use tracing::Instrument;
 
 use crate::auth::Authenticator;
 use crate::cli::Options;
+use crate::process::RunAs;
 use crate::state::Compute;
 
 /// One route of the API.
@@ -56,6 +58,8 @@ pub(crate) const EXTERNAL_ROUTES: &[Route] = &[
     route("POST", "/terminate", true),
     route("POST", "/check_writability", true),
     route("GET", "/dbs_and_roles", true),
+    route("GET", "/database_schema", true),
+    route("GET", "/insights", true),
     route("GET", "/info", true),
 ];
 
@@ -65,6 +69,8 @@ pub(crate) const INTERNAL_ROUTES: &[Route] = &[
     route("GET", "/status", false),
     route("GET", "/metrics.json", false),
     route("GET", "/metrics", false),
+    route("POST", "/grants", false),
+    route("POST", "/extensions", false),
 ];
 
 /// What handlers share.
@@ -76,6 +82,8 @@ pub(crate) struct HttpState {
     pub(crate) opts: Arc<Options>,
     /// Token verification; `None`: unauthenticated (`--allow-unauthenticated`).
     pub(crate) auth: Arc<Option<Authenticator>>,
+    /// The user Postgres programs (`pg_dump`) run as when compute_ctl is root.
+    pub(crate) run_as: Option<RunAs>,
 }
 
 /// The external router.
@@ -87,6 +95,8 @@ pub(crate) fn external_router(state: HttpState) -> Router {
         .route("/terminate", post(routes::terminate::post))
         .route("/check_writability", post(routes::check_writability::post))
         .route("/dbs_and_roles", get(routes::dbs_and_roles::get))
+        .route("/database_schema", get(routes::database_schema::get))
+        .route("/insights", get(routes::insights::get))
         .route("/info", get(routes::info::get))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
     Router::new()
@@ -102,6 +112,8 @@ pub(crate) fn internal_router(state: HttpState) -> Router {
         .route("/status", get(routes::status::get))
         .route("/metrics.json", get(routes::metrics::json))
         .route("/metrics", get(routes::metrics::prometheus))
+        .route("/grants", post(routes::grants::post))
+        .route("/extensions", post(routes::extensions::post))
         .layer(middleware::from_fn(request_span))
         .with_state(state)
 }
@@ -310,6 +322,7 @@ mod tests {
             compute: Arc::new(Compute::new()),
             opts: Arc::new(cli.into_options().unwrap()),
             auth: Arc::new(None),
+            run_as: None,
         }
     }
 
@@ -349,9 +362,15 @@ mod tests {
         assert_eq!(call(&router, "GET", "/nope").await, StatusCode::NOT_FOUND);
         let internal = internal_router(state());
         for route in INTERNAL_ROUTES {
+            // Reads answer; the catalog changes refuse a body without a JSON content type.
+            let want = if route.method == "GET" {
+                StatusCode::OK
+            } else {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            };
             assert_eq!(
                 call(&internal, route.method, route.path).await,
-                StatusCode::OK,
+                want,
                 "{route:?}"
             );
         }
@@ -360,19 +379,32 @@ mod tests {
             StatusCode::NOT_FOUND
         );
 
+        // The document lists the external routes, and the internal-only ones marked
+        // `x-internal: true` (the internal copies of the external reads are described in
+        // `info.description`).
         let doc: serde_json::Value =
             serde_json::from_str(include_str!("../../openapi.json")).unwrap();
         let mut documented = BTreeSet::new();
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
                 let secured = op.get("security").is_some();
-                documented.insert((method.to_uppercase(), path.clone(), secured));
+                let internal = op.get("x-internal") == Some(&serde_json::Value::Bool(true));
+                documented.insert((method.to_uppercase(), path.clone(), secured, internal));
             }
         }
-        let routed: BTreeSet<_> = EXTERNAL_ROUTES
+        let external = EXTERNAL_ROUTES.iter().map(|r| {
+            (
+                r.method.to_owned(),
+                r.path.to_owned(),
+                r.authenticated,
+                false,
+            )
+        });
+        let internal_only = INTERNAL_ROUTES
             .iter()
-            .map(|r| (r.method.to_owned(), r.path.to_owned(), r.authenticated))
-            .collect();
+            .filter(|r| !EXTERNAL_ROUTES.iter().any(|e| e.path == r.path))
+            .map(|r| (r.method.to_owned(), r.path.to_owned(), false, true));
+        let routed: BTreeSet<_> = external.chain(internal_only).collect();
         assert_eq!(documented, routed);
     }
 
@@ -425,6 +457,16 @@ mod tests {
             ("DbsAndRoles", derived::<DbsAndRoles>()),
             ("ListedRole", derived::<ListedRole>()),
             ("ListedDatabase", derived::<ListedDatabase>()),
+            ("Privilege", derived::<Privilege>()),
+            ("SetRoleGrantsRequest", derived::<SetRoleGrantsRequest>()),
+            (
+                "ExtensionInstallRequest",
+                derived::<ExtensionInstallRequest>(),
+            ),
+            (
+                "ExtensionInstallResponse",
+                derived::<ExtensionInstallResponse>(),
+            ),
             ("ErrorBody", derived::<ErrorBody>()),
             ("ValidationErrorBody", derived::<ValidationErrorBody>()),
             ("DroppedSetting", derived::<DroppedSetting>()),

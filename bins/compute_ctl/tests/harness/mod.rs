@@ -114,6 +114,8 @@ pub(crate) struct Ctl {
     pub(crate) pgdata: PathBuf,
     pub(crate) pg_port: u16,
     pub(crate) http_port: u16,
+    /// The internal API (unauthenticated: `/grants`, `/extensions`).
+    pub(crate) internal_http_port: u16,
     pub(crate) exited: Option<ExitStatus>,
 }
 
@@ -170,8 +172,7 @@ impl Ctl {
         }
         let pg_port = test_postgres::free_port();
         let http_port = test_postgres::free_port();
-        // The internal API is not used by the tests: an ephemeral port cannot collide.
-        let internal_port = 0;
+        let internal_port = test_postgres::free_port();
         let log = std::fs::File::create(dir.path().join("compute_ctl.log")).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_compute_ctl"));
         cmd.arg("-D")
@@ -231,6 +232,7 @@ impl Ctl {
             pgdata,
             pg_port,
             http_port,
+            internal_http_port: internal_port,
             exited: None,
         }
     }
@@ -270,6 +272,20 @@ impl Ctl {
         let addr = format!("127.0.0.1:{}", self.http_port);
         let (code, _, body) = http_request(&addr, method, path, body, &auth).await?;
         Ok((code, body))
+    }
+
+    /// A request to the internal API (`/grants`, `/extensions`): status code and body.
+    pub(crate) async fn request_internal(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> (u16, String) {
+        let addr = format!("127.0.0.1:{}", self.internal_http_port);
+        let (code, _, body) = http_request(&addr, method, path, body, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path} (internal): {e}\n{}", self.log()));
+        (code, body)
     }
 
     pub(crate) async fn get_json(&self, path: &str) -> serde_json::Value {

@@ -2,8 +2,12 @@
 
 pub(crate) mod check_writability;
 pub(crate) mod configure;
+pub(crate) mod database_schema;
 pub(crate) mod dbs_and_roles;
+pub(crate) mod extensions;
+pub(crate) mod grants;
 pub(crate) mod info;
+pub(crate) mod insights;
 pub(crate) mod metrics;
 pub(crate) mod status;
 pub(crate) mod terminate;

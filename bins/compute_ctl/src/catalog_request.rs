@@ -1,0 +1,157 @@
+//! What the catalog routes (`/database_schema`, `/insights`, `/grants`, `/extensions`) share:
+//! the checks on names a request carries, and the classification of what went wrong into an
+//! HTTP status with the reason (the server's own message when PostgreSQL refused).
+
+use axum::http::StatusCode;
+use tokio_postgres::error::SqlState;
+
+/// The longest identifier PostgreSQL keeps (`NAMEDATALEN - 1` bytes); longer ones are cut,
+/// which could name another object, so they are refused instead.
+pub(crate) const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// Why a catalog request failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RequestError {
+    /// A name in the request cannot be a PostgreSQL name.
+    #[error("invalid {field} {value:?}: {reason}")]
+    InvalidName {
+        /// The request field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// Why not.
+        reason: &'static str,
+    },
+    /// The database, schema, role or extension named does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The object exists but cannot serve the request now (a database that refuses
+    /// connections, an extension whose library is not preloaded).
+    #[error("{0}")]
+    Conflict(String),
+    /// PostgreSQL refused the request's content (an invalid privilege for a schema, no update
+    /// path between two versions, ...): its message.
+    #[error("{0}")]
+    Refused(String),
+    /// Anything else: Postgres unreachable, a program that failed.
+    #[error("{0:#}")]
+    Internal(anyhow::Error),
+}
+
+impl RequestError {
+    /// The HTTP status that goes with it.
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            RequestError::InvalidName { .. } | RequestError::Refused(_) => StatusCode::BAD_REQUEST,
+            RequestError::NotFound(_) => StatusCode::NOT_FOUND,
+            RequestError::Conflict(_) => StatusCode::CONFLICT,
+            RequestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Classifies an error of a statement or connection: PostgreSQL's "does not exist"
+    /// errors are [`RequestError::NotFound`], a database not accepting connections
+    /// [`RequestError::Conflict`], errors about the statement's data [`RequestError::Refused`]
+    /// (each with the server's message), anything else internal.
+    pub(crate) fn from_postgres(error: anyhow::Error) -> RequestError {
+        let Some(db) = error
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(|e| e.as_db_error())
+        else {
+            return RequestError::Internal(error);
+        };
+        let message = db.message().to_owned();
+        let code = db.code();
+        if [
+            SqlState::INVALID_CATALOG_NAME,
+            SqlState::INVALID_SCHEMA_NAME,
+            SqlState::UNDEFINED_OBJECT,
+        ]
+        .contains(code)
+        {
+            RequestError::NotFound(message)
+        } else if *code == SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE {
+            RequestError::Conflict(message)
+        } else if ["22", "42", "0A", "0L"]
+            .iter()
+            .any(|class| code.code().starts_with(class))
+        {
+            RequestError::Refused(message)
+        } else {
+            RequestError::Internal(error)
+        }
+    }
+}
+
+/// Checks that `value` (request field `field`) can be a PostgreSQL identifier as it is: not
+/// empty, no NUL, at most [`MAX_IDENTIFIER_BYTES`] bytes.
+pub(crate) fn check_identifier(field: &'static str, value: &str) -> Result<(), RequestError> {
+    let reason = if value.is_empty() {
+        "empty"
+    } else if value.contains('\0') {
+        "contains a NUL character"
+    } else if value.len() > MAX_IDENTIFIER_BYTES {
+        "longer than 63 bytes (PostgreSQL would cut it)"
+    } else {
+        return Ok(());
+    };
+    Err(RequestError::InvalidName {
+        field,
+        value: value.to_owned(),
+        reason,
+    })
+}
+
+/// Checks a text value (an extension version): not empty, no NUL.
+pub(crate) fn check_text(field: &'static str, value: &str) -> Result<(), RequestError> {
+    let reason = if value.is_empty() {
+        "empty"
+    } else if value.contains('\0') {
+        "contains a NUL character"
+    } else {
+        return Ok(());
+    };
+    Err(RequestError::InvalidName {
+        field,
+        value: value.to_owned(),
+        reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_before_any_sql() {
+        let check = |value: &str| {
+            check_identifier("role", value)
+                .map_err(|e| (e.status(), e.to_string()))
+                .err()
+        };
+        assert_eq!(check("x"), None);
+        assert_eq!(check(&"x".repeat(63)), None);
+        assert_eq!(check("🐘 \"; DROP"), None);
+        assert_eq!(
+            check(""),
+            Some((StatusCode::BAD_REQUEST, r#"invalid role "": empty"#.into()))
+        );
+        assert_eq!(
+            check("a\0b"),
+            Some((
+                StatusCode::BAD_REQUEST,
+                r#"invalid role "a\0b": contains a NUL character"#.into()
+            ))
+        );
+        assert!(check(&"é".repeat(32)).unwrap().1.contains("longer than 63"));
+        assert!(check_text("version", "1.0").is_ok());
+        assert!(check_text("version", "").is_err());
+    }
+
+    #[test]
+    fn errors_without_a_server_message_are_internal() {
+        let e = RequestError::from_postgres(anyhow::anyhow!("connection refused"));
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.to_string(), "connection refused");
+    }
+}

@@ -1,0 +1,42 @@
+//! Internal `POST /extensions` ([`ExtensionInstallRequest`]): has an extension at a version
+//! in a database (nothing, `ALTER EXTENSION … UPDATE` or `CREATE EXTENSION` in `public`,
+//! `crate::catalog_changes`); 412 unless `running`; **201** with
+//! [`ExtensionInstallResponse`], as upstream. A bad name is 400, an unknown database or an
+//! extension version this installation does not ship 404, an update the server refuses 400,
+//! each with the reason.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use compute_spec::api::{ComputeStatus, ExtensionInstallRequest, ExtensionInstallResponse};
+
+use crate::http::{HttpState, error};
+
+pub(crate) async fn post(
+    State(state): State<HttpState>,
+    axum::Json(request): axum::Json<ExtensionInstallRequest>,
+) -> Response {
+    let status = state.compute.status();
+    if status != ComputeStatus::Running {
+        return error(
+            StatusCode::PRECONDITION_FAILED,
+            format!("invalid compute status: {status}"),
+        );
+    }
+    match crate::catalog_changes::install_extension(
+        &state.opts.pg_config,
+        crate::catalog::guards(&state.compute),
+        &request,
+    )
+    .await
+    {
+        Ok(version) => {
+            let body = ExtensionInstallResponse {
+                extension: request.extension,
+                version,
+            };
+            (StatusCode::CREATED, axum::Json(body)).into_response()
+        }
+        Err(e) => error(e.status(), format!("failed to install extension: {e}")),
+    }
+}

@@ -1,0 +1,40 @@
+//! Internal `POST /grants` ([`SetRoleGrantsRequest`]): gives a role the schema privileges it
+//! lacks (`crate::catalog_changes`); 412 unless `running`; **201** with the request echoed,
+//! as upstream. A bad name is 400, an unknown database, schema or role 404, a privilege the
+//! server refuses for a schema 400, each with the reason.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use compute_spec::api::{ComputeStatus, SetRoleGrantsRequest, SetRoleGrantsResponse};
+
+use crate::http::{HttpState, error};
+
+pub(crate) async fn post(
+    State(state): State<HttpState>,
+    axum::Json(request): axum::Json<SetRoleGrantsRequest>,
+) -> Response {
+    let status = state.compute.status();
+    if status != ComputeStatus::Running {
+        return error(
+            StatusCode::PRECONDITION_FAILED,
+            format!("invalid compute status: {status}"),
+        );
+    }
+    match crate::catalog_changes::set_role_grants(
+        &state.opts.pg_config,
+        crate::catalog::guards(&state.compute),
+        &request,
+    )
+    .await
+    {
+        Ok(()) => {
+            let body: SetRoleGrantsResponse = request;
+            (StatusCode::CREATED, axum::Json(body)).into_response()
+        }
+        Err(e) => error(
+            e.status(),
+            format!("failed to grant role privileges to the schema: {e}"),
+        ),
+    }
+}

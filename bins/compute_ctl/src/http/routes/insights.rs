@@ -1,0 +1,29 @@
+//! `GET /insights`: the top statements of `pg_stat_statements` as a JSON string holding
+//! `{"pg_stat_statements": […]}` (upstream's shape, `crate::insights`); 412 unless `running`,
+//! 404 when the extension is not installed, 409 when its library is not preloaded.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use compute_spec::api::ComputeStatus;
+
+use crate::http::{HttpState, error};
+
+pub(crate) async fn get(State(state): State<HttpState>) -> Response {
+    let status = state.compute.status();
+    if status != ComputeStatus::Running {
+        return error(
+            StatusCode::PRECONDITION_FAILED,
+            format!("invalid compute status: {status}"),
+        );
+    }
+    match crate::insights::collect(
+        &state.opts.pg_config,
+        crate::catalog::guards(&state.compute),
+    )
+    .await
+    {
+        Ok(text) => axum::Json(text).into_response(),
+        Err(e) => error(e.status(), e.to_string()),
+    }
+}
