@@ -512,8 +512,12 @@ async fn insights_from_pg_stat_statements() {
     let preload = json!({"name": "shared_preload_libraries", "value": "pg_stat_statements", "vartype": "string"});
     let ctl = start(&spec(&["app".to_owned()], &[], &[preload]), &[]).await;
     let admin = ctl.pg("postgres").await;
+    // Preloaded, so the reconciler created it (in `public`); moved to a hostile schema here.
     admin
-        .batch_execute("CREATE SCHEMA \"my \"\"stats\"; CREATE EXTENSION pg_stat_statements SCHEMA \"my \"\"stats\"")
+        .batch_execute(
+            "CREATE SCHEMA \"my \"\"stats\"; \
+             ALTER EXTENSION pg_stat_statements SET SCHEMA \"my \"\"stats\"",
+        )
         .await
         .unwrap();
     let mut config = tokio_postgres::Config::new();
