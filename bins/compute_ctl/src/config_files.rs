@@ -59,6 +59,28 @@ pub(crate) fn write_config_files(
     Ok(())
 }
 
+/// What the temporary override file (`pg_config::TEMP_OVERRIDE_CONF`, included last by
+/// `postgresql.conf`) holds while compute_ctl configures the catalog: the cluster size limit
+/// lifted, so creating roles, databases and extensions cannot fail on it (upstream does the
+/// same). Only when the spec preloads `neon`, the library that defines the setting.
+pub(crate) fn catalog_override(spec: &ValidatedSpec) -> Option<&'static str> {
+    pg_reconcile::preloads(spec, "neon").then_some("neon.max_cluster_size = -1\n")
+}
+
+/// Writes `contents` into the temporary override file; an empty text clears it.
+pub(crate) fn write_temp_override(
+    pgdata: &Path,
+    contents: &str,
+    ctx: &ConfigContext<'_>,
+) -> anyhow::Result<()> {
+    pg_config::write_file_atomically(
+        &pgdata.join(pg_config::TEMP_OVERRIDE_CONF),
+        contents.as_bytes(),
+        &ctx.file_options(),
+    )
+    .with_context(|| format!("write {}", pg_config::TEMP_OVERRIDE_CONF))
+}
+
 /// Appends the access line to `pg_hba.conf` unless present.
 pub(crate) fn ensure_hba_line(pgdata: &Path, ctx: &ConfigContext<'_>) -> anyhow::Result<()> {
     let path = pgdata.join(pg_config::PG_HBA_CONF);
@@ -78,6 +100,40 @@ pub(crate) fn ensure_hba_line(pgdata: &Path, ctx: &ConfigContext<'_>) -> anyhow:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cluster_size_limit_is_lifted_only_where_neon_is_preloaded() {
+        let spec = |preload: &str| {
+            ValidatedSpec::from_json(&format!(
+                r#"{{"format_version":1.0,"cluster":{{"roles":[],"databases":[],"settings":[
+                   {{"name":"shared_preload_libraries","value":"{preload}","vartype":"string"}}]}}}}"#
+            ))
+            .unwrap()
+        };
+        assert_eq!(
+            catalog_override(&spec("neon,pg_stat_statements")),
+            Some("neon.max_cluster_size = -1\n")
+        );
+        assert_eq!(catalog_override(&spec("pg_stat_statements")), None);
+
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = ConfigContext {
+            privileged_role_name: "neon_superuser",
+            internal_http_port: 3081,
+            owner: None,
+            drop_unsupported: None,
+        };
+        let path = dir.path().join(pg_config::TEMP_OVERRIDE_CONF);
+        write_temp_override(dir.path(), "neon.max_cluster_size = -1\n", &ctx).unwrap();
+        let parsed = pg_config::parse_conf(&std::fs::read_to_string(&path).unwrap());
+        let lines: Vec<(&str, &str)> = parsed
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect();
+        assert_eq!(lines, [("neon.max_cluster_size", "-1")]);
+        write_temp_override(dir.path(), "", &ctx).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    }
 
     #[test]
     fn config_files_are_written_for_the_mode() {

@@ -372,14 +372,26 @@ async fn start_postgres(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Res
 
 /// Applies the catalog part of the spec (the writability check table included), unless
 /// `skip_pg_catalog_updates` (then nothing, as upstream: a woken compute's catalog is left as
-/// the basebackup had it).
+/// the basebackup had it). Where `neon` is preloaded, the cluster size limit is lifted in the
+/// temporary override file around the work (`config_files::catalog_override`), with a reload
+/// before and after, and the file is emptied whatever the outcome.
 async fn configure_catalog(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<()> {
     if spec.spec().skip_pg_catalog_updates {
         tracing::info!("skip_pg_catalog_updates: the catalog is left as it is");
         return Ok(());
     }
-    reconcile(ctx, spec).await?;
-    Ok(())
+    let Some(lift) = config_files::catalog_override(spec) else {
+        reconcile(ctx, spec).await?;
+        return Ok(());
+    };
+    let pgdata = &ctx.opts.pgdata;
+    config_files::write_temp_override(pgdata, lift, &ctx.config_context())?;
+    reload(ctx).await?;
+    let reconciled = reconcile(ctx, spec).await;
+    let cleared = config_files::write_temp_override(pgdata, "", &ctx.config_context());
+    reload(ctx).await?;
+    reconciled?;
+    cleared
 }
 
 /// Limit of one migration run: a migration waiting on a lock held by a session must not keep
