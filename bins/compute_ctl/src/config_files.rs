@@ -101,6 +101,15 @@ pub(crate) fn ensure_hba_line(pgdata: &Path, ctx: &ConfigContext<'_>) -> anyhow:
 mod tests {
     use super::*;
 
+    fn test_context() -> ConfigContext<'static> {
+        ConfigContext {
+            privileged_role_name: "neon_superuser",
+            internal_http_port: 3081,
+            owner: None,
+            drop_unsupported: None,
+        }
+    }
+
     #[test]
     fn the_cluster_size_limit_is_lifted_only_where_neon_is_preloaded() {
         let spec = |preload: &str| {
@@ -117,12 +126,7 @@ mod tests {
         assert_eq!(catalog_override(&spec("pg_stat_statements")), None);
 
         let dir = tempfile::tempdir().unwrap();
-        let ctx = ConfigContext {
-            privileged_role_name: "neon_superuser",
-            internal_http_port: 3081,
-            owner: None,
-            drop_unsupported: None,
-        };
+        let ctx = test_context();
         let path = dir.path().join(pg_config::TEMP_OVERRIDE_CONF);
         write_temp_override(dir.path(), "neon.max_cluster_size = -1\n", &ctx).unwrap();
         let parsed = pg_config::parse_conf(&std::fs::read_to_string(&path).unwrap());
@@ -138,12 +142,7 @@ mod tests {
     #[test]
     fn config_files_are_written_for_the_mode() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = ConfigContext {
-            privileged_role_name: "neon_superuser",
-            internal_http_port: 3081,
-            owner: None,
-            drop_unsupported: None,
-        };
+        let ctx = test_context();
         let spec = ValidatedSpec::from_json(
             r#"{"format_version":1.0,"mode":"Replica","cluster":{"roles":[],"databases":[],
                "settings":[{"name":"work_mem","value":"8MB","vartype":"string"}]}}"#,

@@ -261,6 +261,22 @@ fn serve(
 }
 
 /// An error answer: `code` with upstream's `{"error": "…"}` body.
+/// The 412 answer (upstream's text) when the compute is not `running`, else `None`.
+pub(crate) fn refuse_unless_running(state: &HttpState) -> Option<Response> {
+    match state.compute.status() {
+        compute_spec::api::ComputeStatus::Running => None,
+        status => Some(invalid_status(status)),
+    }
+}
+
+/// 412 `invalid compute status: <status>`, upstream's answer to a request the status forbids.
+pub(crate) fn invalid_status(status: compute_spec::api::ComputeStatus) -> Response {
+    error(
+        StatusCode::PRECONDITION_FAILED,
+        format!("invalid compute status: {status}"),
+    )
+}
+
 pub(crate) fn error(code: StatusCode, message: impl Into<String>) -> Response {
     let body = ErrorBody {
         error: message.into(),

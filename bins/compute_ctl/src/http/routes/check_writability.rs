@@ -3,18 +3,13 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use compute_spec::api::ComputeStatus;
 
 use crate::catalog;
 use crate::http::{HttpState, error};
 
 pub(crate) async fn post(State(state): State<HttpState>) -> Response {
-    let status = state.compute.status();
-    if status != ComputeStatus::Running {
-        return error(
-            StatusCode::PRECONDITION_FAILED,
-            format!("invalid compute status: {status}"),
-        );
+    if let Some(refused) = crate::http::refuse_unless_running(&state) {
+        return refused;
     }
     let result = async {
         let client =

@@ -8,7 +8,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use compute_spec::api::{ComputeStatus, ExtensionInstallRequest, ExtensionInstallResponse};
+use compute_spec::api::{ExtensionInstallRequest, ExtensionInstallResponse};
 
 use crate::http::{HttpState, error};
 
@@ -16,12 +16,8 @@ pub(crate) async fn post(
     State(state): State<HttpState>,
     axum::Json(request): axum::Json<ExtensionInstallRequest>,
 ) -> Response {
-    let status = state.compute.status();
-    if status != ComputeStatus::Running {
-        return error(
-            StatusCode::PRECONDITION_FAILED,
-            format!("invalid compute status: {status}"),
-        );
+    if let Some(refused) = crate::http::refuse_unless_running(&state) {
+        return refused;
     }
     match crate::catalog_changes::install_extension(
         &state.opts.pg_config,

@@ -6,7 +6,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use compute_spec::api::{ComputeStatus, SetRoleGrantsRequest, SetRoleGrantsResponse};
+use compute_spec::api::{SetRoleGrantsRequest, SetRoleGrantsResponse};
 
 use crate::http::{HttpState, error};
 
@@ -14,12 +14,8 @@ pub(crate) async fn post(
     State(state): State<HttpState>,
     axum::Json(request): axum::Json<SetRoleGrantsRequest>,
 ) -> Response {
-    let status = state.compute.status();
-    if status != ComputeStatus::Running {
-        return error(
-            StatusCode::PRECONDITION_FAILED,
-            format!("invalid compute status: {status}"),
-        );
+    if let Some(refused) = crate::http::refuse_unless_running(&state) {
+        return refused;
     }
     match crate::catalog_changes::set_role_grants(
         &state.opts.pg_config,

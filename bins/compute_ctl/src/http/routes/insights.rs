@@ -3,19 +3,13 @@
 //! 404 when the extension is not installed, 409 when its library is not preloaded.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use compute_spec::api::ComputeStatus;
 
 use crate::http::{HttpState, error};
 
 pub(crate) async fn get(State(state): State<HttpState>) -> Response {
-    let status = state.compute.status();
-    if status != ComputeStatus::Running {
-        return error(
-            StatusCode::PRECONDITION_FAILED,
-            format!("invalid compute status: {status}"),
-        );
+    if let Some(refused) = crate::http::refuse_unless_running(&state) {
+        return refused;
     }
     match crate::insights::collect(
         &state.opts.pg_config,

@@ -37,10 +37,7 @@ pub(crate) async fn post(
         return (StatusCode::CREATED, axum::Json(response(&state.compute))).into_response();
     }
     if !matches!(status, ComputeStatus::Empty | ComputeStatus::Running) {
-        return error(
-            StatusCode::PRECONDITION_FAILED,
-            format!("invalid compute status: {status}"),
-        );
+        return crate::http::invalid_status(status);
     }
     let mut rx = state.compute.subscribe();
     state.compute.request_shutdown(mode.into(), true);
