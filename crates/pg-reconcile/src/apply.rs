@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use compute_spec::ValidatedSpec;
+use futures::StreamExt;
 use futures::future::MaybeDone;
 use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage, SimpleQueryRow};
 
@@ -430,10 +431,13 @@ pub struct Reconciled {
 /// on a session closed right after, and connected to again if the plan has work there.
 const KEPT_SESSIONS: usize = 16;
 
+/// Databases observed at the same time (each on its own session).
+const OBSERVING_SESSIONS: usize = 8;
+
 /// Observes the cluster as the planner needs it: the catalog and the system database's
 /// contents on a session to `first` (the system database), then the contents of every spec
 /// database that exists, allows connections and is not invalid, one session and one round trip
-/// each. Returns the catalog and the sessions kept open (`first`'s always), for [`apply`].
+/// each, [`OBSERVING_SESSIONS`] at a time. Returns the catalog and the sessions kept open (`first`'s always), for [`apply`].
 pub async fn observe_cluster(
     spec: &ValidatedSpec,
     connector: &Connector,
@@ -452,9 +456,16 @@ pub async fn observe_cluster(
                 .is_some_and(|d| d.allow_connections && !d.invalid && d.contents.is_none())
         })
         .collect();
-    for name in targets {
-        let session = connector.connect(&name).await?;
-        let contents = session.observe_contents().await?;
+    let observed = futures::stream::iter(targets)
+        .map(|name| async move {
+            let session = connector.connect(&name).await?;
+            let contents = session.observe_contents().await?;
+            Ok::<_, ReconcileError>((name, session, contents))
+        })
+        .buffer_unordered(OBSERVING_SESSIONS);
+    futures::pin_mut!(observed);
+    while let Some(result) = observed.next().await {
+        let (name, session, contents) = result?;
         if let Some(db) = catalog.databases.get_mut(&name) {
             db.contents = Some(contents);
         }
