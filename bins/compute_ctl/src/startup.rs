@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use compute_spec::{ComputeMode, Lsn, ValidatedSpec};
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog;
 use crate::cli::Options;
 use crate::config_files::{self, ConfigContext};
 use crate::metrics::Phase;
@@ -408,7 +409,7 @@ async fn run_migrations(ctx: &StartContext) {
     let privileged = &ctx.opts.privileged_role_name;
     let run = pg_reconcile::migrate(
         &ctx.opts.pg_config,
-        crate::catalog::guards(&ctx.compute),
+        catalog::guards(&ctx.compute),
         privileged,
     );
     match tokio::time::timeout(MIGRATIONS_TIMEOUT, run).await {
@@ -490,13 +491,39 @@ pub(crate) async fn reconfigure(ctx: &StartContext, spec: &ValidatedSpec) -> any
     Ok(())
 }
 
-/// `pg_ctl reload`.
+/// How long a reload may take to be read by the postmaster.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `pg_ctl reload`, then waits until the postmaster has read the files again
+/// (`pg_conf_load_time()` moves), so what follows — the catalog work, the answer to
+/// `/configure` — sees the new settings. `pg_ctl` only sends SIGHUP.
 async fn reload(ctx: &StartContext) -> anyhow::Result<()> {
+    let loaded_at = || async {
+        let client =
+            catalog::connect(&ctx.opts.pg_config, catalog::guards(&ctx.compute), None).await?;
+        let row = client
+            .query_one(
+                "SELECT pg_catalog.pg_conf_load_time()::pg_catalog.text",
+                &[],
+            )
+            .await
+            .context("read pg_conf_load_time()")?;
+        anyhow::Ok(row.get::<_, String>(0))
+    };
+    let before = loaded_at().await?;
     let mut cmd = process::command(
         ctx.opts.pg_bin_dir.join("pg_ctl"),
         ctx.run_as,
         &ctx.opts.pgdata,
     );
     cmd.arg("reload").arg("-D").arg(&ctx.opts.pgdata);
-    process::run_to_completion("pg_ctl", cmd, &CancellationToken::new()).await
+    process::run_to_completion("pg_ctl", cmd, &CancellationToken::new()).await?;
+    let deadline = Instant::now() + RELOAD_TIMEOUT;
+    while loaded_at().await? == before {
+        if Instant::now() > deadline {
+            bail!("postgres did not reload its configuration within {RELOAD_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
 }
