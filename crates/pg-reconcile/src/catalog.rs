@@ -113,7 +113,9 @@ pub struct ExtensionInfo {
     pub schema: String,
     /// The installed version.
     pub version: String,
-    /// The version `CREATE EXTENSION` would install now (`None`: no control file).
+    /// The version `CREATE EXTENSION` would install now (`None`: no control file). Read only
+    /// for `neon`, the one extension whose version the reconciler manages: reading it means
+    /// parsing every control file of the installation, in every observed database.
     pub default_version: Option<String>,
 }
 
@@ -205,10 +207,12 @@ HAVING count(DISTINCT x.privilege_type) = (SELECT count(*) FROM pg_catalog.aclex
                                0::pg_catalog.oid)));
 SELECT pg_catalog.to_regnamespace('neon') IS NOT NULL,
        pg_catalog.to_regclass('public.health_check') IS NOT NULL;
-SELECT e.extname, n.nspname, e.extversion, a.default_version
+SELECT e.extname, n.nspname, e.extversion,
+       CASE WHEN e.extname = 'neon' THEN
+         (SELECT a.default_version FROM pg_catalog.pg_available_extensions() a
+           WHERE a.name = 'neon') END
   FROM pg_catalog.pg_extension e
-  JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
-  LEFT JOIN pg_catalog.pg_available_extensions a ON a.name = e.extname;
+  JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace;
 "
     };
 }
