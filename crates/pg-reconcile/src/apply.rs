@@ -437,7 +437,8 @@ const OBSERVING_SESSIONS: usize = 8;
 /// Observes the cluster as the planner needs it: the catalog and the system database's
 /// contents on a session to `first` (the system database), then the contents of every spec
 /// database that exists, allows connections and is not invalid, one session and one round trip
-/// each, [`OBSERVING_SESSIONS`] at a time. Returns the catalog and the sessions kept open (`first`'s always), for [`apply`].
+/// each, eight at a time. Returns the catalog and the sessions kept open (`first`'s always),
+/// for [`apply`].
 pub async fn observe_cluster(
     spec: &ValidatedSpec,
     connector: &Connector,
