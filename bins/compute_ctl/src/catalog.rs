@@ -18,10 +18,21 @@ pub(crate) async fn connect(
     guards: SessionGuards,
     dbname: Option<&str>,
 ) -> anyhow::Result<Client> {
+    connect_as(config, guards, dbname, "compute_ctl").await
+}
+
+/// [`connect`] with another `application_name`, sent in the startup packet (so the session
+/// is named from its first moment, e.g. for the activity monitor to leave it out).
+pub(crate) async fn connect_as(
+    config: &tokio_postgres::Config,
+    guards: SessionGuards,
+    dbname: Option<&str>,
+    application_name: &str,
+) -> anyhow::Result<Client> {
     let mut config = config.clone();
     guards.apply_to(&mut config);
     config
-        .application_name("compute_ctl")
+        .application_name(application_name)
         .connect_timeout(std::time::Duration::from_secs(10));
     if let Some(db) = dbname {
         config.dbname(db);

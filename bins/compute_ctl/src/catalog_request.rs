@@ -86,20 +86,15 @@ impl RequestError {
 /// Checks that `value` (request field `field`) can be a PostgreSQL identifier as it is: not
 /// empty, no NUL, at most [`MAX_IDENTIFIER_BYTES`] bytes.
 pub(crate) fn check_identifier(field: &'static str, value: &str) -> Result<(), RequestError> {
-    let reason = if value.is_empty() {
-        "empty"
-    } else if value.contains('\0') {
-        "contains a NUL character"
-    } else if value.len() > MAX_IDENTIFIER_BYTES {
-        "longer than 63 bytes (PostgreSQL would cut it)"
-    } else {
-        return Ok(());
-    };
-    Err(RequestError::InvalidName {
-        field,
-        value: value.to_owned(),
-        reason,
-    })
+    check_text(field, value)?;
+    if value.len() > MAX_IDENTIFIER_BYTES {
+        return Err(RequestError::InvalidName {
+            field,
+            value: value.to_owned(),
+            reason: "longer than 63 bytes (PostgreSQL would cut it)",
+        });
+    }
+    Ok(())
 }
 
 /// Checks a text value (an extension version): not empty, no NUL.

@@ -97,16 +97,7 @@ async fn connect(
     guards: SessionGuards,
     db: Option<&str>,
 ) -> anyhow::Result<tokio_postgres::Client> {
-    let client = catalog::connect(pg, guards, db).await?;
-    let set_name = format!(
-        "SET application_name = {}",
-        pg_quote::quote_literal(APPLICATION_NAME)
-    );
-    client
-        .batch_execute(&set_name)
-        .await
-        .context("set application_name")?;
-    Ok(client)
+    catalog::connect_as(pg, guards, db, APPLICATION_NAME).await
 }
 
 /// Reads the extensions of every connectable database.
