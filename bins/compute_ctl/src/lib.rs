@@ -114,7 +114,7 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
         }
     };
     if let Ok(Some(spec)) = &prepared {
-        supervisor::warn_about_unsupported_fields(spec, &opts);
+        spec_source::report_accepted(spec, &opts);
         let _ = compute.transition_with(ComputeStatus::Init, |s| s.spec = Some(spec.clone()));
     }
     let state = HttpState {

@@ -441,6 +441,10 @@ async fn reconcile(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<A
         superuser: pg.get_user().unwrap_or("cloud_admin").to_owned(),
         system_database: pg.get_dbname().unwrap_or("postgres").to_owned(),
         neon_extension: ctx.neon_library().await,
+        // Upstream's connection budget for a running compute; a start has no users to leave
+        // connection slots to.
+        max_sessions: (ctx.compute.status() != compute_spec::api::ComputeStatus::Init)
+            .then_some(spec.spec().reconfigure_concurrency),
     };
     let reconciled =
         pg_reconcile::reconcile(spec, &options, pg, &pg_reconcile::Counters::default())

@@ -12,7 +12,6 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::cli::Options;
 use crate::installed_extensions;
 use crate::metrics::Phase;
 use crate::process::{self, Postmaster};
@@ -21,16 +20,6 @@ use crate::state::{ShutdownMode, ShutdownRequest};
 
 /// How long to stay up after `/terminate?mode=immediate` so that its answer goes out.
 const RESPONSE_GRACE: Duration = Duration::from_millis(300);
-
-/// Spec fields this build does not act on yet: said at start, never silently ignored.
-pub(crate) fn warn_about_unsupported_fields(spec: &compute_spec::ValidatedSpec, opts: &Options) {
-    if spec.spec().remote_extensions.is_some() {
-        tracing::warn!(
-            base_url = opts.remote_ext_base_url.as_ref().map(|u| u.as_str()),
-            "remote_extensions: remote extensions are not downloaded by this build"
-        );
-    }
-}
 
 /// The signal a stop request sends to the postmaster: `/terminate` sends SIGINT (a fast
 /// shutdown) whatever its mode, as upstream; the mode only decides how long compute_ctl stays
@@ -128,7 +117,7 @@ async fn wait_for_spec(
     });
     match (moved, spec) {
         (Ok(()), Some(spec)) => {
-            warn_about_unsupported_fields(&spec, &ctx.opts);
+            crate::spec_source::report_accepted(&spec, &ctx.opts);
             Some(spec)
         }
         _ => {
