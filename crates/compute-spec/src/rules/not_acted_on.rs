@@ -30,7 +30,11 @@ pub(super) fn check(r: &mut Rules<'_>, spec: &ComputeSpec) {
 
 /// The present fields that compute_ctl does not act on, with the reason, in spec order.
 fn present_fields(spec: &ComputeSpec) -> Vec<(&'static str, &'static str)> {
-    let candidates: [(&'static str, bool, &'static str); 9] = [
+    let grpc = spec
+        .pageserver_connection_info
+        .as_ref()
+        .is_some_and(|info| info.prefer_protocol == crate::spec::PageserverProtocol::Grpc);
+    let candidates: [(&'static str, bool, &'static str); 10] = [
         ("swap_size_bytes", spec.swap_size_bytes.is_some(), VM),
         ("disk_quota_bytes", spec.disk_quota_bytes.is_some(), VM),
         (
@@ -53,6 +57,11 @@ fn present_fields(spec: &ComputeSpec) -> Vec<(&'static str, &'static str)> {
             "offload_lfc_interval_seconds",
             spec.offload_lfc_interval_seconds.is_some(),
             LFC,
+        ),
+        (
+            "pageserver_connection_info/prefer_protocol",
+            grpc,
+            "compute_ctl speaks libpq to the pageserver (each shard's libpq_url), not gRPC",
         ),
         (
             "startup_tracing_context",
@@ -114,6 +123,19 @@ mod tests {
                 "databricks_settings"
             ]
         );
+    }
+
+    #[test]
+    fn grpc_preference_is_reported_libpq_is_not() {
+        let info = |protocol: &str| {
+            serde_json::json!({"pageserver_connection_info": {"shard_count": 0, "prefer_protocol": protocol,
+                "shards": {"0000": {"pageservers": [{"libpq_url": "postgres://p:6400"}]}}}})
+        };
+        assert_eq!(
+            present_fields(&spec(info("grpc")))[0].0,
+            "pageserver_connection_info/prefer_protocol"
+        );
+        assert!(present_fields(&spec(info("libpq"))).is_empty());
     }
 
     #[test]
