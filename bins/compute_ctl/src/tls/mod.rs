@@ -56,7 +56,8 @@ impl TlsSettings {
         })
     }
 
-    fn read_pair(&self) -> anyhow::Result<TlsPair> {
+    /// compute_ctl never depends on its working directory: the paths must be absolute.
+    fn check_paths(&self) -> anyhow::Result<()> {
         for path in [&self.key_path, &self.cert_path] {
             if !path.is_absolute() {
                 bail!(
@@ -65,6 +66,10 @@ impl TlsSettings {
                 );
             }
         }
+        Ok(())
+    }
+
+    fn read_pair(&self) -> anyhow::Result<TlsPair> {
         let read =
             |path: &Path| std::fs::read(path).with_context(|| format!("read {}", path.display()));
         Ok(TlsPair {
@@ -80,6 +85,7 @@ pub(crate) async fn wait_for_pair(
     settings: &TlsSettings,
     cancel: &CancellationToken,
 ) -> anyhow::Result<TlsPair> {
+    settings.check_paths()?;
     let started = Instant::now();
     let deadline = started + settings.wait;
     let mut said_waiting = false;
@@ -220,5 +226,111 @@ impl Watch {
             tracing::info!("postgres reloaded: new connections get the renewed certificate");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/tls")
+            .join(name)
+    }
+
+    fn settings(key: PathBuf, cert: PathBuf, wait: Duration) -> TlsSettings {
+        TlsSettings {
+            key_path: key,
+            cert_path: cert,
+            wait,
+            watch_interval: Duration::from_secs(60),
+        }
+    }
+
+    async fn wait(settings: &TlsSettings, cancel: &CancellationToken) -> (Duration, String) {
+        let t = Instant::now();
+        let result = wait_for_pair(settings, cancel).await;
+        let text = match result {
+            Ok(pair) => format!("ok {:?}", pair.digest()),
+            Err(e) => format!("{e:#}"),
+        };
+        (t.elapsed(), text)
+    }
+
+    #[tokio::test]
+    async fn the_wait_is_bounded_cancellable_and_names_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.key");
+        let cert = fixture("p256.crt");
+        let cancel = CancellationToken::new();
+
+        let found = settings(fixture("p256-sec1.key"), cert.clone(), Duration::ZERO);
+        assert!(wait(&found, &cancel).await.1.starts_with("ok "));
+
+        let relative = settings("tls.key".into(), cert.clone(), Duration::from_secs(60));
+        let (took, error) = wait(&relative, &cancel).await;
+        assert!(took < Duration::from_secs(1), "{took:?}");
+        assert!(
+            error.contains("\"tls.key\" is not an absolute path"),
+            "{error}"
+        );
+
+        let bound = Duration::from_millis(600);
+        let (took, error) = wait(&settings(missing.clone(), cert.clone(), bound), &cancel).await;
+        assert!(took >= bound && took < bound * 4, "{took:?}");
+        assert!(error.contains("within 600ms"), "{error}");
+        assert!(
+            error.contains(&format!("read {}", missing.display())),
+            "{error}"
+        );
+
+        let other = settings(fixture("p256-other.key"), cert.clone(), bound);
+        let error = wait(&other, &cancel).await.1;
+        assert!(
+            error.ends_with("the private key does not match the certificate"),
+            "{error}"
+        );
+
+        let long = settings(missing, cert, Duration::from_secs(60));
+        let canceller = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            canceller.cancel();
+        });
+        let (took, error) = wait(&long, &cancel).await;
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        assert!(error.contains("cancelled"), "{error}");
+    }
+
+    #[test]
+    fn install_replaces_both_files_with_mode_0600() {
+        let pgdata = tempfile::tempdir().unwrap();
+        let read = |name: &str| std::fs::read(fixture(name)).unwrap();
+        let first = TlsPair {
+            key: read("p256-pkcs8.key"),
+            cert: read("p256.crt"),
+        };
+        std::fs::write(pgdata.path().join(SERVER_KEY), "old").unwrap();
+        install(pgdata.path(), &first, None).unwrap();
+        assert_eq!(installed_pair(pgdata.path()), Some(first.clone()));
+        let second = TlsPair {
+            key: read("rsa-pkcs1.key"),
+            cert: read("rsa.crt"),
+        };
+        install(pgdata.path(), &second, None).unwrap();
+        assert_eq!(installed_pair(pgdata.path()), Some(second));
+        for name in [SERVER_KEY, SERVER_CRT] {
+            let meta = std::fs::metadata(pgdata.path().join(name)).unwrap();
+            assert_eq!(meta.mode() & 0o777, 0o600, "{name}");
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(pgdata.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n != SERVER_KEY && n != SERVER_CRT)
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }
