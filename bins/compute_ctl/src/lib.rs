@@ -44,6 +44,7 @@ mod spec_source;
 mod startup;
 mod state;
 mod supervisor;
+mod tls;
 mod vm_informant;
 
 use std::sync::Arc;
@@ -99,6 +100,11 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
         Authenticator::from_jwks(&ctl.jwks, opts.compute_id.clone())
             .context("load compute_ctl_config.jwks")
     };
+    let tls = loaded
+        .as_ref()
+        .ok()
+        .and_then(|loaded| loaded.ctl.tls.as_ref())
+        .map(|files| tls_settings(files, &opts));
     // The keys guard the API even when the spec is refused, if compute_ctl's config was read.
     let (prepared, auth) = match loaded {
         Ok(loaded) => match keys_of(&loaded.ctl) {
@@ -143,6 +149,7 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
         cancel: CancellationToken::new(),
         server_support,
         neon_library: Arc::default(),
+        tls,
     };
     let code = match prepared {
         Ok(spec) => supervisor::supervise(&ctx, spec, &mut shutdown).await,
@@ -155,6 +162,16 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
     }
     servers.stop().await;
     Ok(code)
+}
+
+/// Postgres's TLS files from compute_ctl's config, with the CLI's wait and watch timings.
+fn tls_settings(files: &compute_spec::TlsConfig, opts: &Options) -> tls::TlsSettings {
+    tls::TlsSettings {
+        key_path: files.key_path.clone().into(),
+        cert_path: files.cert_path.clone().into(),
+        wait: opts.tls_wait_timeout,
+        watch_interval: opts.tls_watch_interval,
+    }
 }
 
 /// The user Postgres programs run as: `--pg-user` when root; otherwise the flag, if given,

@@ -17,6 +17,7 @@ use crate::metrics::Phase;
 use crate::process::{self, Postmaster};
 use crate::startup::{self, StartContext};
 use crate::state::{ShutdownMode, ShutdownRequest};
+use crate::tls;
 
 /// How long to stay up after `/terminate?mode=immediate` so that its answer goes out.
 const RESPONSE_GRACE: Duration = Duration::from_millis(300);
@@ -168,6 +169,10 @@ async fn run_compute(
 
     let configurator = tokio::spawn(configurator(ctx.clone()));
     let monitor_cancel = CancellationToken::new();
+    let tls_watcher = ctx
+        .tls
+        .clone()
+        .map(|settings| tls::spawn_watcher(ctx.clone(), settings, monitor_cancel.clone()));
     let monitor = compute_monitor::spawn(
         monitor_config(ctx, spec),
         compute.activity.clone(),
@@ -183,6 +188,9 @@ async fn run_compute(
     monitor_cancel.cancel();
     let _ = monitor.await;
     let _ = extension_stats.await;
+    if let Some(watcher) = tls_watcher {
+        let _ = watcher.await;
+    }
     let request = *shutdown.borrow();
     after_postgres_exit(ctx, spec, request, exit).await;
     linger_after_terminate(ctx, request).await;
