@@ -83,7 +83,10 @@ impl std::fmt::Debug for LeaseTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LeaseTarget")
             .field("pageserver", &self.pageserver)
-            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "auth_token",
+                &self.auth_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -233,12 +236,13 @@ pub async fn acquire_lease(
                 shard: shard.clone(),
             })?;
         for pageserver in &info.pageservers {
-            let connstr = pageserver
-                .libpq_url
-                .as_deref()
-                .ok_or_else(|| LeaseError::NoLibpqUrl {
-                    shard: shard.clone(),
-                })?;
+            let connstr =
+                pageserver
+                    .libpq_url
+                    .as_deref()
+                    .ok_or_else(|| LeaseError::NoLibpqUrl {
+                        shard: shard.clone(),
+                    })?;
             let pg = pageserver_config(
                 connstr,
                 target.auth_token.as_deref(),
@@ -312,7 +316,8 @@ fn valid_until(messages: &[SimpleQueryMessage]) -> Result<Option<SystemTime>, St
     let Some(text) = row.try_get("valid_until").map_err(|e| e.to_string())? else {
         return Ok(None);
     };
-    let millis = u64::from_str(text).map_err(|_| format!("valid_until {text:?} is not a number"))?;
+    let millis =
+        u64::from_str(text).map_err(|_| format!("valid_until {text:?} is not a number"))?;
     SystemTime::UNIX_EPOCH
         .checked_add(Duration::from_millis(millis))
         .map(Some)

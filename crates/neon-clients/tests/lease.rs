@@ -13,9 +13,7 @@ use neon_clients::{
     LeaseConfig, LeaseEnd, LeaseError, LeaseGrant, LeaseRequest, LeaseTarget, RetryConfig,
     acquire_lease, keep_lease,
 };
-use neon_test_servers::{
-    LeaseAnswer, LeaseFault, LeaseSettings, PageserverConfig, TestPageserver,
-};
+use neon_test_servers::{LeaseAnswer, LeaseFault, LeaseSettings, PageserverConfig, TestPageserver};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -244,7 +242,10 @@ async fn renewals_follow_the_target_retry_failures_and_end_on_null_or_cancel() {
 
     // A new target is used at once, not after the 10-minute lease's wait.
     tx.send_replace(target(&[&second]));
-    eventually("a lease on the new pageserver", || !second.leases().is_empty()).await;
+    eventually("a lease on the new pageserver", || {
+        !second.leases().is_empty()
+    })
+    .await;
     let on_first = first.leases().len();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(second.leases().len(), 1, "renewed after 9 minutes only");

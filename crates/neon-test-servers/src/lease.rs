@@ -273,7 +273,10 @@ mod tests {
             length: Duration::from_secs(1),
             ..LeaseSettings::default()
         };
-        check(at_cutoff, LeaseAnswer::Granted(now + Duration::from_secs(1)));
+        check(
+            at_cutoff,
+            LeaseAnswer::Granted(now + Duration::from_secs(1)),
+        );
         let stall = LeaseSettings {
             fault: Some(LeaseFault::Stall),
             ..LeaseSettings::default()

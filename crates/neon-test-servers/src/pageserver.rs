@@ -360,10 +360,9 @@ async fn answer_lease(
     let now = SystemTime::now();
     let answer = match lease::parse_lease(query) {
         Err(message) => lease::LeaseAnswer::Error(message),
-        Ok(cmd) if cmd.tenant != shared.config.tenant => lease::LeaseAnswer::Error(format!(
-            "Not found: Tenant {} not found",
-            cmd.tenant
-        )),
+        Ok(cmd) if cmd.tenant != shared.config.tenant => {
+            lease::LeaseAnswer::Error(format!("Not found: Tenant {} not found", cmd.tenant))
+        }
         Ok(cmd) if cmd.timeline != shared.config.timeline => lease::LeaseAnswer::Error(format!(
             "Not found: Timeline {}/{} was not found",
             cmd.tenant, cmd.timeline
