@@ -9,8 +9,8 @@
 //! processes and readiness detection (`process`), data-directory safety (`pgdata`), the
 //! catalog behind the routes (`catalog`; `schema_dump` for `/database_schema`, `insights`,
 //! `catalog_changes` for `/grants` and `/extensions`, their error classes in
-//! `catalog_request`), the installed-extensions statistics (`installed_extensions`) and the
-//! vm-informant sidecar. It does not own the spec format or the API types (`compute-spec`),
+//! `catalog_request`), the installed-extensions statistics (`installed_extensions`), the LSN
+//! lease of a Static compute (`lsn_lease`) and the vm-informant sidecar. It does not own the spec format or the API types (`compute-spec`),
 //! config rendering (`pg-config`), catalog reconciliation and migrations (`pg-reconcile`; it
 //! decides only when they run) or the storage protocols (`neon-clients`).
 //!
@@ -35,6 +35,7 @@ mod config_files;
 mod http;
 mod insights;
 mod installed_extensions;
+mod lsn_lease;
 mod metrics;
 mod pgdata;
 mod process;

@@ -87,7 +87,12 @@ pub(crate) async fn supervise(
         tenant = spec.storage().tenant_id.map(|t| t.to_string()),
         timeline = spec.storage().timeline_id.map(|t| t.to_string()),
     );
-    run_compute(ctx, &spec, shutdown).instrument(span).await
+    let lease = crate::lsn_lease::spawn(ctx.compute.clone(), &spec);
+    let code = run_compute(ctx, &spec, shutdown).instrument(span).await;
+    if let Some(lease) = lease {
+        lease.stop().await;
+    }
+    code
 }
 
 /// In `Empty`: waits for `/configure` (→ `Init` with its spec) or a termination request
