@@ -117,6 +117,10 @@ pub mod codes {
     pub const INVALID_SHARD_INDEX: &str = "invalid-shard-index";
     /// A sharded pageserver configuration without a stripe size.
     pub const MISSING_STRIPE_SIZE: &str = "missing-stripe-size";
+    /// A `pgbouncer_settings` key pgbouncer's ini parser does not read as one key (only ASCII
+    /// letters, digits and `_ . - *`), or a value starting or ending with whitespace, which it
+    /// strips.
+    pub const INVALID_PGBOUNCER_SETTING: &str = "invalid-pgbouncer-setting";
 }
 
 /// How bad a finding is.
