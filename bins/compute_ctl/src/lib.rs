@@ -9,8 +9,8 @@
 //! processes and readiness detection (`process`), data-directory safety (`pgdata`), the
 //! catalog behind the routes (`catalog`; `schema_dump` for `/database_schema`, `insights`,
 //! `catalog_changes` for `/grants` and `/extensions`, their error classes in
-//! `catalog_request`), the installed-extensions statistics (`installed_extensions`) and the
-//! vm-informant sidecar. It does not own the spec format or the API types (`compute-spec`),
+//! `catalog_request`), the installed-extensions statistics (`installed_extensions`), the
+//! services beside the compute (`pgbouncer`, `local_proxy`) and the vm-informant sidecar. It does not own the spec format or the API types (`compute-spec`),
 //! config rendering (`pg-config`), catalog reconciliation and migrations (`pg-reconcile`; it
 //! decides only when they run) or the storage protocols (`neon-clients`).
 //!
@@ -35,7 +35,9 @@ mod config_files;
 mod http;
 mod insights;
 mod installed_extensions;
+mod local_proxy;
 mod metrics;
+mod pgbouncer;
 mod pgdata;
 mod process;
 mod schema_dump;
