@@ -715,7 +715,10 @@ mod tests {
         assert_eq!(o.pgbouncer.admin.get_dbname(), Some("other"));
         assert_eq!(o.pgbouncer.admin.get_password(), Some(&b"secret"[..]));
         assert!(!format!("{o:?}").contains("secret"));
-        assert_eq!(o.pgbouncer.binary.as_deref(), Some(Path::new("/usr/sbin/pgbouncer")));
+        assert_eq!(
+            o.pgbouncer.binary.as_deref(),
+            Some(Path::new("/usr/sbin/pgbouncer"))
+        );
         assert_eq!(o.local_proxy_dir, Path::new("/lp"));
         assert!(options(&["--pgbouncer-connstr", "host=x port=notaport"]).is_err());
         for autoscaling in [false, true] {

@@ -57,7 +57,9 @@ pub(crate) fn apply_at_start(dir: &Path, spec: &ValidatedSpec) -> anyhow::Result
 pub(crate) fn apply_at_reconfigure(dir: &Path, spec: &ValidatedSpec, compute: &Compute) {
     if let Err(e) = apply_at_start(dir, spec) {
         tracing::error!(error = format!("{e:#}"), "local_proxy");
-        compute.metrics.count_service_failure("local_proxy", "configure");
+        compute
+            .metrics
+            .count_service_failure("local_proxy", "configure");
     }
 }
 

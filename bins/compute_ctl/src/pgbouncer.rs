@@ -104,7 +104,10 @@ impl Pgbouncer {
     /// Stops the tuner and the process started here, and waits for both (bounded).
     pub(crate) async fn stop(mut self) {
         self.cancel.cancel();
-        for task in [self.tuner.take(), self.process.take()].into_iter().flatten() {
+        for task in [self.tuner.take(), self.process.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = task.await;
         }
     }

@@ -195,9 +195,7 @@ async fn supervised_pgbouncer_and_local_proxy_follow_the_spec() {
     let port = test_postgres::free_port();
     let proxy_dir = tempfile::tempdir().unwrap();
     let proxy = ProxyStandIn::start(proxy_dir.path()).await;
-    let jwks = |url: &str| {
-        json!({"jwks": [{"id": "1", "role_names": ["app"], "jwks_url": url, "provider_name": "p"}]})
-    };
+    let jwks = |url: &str| json!({"jwks": [{"id": "1", "role_names": ["app"], "jwks_url": url, "provider_name": "p"}]});
     let first = spec(
         json!({"default_pool_size": "7", "server_reset_query": HOSTILE}),
         Some(jwks("https://a.example/jwks")),
@@ -261,7 +259,10 @@ async fn supervised_pgbouncer_and_local_proxy_follow_the_spec() {
     wait_config(
         &ctl,
         port,
-        &[("default_pool_size", "9"), ("server_reset_query", "DISCARD ALL")],
+        &[
+            ("default_pool_size", "9"),
+            ("server_reset_query", "DISCARD ALL"),
+        ],
     )
     .await;
     assert_eq!(pgbouncer_pids(&ini), pids);

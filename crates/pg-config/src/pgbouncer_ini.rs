@@ -77,11 +77,12 @@ where
     let mut rendered: Vec<(String, String)> = Vec::new();
     for (key, value) in settings {
         let key = key.as_ref();
-        let line =
-            pgbouncer_ini_line(key, value.as_ref()).map_err(|source| PgbouncerIniError::Setting {
+        let line = pgbouncer_ini_line(key, value.as_ref()).map_err(|source| {
+            PgbouncerIniError::Setting {
                 key: key.to_owned(),
                 source,
-            })?;
+            }
+        })?;
         rendered.retain(|(k, _)| k != key);
         rendered.push((key.to_owned(), line));
     }
@@ -221,12 +222,16 @@ bob = pool_mode=transaction
         check(
             "[pgbouncer]\n",
             &[("ok", "1"), ("max_client_conn", "100\nauth_type = trust")],
-            expect![[r#"error: pgbouncer setting "max_client_conn": the value has '\n' at byte 3, which would end the line"#]],
+            expect![[
+                r#"error: pgbouncer setting "max_client_conn": the value has '\n' at byte 3, which would end the line"#
+            ]],
         );
         check(
             "[pgbouncer]\n",
             &[("%include /etc/passwd", "")],
-            expect![[r#"error: pgbouncer setting "%include /etc/passwd": the key has '%' at byte 0; a key is ASCII letters, digits and `_ . - *`"#]],
+            expect![[
+                r#"error: pgbouncer setting "%include /etc/passwd": the key has '%' at byte 0; a key is ASCII letters, digits and `_ . - *`"#
+            ]],
         );
         check("[pgbouncer]\n", &[], expect!["[pgbouncer]\n"]);
     }

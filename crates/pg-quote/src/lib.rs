@@ -153,7 +153,10 @@ pub fn pgbouncer_ini_line(key: &str, value: &str) -> Result<String, IniError> {
     if let Some((offset, found)) = key.char_indices().find(|&(_, c)| !is_ini_key_char(c)) {
         return Err(IniError::KeyCharacter { offset, found });
     }
-    if let Some((offset, found)) = value.char_indices().find(|&(_, c)| matches!(c, '\n' | '\0')) {
+    if let Some((offset, found)) = value
+        .char_indices()
+        .find(|&(_, c)| matches!(c, '\n' | '\0'))
+    {
         return Err(IniError::LineEnd { offset, found });
     }
     // The parser skips ' ' and '\t' after `=`, and drops trailing C `isspace` characters.
@@ -243,11 +246,46 @@ mod tests {
         check("x", "'quoted' \"too\"", Ok("x = 'quoted' \"too\""));
         check("*", "a=b", Ok("* = a=b"));
         check("", "1", Err(IniError::EmptyKey));
-        check("a b", "1", Err(IniError::KeyCharacter { offset: 1, found: ' ' }));
-        check("%include", "/etc/x", Err(IniError::KeyCharacter { offset: 0, found: '%' }));
-        check("[x]", "1", Err(IniError::KeyCharacter { offset: 0, found: '[' }));
-        check("x", "1\nauth_type = trust", Err(IniError::LineEnd { offset: 1, found: '\n' }));
-        check("x", "a\0b", Err(IniError::LineEnd { offset: 1, found: '\0' }));
+        check(
+            "a b",
+            "1",
+            Err(IniError::KeyCharacter {
+                offset: 1,
+                found: ' ',
+            }),
+        );
+        check(
+            "%include",
+            "/etc/x",
+            Err(IniError::KeyCharacter {
+                offset: 0,
+                found: '%',
+            }),
+        );
+        check(
+            "[x]",
+            "1",
+            Err(IniError::KeyCharacter {
+                offset: 0,
+                found: '[',
+            }),
+        );
+        check(
+            "x",
+            "1\nauth_type = trust",
+            Err(IniError::LineEnd {
+                offset: 1,
+                found: '\n',
+            }),
+        );
+        check(
+            "x",
+            "a\0b",
+            Err(IniError::LineEnd {
+                offset: 1,
+                found: '\0',
+            }),
+        );
         check("x", " 1", Err(IniError::EdgeWhitespace));
         check("x", "\t1", Err(IniError::EdgeWhitespace));
         check("x", "1\r", Err(IniError::EdgeWhitespace));
