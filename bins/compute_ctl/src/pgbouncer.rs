@@ -3,8 +3,9 @@
 //! and applied with `RELOAD` on its admin console, in the background at start and at each
 //! `/configure`. Failures are logged and counted (`compute_ctl_service_config_failed_total`),
 //! never fatal, as upstream's. With `--pgbouncer`, also the pgbouncer process: started on the
-//! ini file as the Postgres user once the spec is known, and stopped with the compute (SIGTERM,
-//! pgbouncer's immediate shutdown, then SIGKILL; SIGKILL if compute_ctl goes away first).
+//! ini file (written first) as the Postgres user once the spec is known, and stopped with the
+//! compute (SIGTERM, pgbouncer's immediate shutdown, then SIGKILL; SIGKILL if compute_ctl goes
+//! away first). An exit of its own is logged and counted; it is not restarted.
 //!
 //! Unlike upstream, the ini is written before the admin console is reached (upstream writes
 //! nothing when pgbouncer does not answer), so a pgbouncer started later reads the settings;
@@ -83,10 +84,17 @@ impl Pgbouncer {
             let child = spawn(binary, &opts.ini, ctx.run_as)
                 .inspect_err(|e| failed(&ctx.compute, "start", e))
                 .ok()?;
-            Some(tokio::spawn(supervise(child, cancel.clone())))
+            Some(tokio::spawn(supervise(
+                child,
+                cancel.clone(),
+                ctx.compute.clone(),
+            )))
         });
         let (wanted, mut rx) = watch::channel(settings);
-        rx.mark_changed();
+        // A pgbouncer started here has read the file; another one needs a RELOAD.
+        if process.is_none() {
+            rx.mark_changed();
+        }
         let tuner = tokio::spawn(tune(opts, rx, cancel.clone(), ctx.compute.clone()));
         Pgbouncer {
             wanted,
@@ -133,12 +141,16 @@ fn spawn(binary: &Path, ini: &Path, run_as: Option<RunAs>) -> anyhow::Result<Chi
     Ok(child)
 }
 
-/// Waits for the process until `cancel`, then stops it. An exit before that is an error: it is
-/// not restarted.
-async fn supervise(mut child: Child, cancel: CancellationToken) {
+/// Waits for the process until `cancel`, then stops it. An exit before that is an error
+/// (logged and counted): it is not restarted.
+async fn supervise(mut child: Child, cancel: CancellationToken, compute: Arc<Compute>) {
     tokio::select! {
         status = child.wait() => {
-            tracing::error!(status = ?status, "pgbouncer exited; it is not restarted");
+            let error = match status {
+                Ok(status) => anyhow::anyhow!("pgbouncer exited ({status}); it is not restarted"),
+                Err(e) => anyhow::Error::new(e).context("wait for pgbouncer"),
+            };
+            failed(&compute, "exit", &error);
         }
         () = cancel.cancelled() => match child.stop(Signal::SIGTERM, STOP_GRACE).await {
             Ok(status) => tracing::info!(%status, "pgbouncer stopped"),
