@@ -136,8 +136,9 @@ pub struct Cli {
     pub remote_ext_base_url: Option<url::Url>,
 
     /// Development mode, as upstream's: termination signals spare the services compute_ctl
-    /// does not start itself (pgbouncer, local_proxy). This build manages neither, so the flag
-    /// changes nothing.
+    /// does not start itself (pgbouncer, local_proxy). This build never signals those to stop
+    /// (only a pgbouncer it started with `--pgbouncer` is stopped), so the flag changes
+    /// nothing.
     #[arg(long)]
     pub dev: bool,
 
@@ -202,6 +203,36 @@ pub struct Cli {
     /// Wipe the data directory even if it is non-empty and has no `PG_VERSION`.
     #[arg(long)]
     pub force_wipe: bool,
+
+    /// pgbouncer's ini file, into whose `[pgbouncer]` section the spec's `pgbouncer_settings`
+    /// are written (the file must exist). Default as upstream: `/etc/pgbouncer.ini` when
+    /// `$AUTOSCALING` is set (a VM), else `/var/db/postgres/pgbouncer/pgbouncer.ini`.
+    #[arg(long, env = "PGBOUNCER_INI", value_name = "PATH")]
+    pub pgbouncer_ini: Option<PathBuf>,
+
+    /// Connection string of pgbouncer's admin console, where `RELOAD` is sent after the ini is
+    /// written; dbname `pgbouncer` and the password `$PGBOUNCER_PASSWORD` unless it names
+    /// them. Default as upstream: `host=/tmp port=6432 user=pgbouncer` when `$AUTOSCALING` is
+    /// set, else `host=localhost port=6432 user=postgres sslmode=disable`.
+    #[arg(long, env = "PGBOUNCER_CONNSTR", value_name = "CONNSTR")]
+    pub pgbouncer_connstr: Option<String>,
+
+    /// A pgbouncer executable that compute_ctl starts on the ini file (as the Postgres user)
+    /// once the spec is known, and stops when it exits. Without it pgbouncer is run by someone
+    /// else and compute_ctl only writes its ini and sends `RELOAD`.
+    #[arg(long, env = "PGBOUNCER_PATH", value_name = "PATH")]
+    pub pgbouncer: Option<PathBuf>,
+
+    /// local_proxy's directory: `config.json` is written there from the spec's
+    /// `local_proxy_config`, and the process whose pid is in its `pid` file, if it holds that
+    /// file's lock, gets SIGHUP.
+    #[arg(
+        long,
+        env = "LOCAL_PROXY_DIR",
+        default_value = "/etc/local_proxy",
+        value_name = "DIR"
+    )]
+    pub local_proxy_dir: PathBuf,
 
     /// Upstream flags this build refuses.
     #[command(flatten)]
@@ -374,6 +405,33 @@ pub struct Options {
     pub tls_wait_timeout: Duration,
     /// Time between two looks at the TLS files while postgres runs.
     pub tls_watch_interval: Duration,
+    /// pgbouncer's ini file, admin console and (optionally) executable.
+    pub pgbouncer: PgbouncerOptions,
+    /// local_proxy's directory (`config.json`, `pid`).
+    pub local_proxy_dir: PathBuf,
+}
+
+/// Where pgbouncer's settings go and how it is reloaded.
+#[derive(Debug, Clone)]
+pub struct PgbouncerOptions {
+    /// The ini file (absolute).
+    pub ini: PathBuf,
+    /// The admin console (dbname `pgbouncer`; the password, if any, is redacted by `Debug`).
+    pub admin: tokio_postgres::Config,
+    /// The executable compute_ctl starts and supervises, if any (absolute).
+    pub binary: Option<PathBuf>,
+}
+
+/// Upstream's defaults: the ini file and admin console of a VM (`$AUTOSCALING` set) or a pod.
+pub fn pgbouncer_defaults(autoscaling: bool) -> (&'static str, &'static str) {
+    if autoscaling {
+        ("/etc/pgbouncer.ini", "host=/tmp port=6432 user=pgbouncer")
+    } else {
+        (
+            "/var/db/postgres/pgbouncer/pgbouncer.ini",
+            "host=localhost port=6432 user=postgres sslmode=disable",
+        )
+    }
 }
 
 impl Cli {
@@ -410,6 +468,7 @@ impl Cli {
             .map(Path::to_owned)
             .unwrap_or_else(|| PathBuf::from("/"));
         let spec_source = self.spec_source(&absolute);
+        let pgbouncer = self.pgbouncer_options(&absolute)?;
         let pg_user = match self.pg_user {
             Some(user) => Some(user),
             None if nix::unistd::Uid::effective().is_root() => Some("postgres".to_owned()),
@@ -444,6 +503,33 @@ impl Cli {
             force_wipe: self.force_wipe,
             tls_wait_timeout: self.tls_wait_timeout,
             tls_watch_interval: self.tls_watch_interval,
+            pgbouncer,
+            local_proxy_dir: absolute(&self.local_proxy_dir),
+        })
+    }
+
+    /// The pgbouncer options: upstream's defaults, dbname `pgbouncer` and
+    /// `$PGBOUNCER_PASSWORD` unless the connection string names them.
+    fn pgbouncer_options(
+        &self,
+        absolute: &impl Fn(&Path) -> PathBuf,
+    ) -> anyhow::Result<PgbouncerOptions> {
+        let (ini, connstr) = pgbouncer_defaults(std::env::var_os("AUTOSCALING").is_some());
+        let connstr = self.pgbouncer_connstr.as_deref().unwrap_or(connstr);
+        let mut admin: tokio_postgres::Config =
+            connstr.parse().context("parse --pgbouncer-connstr")?;
+        if admin.get_dbname().is_none() {
+            admin.dbname("pgbouncer");
+        }
+        if admin.get_password().is_none()
+            && let Ok(password) = std::env::var("PGBOUNCER_PASSWORD")
+        {
+            admin.password(password);
+        }
+        Ok(PgbouncerOptions {
+            ini: absolute(self.pgbouncer_ini.as_deref().unwrap_or(Path::new(ini))),
+            admin,
+            binary: self.pgbouncer.as_deref().map(absolute),
         })
     }
 
@@ -645,6 +731,48 @@ mod tests {
                 .unwrap_err()
                 .contains("more than zero")
         );
+    }
+
+    #[test]
+    fn pgbouncer_and_local_proxy_options() {
+        let o = options(&[]).unwrap();
+        assert_eq!(o.local_proxy_dir, Path::new("/etc/local_proxy"));
+        assert_eq!(o.pgbouncer.admin.get_dbname(), Some("pgbouncer"));
+        assert_eq!(o.pgbouncer.binary, None);
+        let o = options(&[
+            "--pgbouncer-ini",
+            "/x/pgbouncer.ini",
+            "--pgbouncer-connstr",
+            "host=/run/pgb port=7000 user=admin dbname=other password=secret",
+            "--pgbouncer",
+            "/usr/sbin/pgbouncer",
+            "--local-proxy-dir",
+            "/lp",
+        ])
+        .unwrap();
+        assert_eq!(o.pgbouncer.ini, Path::new("/x/pgbouncer.ini"));
+        assert_eq!(o.pgbouncer.admin.get_ports(), [7000]);
+        assert_eq!(o.pgbouncer.admin.get_user(), Some("admin"));
+        assert_eq!(o.pgbouncer.admin.get_dbname(), Some("other"));
+        assert_eq!(o.pgbouncer.admin.get_password(), Some(&b"secret"[..]));
+        assert!(!format!("{o:?}").contains("secret"));
+        assert_eq!(
+            o.pgbouncer.binary.as_deref(),
+            Some(Path::new("/usr/sbin/pgbouncer"))
+        );
+        assert_eq!(o.local_proxy_dir, Path::new("/lp"));
+        assert!(options(&["--pgbouncer-connstr", "host=x port=notaport"]).is_err());
+        for autoscaling in [false, true] {
+            let (ini, connstr) = pgbouncer_defaults(autoscaling);
+            assert!(ini.ends_with("pgbouncer.ini"));
+            let admin: tokio_postgres::Config = connstr.parse().unwrap();
+            assert_eq!(admin.get_ports(), [6432]);
+        }
+        assert_eq!(
+            pgbouncer_defaults(false).0,
+            "/var/db/postgres/pgbouncer/pgbouncer.ini"
+        );
+        assert_eq!(pgbouncer_defaults(true).0, "/etc/pgbouncer.ini");
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! catalog behind the routes (`catalog`; `schema_dump` for `/database_schema`, `insights`,
 //! `catalog_changes` for `/grants` and `/extensions`, their error classes in
 //! `catalog_request`), the installed-extensions statistics (`installed_extensions`), the LSN
-//! lease of a Static compute (`lsn_lease`) and the vm-informant sidecar. It does not own the spec format or the API types (`compute-spec`),
+//! lease of a Static compute (`lsn_lease`), the services beside the compute (`pgbouncer`,
+//! `local_proxy`) and the vm-informant sidecar. It does not own the spec format or the API
+//! types (`compute-spec`),
 //! config rendering (`pg-config`), catalog reconciliation and migrations (`pg-reconcile`; it
 //! decides only when they run) or the storage protocols (`neon-clients`).
 //!
@@ -36,7 +38,9 @@ mod http;
 mod insights;
 mod installed_extensions;
 mod lsn_lease;
+mod local_proxy;
 mod metrics;
+mod pgbouncer;
 mod pgdata;
 mod process;
 mod schema_dump;

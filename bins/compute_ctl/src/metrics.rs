@@ -91,6 +91,7 @@ pub(crate) struct Metrics {
     /// Total Postgres downtime seen by the monitor, ms.
     pub(crate) pg_downtime_ms_total: Gauge<u64, AtomicU64>,
     installed_extensions: Family<EscapedLabels, Gauge<u64, AtomicU64>>,
+    service_config_failed: Family<Labels, Counter>,
 }
 
 fn phase_histogram() -> Histogram {
@@ -148,6 +149,13 @@ impl Metrics {
             "Number of databases where the version of extension is installed",
             installed_extensions.clone(),
         );
+        // Rendered `compute_ctl_service_config_failed_total{service, step}`.
+        let service_config_failed = Family::<Labels, Counter>::default();
+        registry.register(
+            "compute_ctl_service_config_failed",
+            "Failed configurations of pgbouncer and local_proxy, by service and step",
+            service_config_failed.clone(),
+        );
         Metrics {
             registry,
             up,
@@ -157,7 +165,19 @@ impl Metrics {
             pg_current_downtime_ms,
             pg_downtime_ms_total,
             installed_extensions,
+            service_config_failed,
         }
+    }
+
+    /// Counts a failed configuration step (`write`, `reload`, `signal`) of a service
+    /// (`pgbouncer`, `local_proxy`).
+    pub(crate) fn count_service_failure(&self, service: &str, step: &str) {
+        self.service_config_failed
+            .get_or_create(&vec![
+                ("service".to_owned(), service.to_owned()),
+                ("step".to_owned(), step.to_owned()),
+            ])
+            .inc();
     }
 
     /// Marks `status` as the current one: `compute_ctl_up` has one sample, labelled with the

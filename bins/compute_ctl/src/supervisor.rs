@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::installed_extensions;
+use crate::local_proxy;
 use crate::metrics::Phase;
+use crate::pgbouncer::{Pgbouncer, PgbouncerHandle};
 use crate::process::{self, Postmaster};
 use crate::startup::{self, StartContext};
 use crate::state::{ShutdownMode, ShutdownRequest};
@@ -141,6 +143,11 @@ async fn run_compute(
     shutdown: &mut watch::Receiver<Option<ShutdownRequest>>,
 ) -> i32 {
     let compute = &ctx.compute;
+    if let Err(e) = local_proxy::apply_at_start(&ctx.opts.local_proxy_dir, spec) {
+        return fail_and_linger(ctx, &e, shutdown).await;
+    }
+    // Stopped when dropped, on every early return.
+    let pgbouncer = Pgbouncer::start(ctx, spec);
     let start = startup::start_compute(ctx, spec);
     tokio::pin!(start);
     let started = tokio::select! {
@@ -172,7 +179,7 @@ async fn run_compute(
         tracing::info!(?metrics, "compute start finished");
     }
 
-    let configurator = tokio::spawn(configurator(ctx.clone()));
+    let configurator = tokio::spawn(configurator(ctx.clone(), pgbouncer.handle()));
     let monitor_cancel = CancellationToken::new();
     let tls_watcher = ctx
         .tls
@@ -190,6 +197,7 @@ async fn run_compute(
     );
     let exit = stop_postmaster(&mut postmaster, shutdown).await;
     configurator.abort();
+    pgbouncer.stop().await;
     monitor_cancel.cancel();
     let _ = monitor.await;
     let _ = extension_stats.await;
@@ -357,8 +365,10 @@ async fn linger_after_terminate(ctx: &StartContext, request: Option<ShutdownRequ
     }
 }
 
-/// Applies specs posted to `/configure` while the compute runs.
-async fn configurator(ctx: StartContext) {
+/// Applies specs posted to `/configure` while the compute runs; pgbouncer's settings in the
+/// background, local_proxy's first (both as upstream: their failures do not fail the
+/// configuration).
+async fn configurator(ctx: StartContext, pgbouncer: PgbouncerHandle) {
     let mut status = ctx.compute.subscribe();
     loop {
         if status
@@ -384,6 +394,8 @@ async fn configurator(ctx: StartContext) {
             return;
         };
         let t = Instant::now();
+        pgbouncer.apply(&spec);
+        local_proxy::apply_at_reconfigure(&ctx.opts.local_proxy_dir, &spec, &ctx.compute);
         match startup::reconfigure(&ctx, &spec).await {
             Ok(()) => {
                 tracing::info!(ms = t.elapsed().as_millis() as u64, "reconfiguration done");

@@ -120,6 +120,10 @@ pub mod codes {
     /// A field that compute_ctl accepts but does not act on (see `rules/not_acted_on.rs`):
     /// a warning naming the field, never a silent ignore.
     pub const NOT_ACTED_ON: &str = "not-acted-on";
+    /// A `pgbouncer_settings` key pgbouncer's ini parser does not read as one key (only ASCII
+    /// letters, digits and `_ . - *`), or a value starting or ending with whitespace, which it
+    /// strips.
+    pub const INVALID_PGBOUNCER_SETTING: &str = "invalid-pgbouncer-setting";
 }
 
 /// How bad a finding is.

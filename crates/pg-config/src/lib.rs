@@ -1,6 +1,7 @@
 //! The files compute_ctl writes into PGDATA before starting postgres: `postgresql.conf`
 //! rendered from a [`ValidatedSpec`], the `pg_hba.conf` access line, and `standby.signal` for
-//! read-only computes — plus one small I/O helper that writes a file atomically.
+//! read-only computes; the spec's settings in pgbouncer's ini file
+//! ([`update_pgbouncer_ini`]) — plus one small I/O helper that writes a file atomically.
 //!
 //! Rendering is pure (no files, no processes, no clock): spec + [`ConfigOptions`] in, text out,
 //! so every rendered file is snapshot-tested without PostgreSQL. The only I/O is
@@ -32,6 +33,7 @@
 mod conf_text;
 mod files;
 mod pg_hba;
+mod pgbouncer_ini;
 mod postgresql_conf;
 mod server_support;
 
@@ -40,6 +42,7 @@ use compute_spec::{ComputeMode, ValidatedSpec};
 pub use conf_text::{ConfLine, parse_conf, preload_entries};
 pub use files::{FileOptions, WriteFileError, WriteStep, write_file_atomically};
 pub use pg_hba::{HBA_ACCESS_LINE, with_hba_access_line};
+pub use pgbouncer_ini::{PGBOUNCER_SECTION, PgbouncerIniError, update_pgbouncer_ini};
 pub use postgresql_conf::{
     ConfigOptions, MANAGED_BEGIN, MANAGED_END, SERVER_CRT, SERVER_KEY, SettingLineError,
     TEMP_OVERRIDE_CONF, render_postgresql_conf, render_setting_line,

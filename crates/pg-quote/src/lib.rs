@@ -1,4 +1,4 @@
-//! The one audited place that turns data into SQL or postgresql.conf text.
+//! The one audited place that turns data into SQL, postgresql.conf or pgbouncer.ini text.
 //!
 //! Every identifier, literal and config value that reaches PostgreSQL from a spec goes through
 //! one of these functions; nothing else in the workspace builds SQL or config text from user
@@ -7,16 +7,21 @@
 //! with one exception: PostgreSQL text cannot contain NUL, so spec validation rejects NUL and
 //! these functions must never see it (checked in debug builds).
 //!
+//! pgbouncer's ini parser has no quoting at all, so [`pgbouncer_ini_line`] cannot escape: it
+//! checks that the key and value come back exactly as given and refuses them otherwise.
+//!
 //! This crate does not decide *what* to write (that is `pg-config` and `pg-reconcile`), only how
 //! to spell a value safely.
 //!
 //! ```
-//! use pg_quote::{quote_ident, quote_literal, quote_conf_value, dollar_quote};
+//! use pg_quote::{quote_ident, quote_literal, quote_conf_value, dollar_quote, pgbouncer_ini_line};
 //! assert_eq!(quote_ident(r#"my "role""#), r#""my ""role""""#);
 //! assert_eq!(quote_literal("it's"), "'it''s'");
 //! assert_eq!(quote_literal(r"a\b"), r"E'a\\b'");
 //! assert_eq!(quote_conf_value(r"C:\x 'y'"), r"'C:\\x ''y'''");
 //! assert_eq!(dollar_quote("$x$"), "$xx$$x$$xx$");
+//! assert_eq!(pgbouncer_ini_line("max_client_conn", "100").unwrap(), "max_client_conn = 100");
+//! assert!(pgbouncer_ini_line("max_client_conn", "100\nauth_type = trust").is_err());
 //! ```
 #![warn(missing_docs)]
 
@@ -101,6 +106,68 @@ pub fn dollar_tag(body: &str) -> String {
     tag
 }
 
+/// Why a key or value cannot be written into pgbouncer.ini so that pgbouncer reads it back as
+/// given. pgbouncer's ini parser (libusual's `cfparser.c`) has no quoting or escapes: a key is
+/// a run of ASCII letters, digits and `_ . - *`; a value is the rest of the line after `=`,
+/// without the blanks that follow `=` and without trailing whitespace.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IniError {
+    /// The key is empty.
+    #[error("the key is empty")]
+    EmptyKey,
+    /// The key has a character pgbouncer does not read as part of a key.
+    #[error("the key has {found:?} at byte {offset}; a key is ASCII letters, digits and `_ . - *`")]
+    KeyCharacter {
+        /// Byte offset of the character.
+        offset: usize,
+        /// The character.
+        found: char,
+    },
+    /// The value has a character that ends the line (newline) or the file (NUL).
+    #[error("the value has {found:?} at byte {offset}, which would end the line")]
+    LineEnd {
+        /// Byte offset of the character.
+        offset: usize,
+        /// The character.
+        found: char,
+    },
+    /// The value starts with a blank or ends with whitespace, which pgbouncer strips.
+    #[error("the value starts or ends with whitespace, which pgbouncer strips")]
+    EdgeWhitespace,
+}
+
+/// Whether pgbouncer's parser reads `c` as part of a key.
+fn is_ini_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '*')
+}
+
+/// The line `key = value` of a pgbouncer.ini section, which pgbouncer 1.18 reads back as
+/// exactly `key` and `value`; an error when it cannot (see [`IniError`]). The line has no
+/// newline. Keys are case-sensitive to pgbouncer; whether the key is a setting it knows is not
+/// checked here (pgbouncer refuses to load a file with an unknown key).
+pub fn pgbouncer_ini_line(key: &str, value: &str) -> Result<String, IniError> {
+    if key.is_empty() {
+        return Err(IniError::EmptyKey);
+    }
+    if let Some((offset, found)) = key.char_indices().find(|&(_, c)| !is_ini_key_char(c)) {
+        return Err(IniError::KeyCharacter { offset, found });
+    }
+    if let Some((offset, found)) = value
+        .char_indices()
+        .find(|&(_, c)| matches!(c, '\n' | '\0'))
+    {
+        return Err(IniError::LineEnd { offset, found });
+    }
+    // The parser skips ' ' and '\t' after `=`, and drops trailing C `isspace` characters.
+    let leading = value.starts_with([' ', '\t']);
+    let trailing = value.ends_with([' ', '\t', '\n', '\u{b}', '\u{c}', '\r']);
+    if leading || trailing {
+        return Err(IniError::EdgeWhitespace);
+    }
+    Ok(format!("{key} = {value}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +198,99 @@ mod tests {
         check(dollar_quote, "$x$", "$xx$$x$$xx$");
         check(dollar_quote, "$x", "$xx$$x$xx$");
         check(dollar_quote, "$x$xx$x$", "$xxx$$x$xx$x$$xxx$");
+    }
+
+    /// How pgbouncer 1.18's parser (libusual `parse_ini_file`) reads one key line: the key is
+    /// the run of key characters, then blanks, `=`, blanks; the value runs to the newline,
+    /// trailing whitespace dropped. The real binary reads the same lines in
+    /// `crates/pg-config/tests/pgbouncer_reads_back.rs`.
+    fn read_ini_line(line: &str) -> (String, String) {
+        let key: String = line.chars().take_while(|&c| is_ini_key_char(c)).collect();
+        let rest = line[key.len()..].trim_start_matches([' ', '\t']);
+        let rest = rest.strip_prefix('=').expect("an = after the key");
+        let value = rest.trim_start_matches([' ', '\t']);
+        let value = value.split('\n').next().unwrap();
+        let value = value.trim_end_matches([' ', '\t', '\n', '\u{b}', '\u{c}', '\r']);
+        (key, value.to_owned())
+    }
+
+    #[test]
+    fn pgbouncer_lines_read_back_or_are_refused() {
+        for value in hostile() {
+            match pgbouncer_ini_line("server_reset_query", &value) {
+                Ok(line) => {
+                    assert!(!line.contains('\n'), "{value:?}: {line:?}");
+                    let read = read_ini_line(&line);
+                    assert_eq!(read, ("server_reset_query".to_owned(), value.clone()));
+                }
+                Err(e) => assert!(
+                    value.contains('\n') || value.trim() != value,
+                    "{value:?} refused: {e}"
+                ),
+            }
+            // A hostile name is never a key: only the key characters pass.
+            let as_key = pgbouncer_ini_line(&value, "1");
+            let plain = !value.is_empty() && value.chars().all(is_ini_key_char);
+            assert_eq!(as_key.is_ok(), plain, "{value:?}: {as_key:?}");
+        }
+        let check = |key: &str, value: &str, expect: Result<&str, IniError>| {
+            assert_eq!(
+                pgbouncer_ini_line(key, value),
+                expect.map(str::to_owned),
+                "{key:?} = {value:?}"
+            );
+        };
+        check("pool_mode", "transaction", Ok("pool_mode = transaction"));
+        check("auth_query", "", Ok("auth_query = "));
+        check("x", "#not; a comment [x]", Ok("x = #not; a comment [x]"));
+        check("x", "'quoted' \"too\"", Ok("x = 'quoted' \"too\""));
+        check("*", "a=b", Ok("* = a=b"));
+        check("", "1", Err(IniError::EmptyKey));
+        check(
+            "a b",
+            "1",
+            Err(IniError::KeyCharacter {
+                offset: 1,
+                found: ' ',
+            }),
+        );
+        check(
+            "%include",
+            "/etc/x",
+            Err(IniError::KeyCharacter {
+                offset: 0,
+                found: '%',
+            }),
+        );
+        check(
+            "[x]",
+            "1",
+            Err(IniError::KeyCharacter {
+                offset: 0,
+                found: '[',
+            }),
+        );
+        check(
+            "x",
+            "1\nauth_type = trust",
+            Err(IniError::LineEnd {
+                offset: 1,
+                found: '\n',
+            }),
+        );
+        check(
+            "x",
+            "a\0b",
+            Err(IniError::LineEnd {
+                offset: 1,
+                found: '\0',
+            }),
+        );
+        check("x", " 1", Err(IniError::EdgeWhitespace));
+        check("x", "\t1", Err(IniError::EdgeWhitespace));
+        check("x", "1\r", Err(IniError::EdgeWhitespace));
+        check("x", "1 ", Err(IniError::EdgeWhitespace));
+        check("x", "a\tb c", Ok("x = a\tb c"));
     }
 
     /// The real server reads every quoted form back as the input.

@@ -126,7 +126,8 @@ pub(crate) type PgdataSetup = Box<dyn FnOnce(&Path)>;
 #[derive(Default)]
 pub(crate) struct Args {
     pub(crate) extra: Vec<String>,
-    /// Files to create in the temporary directory first: (name, contents).
+    /// Files to create in the temporary directory first: (name, contents), with `{dir}` and
+    /// `{pg_port}` replaced by the directory and Postgres' port.
     pub(crate) files: Vec<(String, String)>,
     /// Prepare the data directory before the start.
     pub(crate) pgdata_setup: Option<PgdataSetup>,
@@ -164,13 +165,16 @@ impl Ctl {
             .unwrap();
         test_postgres::chown_to_pg_user(dir.path()).unwrap();
         let pgdata = dir.path().join("pgdata");
+        let pg_port = test_postgres::free_port();
         for (name, contents) in &args.files {
+            let contents = contents
+                .replace("{dir}", &dir.path().display().to_string())
+                .replace("{pg_port}", &pg_port.to_string());
             std::fs::write(dir.path().join(name), contents).unwrap();
         }
         if let Some(setup) = args.pgdata_setup {
             setup(&pgdata);
         }
-        let pg_port = test_postgres::free_port();
         let http_port = test_postgres::free_port();
         let internal_port = test_postgres::free_port();
         let log = std::fs::File::create(dir.path().join("compute_ctl.log")).unwrap();

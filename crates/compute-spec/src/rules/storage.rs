@@ -299,6 +299,33 @@ pub(super) fn check_config_fields(r: &mut Rules<'_>, spec: &ComputeSpec) {
         let at = format!("/pgbouncer_settings/{}", crate::shape::escape_pointer(key));
         r.config_text("pgbouncer setting name", key, &at);
         r.config_text(&format!("pgbouncer setting {key:?}"), value, &at);
+        check_pgbouncer_setting(r, key, value, &at);
+    }
+}
+
+/// What pgbouncer's ini parser cannot read back (no quoting exists there): a key outside
+/// `[A-Za-z0-9_.*-]+`, a value with whitespace at either end. Control characters are
+/// `config_text`'s.
+fn check_pgbouncer_setting(r: &mut Rules<'_>, key: &str, value: &str, at: &str) {
+    let key_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '*');
+    if key.is_empty() || !key.chars().all(key_char) {
+        r.error(
+            codes::INVALID_PGBOUNCER_SETTING,
+            at,
+            format!(
+                "pgbouncer setting name {key:?} is not a pgbouncer.ini key \
+                 (ASCII letters, digits and `_ . - *`)"
+            ),
+        );
+    }
+    if value.trim_matches([' ', '\t']) != value {
+        r.error(
+            codes::INVALID_PGBOUNCER_SETTING,
+            at,
+            format!(
+                "pgbouncer setting {key:?} starts or ends with whitespace, which pgbouncer strips"
+            ),
+        );
     }
 }
 
