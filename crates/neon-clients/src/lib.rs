@@ -12,6 +12,10 @@
 //!   fast path to every safekeeper in parallel ([`check_safekeepers_synced`]), then if needed
 //!   the `<pgbin> --sync-safekeepers` child ([`sync_safekeepers`]) with a timeout and
 //!   cancellation (the child is killed and reaped).
+//! - the **remote extension server** client ([`remote_ext`]): which archive serves a file
+//!   (pure, [`remote_ext::plan`]), its HTTP download (only 200, bounded, cancellable), and its
+//!   installation through the same checked unpacker as the basebackup into a staging
+//!   directory, then moved into the installation; the control files of the spec.
 //!
 //! It does not own: the spec types (`compute-spec`), writing `postgresql.conf` or `pg_hba.conf`
 //! (`pg-config`), creating PGDATA or starting Postgres (`compute_ctl`), nor the test doubles
@@ -59,6 +63,7 @@
 #![warn(missing_docs)]
 
 pub mod pageserver;
+pub mod remote_ext;
 pub mod retry;
 pub mod safekeeper;
 pub mod unpack;
