@@ -38,6 +38,7 @@ mod installed_extensions;
 mod metrics;
 mod pgdata;
 mod process;
+mod remote_extensions;
 mod schema_dump;
 mod signals;
 mod spec_source;

@@ -91,6 +91,7 @@ pub(crate) struct Metrics {
     /// Total Postgres downtime seen by the monitor, ms.
     pub(crate) pg_downtime_ms_total: Gauge<u64, AtomicU64>,
     installed_extensions: Family<EscapedLabels, Gauge<u64, AtomicU64>>,
+    remote_ext_requests: Family<Labels, Counter>,
 }
 
 fn phase_histogram() -> Histogram {
@@ -148,6 +149,13 @@ impl Metrics {
             "Number of databases where the version of extension is installed",
             installed_extensions.clone(),
         );
+        // Rendered `compute_ctl_remote_ext_requests_total`, as upstream's counter.
+        let remote_ext_requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "compute_ctl_remote_ext_requests",
+            "Total number of requests made by compute_ctl to the remote extension server, by status",
+            remote_ext_requests.clone(),
+        );
         Metrics {
             registry,
             up,
@@ -157,6 +165,7 @@ impl Metrics {
             pg_current_downtime_ms,
             pg_downtime_ms_total,
             installed_extensions,
+            remote_ext_requests,
         }
     }
 
@@ -190,6 +199,16 @@ impl Metrics {
         self.db_migration_failed
             .get_or_create(&vec![("migration_id".to_owned(), id.to_string())])
             .inc();
+    }
+
+    /// Counts one request to the remote extension server: `http_status` as upstream spells it
+    /// (`200 OK`, `404 Not Found`, `unknown` without an answer), `filename` the archive's.
+    pub(crate) fn count_remote_ext_request(&self, http_status: &str, filename: &str) {
+        let labels = vec![
+            ("http_status".to_owned(), http_status.to_owned()),
+            ("filename".to_owned(), filename.to_owned()),
+        ];
+        self.remote_ext_requests.get_or_create(&labels).inc();
     }
 
     /// Replaces `compute_installed_extensions` by the result of a scan: one sample per

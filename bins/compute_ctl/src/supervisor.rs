@@ -24,10 +24,10 @@ const RESPONSE_GRACE: Duration = Duration::from_millis(300);
 
 /// Spec fields this build does not act on yet: said at start, never silently ignored.
 pub(crate) fn warn_about_unsupported_fields(spec: &compute_spec::ValidatedSpec, opts: &Options) {
-    if spec.spec().remote_extensions.is_some() {
+    // Remote extensions are acted on (`remote_extensions`) when there is a base URL.
+    if spec.spec().remote_extensions.is_some() && opts.remote_ext_base_url.is_none() {
         tracing::warn!(
-            base_url = opts.remote_ext_base_url.as_ref().map(|u| u.as_str()),
-            "remote_extensions: remote extensions are not downloaded by this build"
+            "remote_extensions: ignored without --remote-ext-base-url (nothing is downloaded)"
         );
     }
 }
