@@ -158,7 +158,7 @@ async fn server_faults_are_errors_that_change_nothing() {
         (ExtFault::Status(500), Some(500)),
         (ExtFault::Status(503), Some(503)),
         (ExtFault::Status(204), Some(204)),
-        (ExtFault::CloseMidBody, None),
+        (ExtFault::CloseMidBody, Some(200)),
         (ExtFault::Slow(Duration::from_secs(3)), None),
     ] {
         s.server.set_fault(&path, Some(fault.clone()));

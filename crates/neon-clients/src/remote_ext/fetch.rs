@@ -56,6 +56,14 @@ pub enum FetchError {
         /// The client's error.
         reason: String,
     },
+    /// The server answered 200 but the body could not be read to its end.
+    #[error("read the archive from {url}: {reason}")]
+    Body {
+        /// The URL.
+        url: String,
+        /// The client's error.
+        reason: String,
+    },
     /// The exchange took longer than [`FetchConfig::timeout`].
     #[error("no complete answer from {url} within {timeout:?}")]
     Timeout {
@@ -82,7 +90,7 @@ impl FetchError {
     pub fn http_status(&self) -> Option<u16> {
         match self {
             FetchError::Status { status, .. } => Some(*status),
-            FetchError::TooLarge { .. } => Some(200),
+            FetchError::TooLarge { .. } | FetchError::Body { .. } => Some(200),
             _ => None,
         }
     }
@@ -142,9 +150,9 @@ pub async fn fetch_archive(
                         limit: config.max_bytes,
                     }
                 } else {
-                    FetchError::Request {
+                    FetchError::Body {
                         url: shown.clone(),
-                        reason: format!("read the body: {e}"),
+                        reason: error_chain(e.as_ref()),
                     }
                 }
             })?;
