@@ -90,7 +90,10 @@ impl RemoteExtensions {
                 )
             })?;
         if *done {
-            tracing::info!(extension = archive.extension, "extension already downloaded");
+            tracing::info!(
+                extension = archive.extension,
+                "extension already downloaded"
+            );
             return Ok(None);
         }
         let result = remote_ext::download_extension(
@@ -172,7 +175,11 @@ async fn find_installation(opts: &Options) -> anyhow::Result<Installation> {
         .with_context(|| format!("run {}", pg_config.display()))?;
     let lines: Vec<&str> = out.stdout.lines().map(str::trim).collect();
     let [version, sharedir, pkglibdir] = lines[..] else {
-        anyhow::bail!("unexpected output of {}: {:?}", pg_config.display(), out.stdout);
+        anyhow::bail!(
+            "unexpected output of {}: {:?}",
+            pg_config.display(),
+            out.stdout
+        );
     };
     let pg_major = plan::pg_major(version)
         .with_context(|| format!("unrecognised PostgreSQL version {version:?}"))?;
@@ -226,7 +233,8 @@ pub(crate) async fn prepare_at_start(
     spec: &ValidatedSpec,
     cancel: &CancellationToken,
 ) {
-    let (Some(base_url), Some(remote)) = (&opts.remote_ext_base_url, &spec.spec().remote_extensions)
+    let (Some(base_url), Some(remote)) =
+        (&opts.remote_ext_base_url, &spec.spec().remote_extensions)
     else {
         return;
     };
@@ -234,7 +242,10 @@ pub(crate) async fn prepare_at_start(
     let installation = match exts.installation(opts).await {
         Ok(installation) => installation,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "remote extensions: no installation");
+            tracing::error!(
+                error = format!("{e:#}"),
+                "remote extensions: no installation"
+            );
             return;
         }
     };
@@ -293,7 +304,13 @@ async fn write_control_files(remote: &RemoteExtSpec, installation: &Installation
     }
     let owned: Vec<(String, String, String)> = files
         .iter()
-        .map(|f| (f.extension.to_owned(), f.name.to_owned(), f.content.to_owned()))
+        .map(|f| {
+            (
+                f.extension.to_owned(),
+                f.name.to_owned(),
+                f.content.to_owned(),
+            )
+        })
         .collect();
     let dir = installation.dirs.extension_dir.clone();
     let written = tokio::task::spawn_blocking(move || {

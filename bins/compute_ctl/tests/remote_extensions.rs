@@ -71,8 +71,16 @@ fn relocated_installation(removed: &[&str]) -> Installation {
     let bindir = inside(&system_bindir);
     let sharedir = pg_config(&bindir, "--sharedir");
     let pkglibdir = pg_config(&bindir, "--pkglibdir");
-    assert_eq!(sharedir, inside(&system_sharedir), "the copy is relocatable");
-    assert!(pkglibdir.starts_with(root.path()), "{}", pkglibdir.display());
+    assert_eq!(
+        sharedir,
+        inside(&system_sharedir),
+        "the copy is relocatable"
+    );
+    assert!(
+        pkglibdir.starts_with(root.path()),
+        "{}",
+        pkglibdir.display()
+    );
     for name in removed {
         for entry in std::fs::read_dir(sharedir.join("extension")).unwrap() {
             let path = entry.unwrap().path();
@@ -147,14 +155,15 @@ fn remote_extensions(hstore_control: &str, trgm_control: &str) -> serde_json::Va
     let data = |control: serde_json::Value| json!({"control_data": control, "archive_path": ""});
     json!({
         "public_extensions": ["hstore", "auto_explain", "missing", "hostile"],
-        "custom_extensions": null,
+        "custom_extensions": ["ltree"],
         "library_index": {
             "hstore": "hstore", "auto_explain": "auto_explain", "pg_trgm": "pg_trgm",
-            "hostile": "hostile"
+            "hostile": "hostile", "ltree": "ltree"
         },
         "extension_data": {
             "hstore": data(json!({"hstore.control": hstore_control})),
             "auto_explain": data(json!({})),
+            "ltree": data(json!({})),
             "pg_trgm": data(json!({"pg_trgm.control": trgm_control})),
             "missing": data(json!({})),
             "hostile": data(json!({}))
@@ -164,10 +173,13 @@ fn remote_extensions(hstore_control: &str, trgm_control: &str) -> serde_json::Va
 
 async fn execute(ctl: &Ctl, sql: &str) -> Result<(), String> {
     let client = ctl.pg("postgres").await;
-    client.batch_execute(sql).await.map_err(|e| match e.as_db_error() {
-        Some(db) => db.message().to_owned(),
-        None => e.to_string(),
-    })
+    client
+        .batch_execute(sql)
+        .await
+        .map_err(|e| match e.as_db_error() {
+            Some(db) => db.message().to_owned(),
+            None => e.to_string(),
+        })
 }
 
 async fn query_text(ctl: &Ctl, sql: &str) -> Result<String, String> {
@@ -196,7 +208,7 @@ async fn control_files_and_preload_libraries_at_start_libraries_on_demand() {
     let hstore_control =
         std::fs::read_to_string(system_sharedir.join("extension/hstore.control")).unwrap();
 
-    let install = relocated_installation(&["hstore", "auto_explain", "pg_trgm"]);
+    let install = relocated_installation(&["hstore", "auto_explain", "pg_trgm", "ltree"]);
     let server = TestExtServer::start(ExtServerConfig::default())
         .await
         .unwrap();
@@ -205,6 +217,9 @@ async fn control_files_and_preload_libraries_at_start_libraries_on_demand() {
         extension_archive(&system_sharedir, &system_libdir, "auto_explain", false).unwrap();
     server.serve(&archive_path("hstore"), hstore.clone());
     server.serve(&archive_path("auto_explain"), auto_explain.clone());
+    // ltree's archive carries its control file (the spec has none for it).
+    let ltree = extension_archive(&system_sharedir, &system_libdir, "ltree", true).unwrap();
+    server.serve(&archive_path("ltree"), ltree);
 
     let mut ctl = Ctl::start(Args {
         extra: vec![
@@ -281,6 +296,24 @@ async fn control_files_and_preload_libraries_at_start_libraries_on_demand() {
         .filter(|p| **p == archive_path("hstore"))
         .count();
     assert_eq!(hstore_requests, 1, "{:?}", server.requests());
+
+    // Two requests for the same archive at once: the second waits for the first, one GET.
+    server.set_fault(
+        &archive_path("ltree"),
+        Some(ExtFault::Slow(std::time::Duration::from_millis(800))),
+    );
+    let (first, second) = tokio::join!(
+        ctl.request_internal("POST", "/extension_server/ltree", ""),
+        ctl.request_internal("POST", "/extension_server/ltree.so?is_library=true", ""),
+    );
+    assert_eq!((first.0, second.0), (200, 200), "{first:?} {second:?}");
+    let ltree_requests = server
+        .requests()
+        .iter()
+        .filter(|p| **p == archive_path("ltree"))
+        .count();
+    assert_eq!(ltree_requests, 1, "{:?}", server.requests());
+    assert_eq!(execute(&ctl, "CREATE EXTENSION ltree").await, Ok(()));
 
     // Not served by the spec: 404, nothing asked of the server.
     let asked = server.requests().len();

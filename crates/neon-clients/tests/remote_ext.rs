@@ -109,7 +109,7 @@ async fn installs_a_real_extension_and_never_replaces_a_control_file() {
     .await
     .unwrap();
     assert_eq!(got.bytes, bytes.len() as u64);
-    assert_eq!(got.installed.kept, [control.clone()]);
+    assert_eq!(got.installed.kept, std::slice::from_ref(&control));
     assert_eq!(
         std::fs::read_to_string(&control).unwrap(),
         "comment = 'the local one'\n"

@@ -31,9 +31,11 @@ pub(crate) async fn post(
             "remote storage is not configured",
         );
     }
-    let remote = state
-        .compute
-        .with(|s| s.spec.as_ref().and_then(|spec| spec.spec().remote_extensions.clone()));
+    let remote = state.compute.with(|s| {
+        s.spec
+            .as_ref()
+            .and_then(|spec| spec.spec().remote_extensions.clone())
+    });
     let Some(remote) = remote else {
         return error(
             StatusCode::CONFLICT,
