@@ -238,8 +238,7 @@ pub(crate) async fn prepare_at_start(
     else {
         return;
     };
-    let exts = &compute.remote_extensions;
-    let installation = match exts.installation(opts).await {
+    let installation = match compute.remote_extensions.installation(opts).await {
         Ok(installation) => installation,
         Err(e) => {
             tracing::error!(
@@ -252,49 +251,79 @@ pub(crate) async fn prepare_at_start(
     write_control_files(remote, installation).await;
 
     let t = Instant::now();
-    let libraries = preload_libraries(spec);
-    let (archives, refused) = plan::preload_archives(
-        remote,
-        &libraries,
-        crate::metrics::build_tag(),
-        &installation.pg_major,
+    let stats =
+        download_preload_archives(compute, base_url, remote, spec, installation, cancel).await;
+    let ms = t.elapsed().as_millis() as u64;
+    compute.with(|s| {
+        s.startup.load_ext_ms = ms;
+        s.startup.num_ext_downloaded = stats.count;
+        s.startup.largest_ext_size = stats.largest;
+        s.startup.total_ext_download_size = stats.total;
+    });
+    tracing::info!(
+        ms,
+        downloaded = stats.count,
+        total_bytes = stats.total,
+        "preload libraries downloaded"
     );
+}
+
+/// Downloads, in parallel, the archives of the preload libraries that `library_index` lists;
+/// logs each failure.
+async fn download_preload_archives(
+    compute: &Compute,
+    base_url: &url::Url,
+    remote: &RemoteExtSpec,
+    spec: &ValidatedSpec,
+    installation: &Installation,
+    cancel: &CancellationToken,
+) -> DownloadStats {
+    let libraries = preload_libraries(spec);
+    let build_tag = crate::metrics::build_tag();
+    let (archives, refused) =
+        plan::preload_archives(remote, &libraries, build_tag, &installation.pg_major);
     for e in refused {
         tracing::error!(error = %e, "remote extensions: preload library not downloaded");
     }
+    let exts = &compute.remote_extensions;
     let downloads = archives
         .iter()
         .map(|a| exts.download(compute, base_url, a, installation, cancel));
     let results = futures::future::join_all(downloads).await;
-    let (mut count, mut largest, mut total) = (0, 0, 0);
-    for (archive, result) in archives.iter().zip(results) {
-        match result {
-            Ok(size) => {
-                let size = size.unwrap_or(0);
-                count += 1;
-                largest = largest.max(size);
-                total += size;
-            }
-            Err(e) => tracing::error!(
-                extension = archive.extension,
-                error = format!("{e:#}"),
-                "failed to download a preload library's extension"
-            ),
-        }
+    let sizes = archives
+        .iter()
+        .zip(results)
+        .filter_map(|(archive, result)| {
+            result
+                .inspect_err(|e| {
+                    tracing::error!(
+                        extension = archive.extension,
+                        error = format!("{e:#}"),
+                        "failed to download a preload library's extension"
+                    );
+                })
+                .ok()
+        });
+    DownloadStats::of(sizes.map(|size| size.unwrap_or(0)))
+}
+
+/// The start's download metrics.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct DownloadStats {
+    count: u64,
+    largest: u64,
+    total: u64,
+}
+
+impl DownloadStats {
+    /// Over the sizes of the successful downloads (0 for an archive already installed).
+    fn of(sizes: impl Iterator<Item = u64>) -> DownloadStats {
+        sizes.fold(DownloadStats::default(), |s, size| DownloadStats {
+            count: s.count + 1,
+            largest: s.largest.max(size),
+            total: s.total + size,
+        })
     }
-    let ms = t.elapsed().as_millis() as u64;
-    compute.with(|s| {
-        s.startup.load_ext_ms = ms;
-        s.startup.num_ext_downloaded = count;
-        s.startup.largest_ext_size = largest;
-        s.startup.total_ext_download_size = total;
-    });
-    tracing::info!(
-        ms,
-        downloaded = count,
-        total_bytes = total,
-        "preload libraries downloaded"
-    );
 }
 
 async fn write_control_files(remote: &RemoteExtSpec, installation: &Installation) {
@@ -302,29 +331,9 @@ async fn write_control_files(remote: &RemoteExtSpec, installation: &Installation
     for e in &refused {
         tracing::warn!(error = %e, "remote extensions: control file not written");
     }
-    let owned: Vec<(String, String, String)> = files
-        .iter()
-        .map(|f| {
-            (
-                f.extension.to_owned(),
-                f.name.to_owned(),
-                f.content.to_owned(),
-            )
-        })
-        .collect();
     let dir = installation.dirs.extension_dir.clone();
-    let written = tokio::task::spawn_blocking(move || {
-        let files: Vec<plan::ControlFile<'_>> = owned
-            .iter()
-            .map(|(extension, name, content)| plan::ControlFile {
-                extension,
-                name,
-                content,
-            })
-            .collect();
-        remote_ext::write_control_files(&files, &dir)
-    })
-    .await;
+    let written =
+        tokio::task::spawn_blocking(move || remote_ext::write_control_files(&files, &dir)).await;
     match written {
         Ok(Ok(done)) => {
             for kept in &done.kept {
@@ -367,5 +376,35 @@ mod tests {
     fn status_labels_as_upstream() {
         let ok: Result<(), DownloadError> = Ok(());
         assert_eq!(status_label(&ok), "200 OK");
+        let failed = |source| -> Result<(), DownloadError> {
+            Err(DownloadError::Fetch {
+                extension: "x".into(),
+                source,
+            })
+        };
+        let url = || "http://h/x.tar.zst".to_owned();
+        let status = remote_ext::FetchError::Status {
+            url: url(),
+            status: 404,
+        };
+        assert_eq!(status_label(&failed(status)), "404 Not Found");
+        let request = remote_ext::FetchError::Request {
+            url: url(),
+            reason: "refused".into(),
+        };
+        assert_eq!(status_label(&failed(request)), "unknown");
+    }
+
+    #[test]
+    fn download_stats() {
+        assert_eq!(DownloadStats::of([].into_iter()), DownloadStats::default());
+        assert_eq!(
+            DownloadStats::of([10, 0, 7].into_iter()),
+            DownloadStats {
+                count: 3,
+                largest: 10,
+                total: 17
+            }
+        );
     }
 }

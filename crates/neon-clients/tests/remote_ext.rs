@@ -276,14 +276,14 @@ fn control_files_are_written_whole_and_never_over_an_existing_file() {
     std::fs::write(dir.path().join("kept.control"), "local\n").unwrap();
     let files = [
         plan::ControlFile {
-            extension: "kept",
-            name: "kept.control",
-            content: "remote\n",
+            extension: "kept".into(),
+            name: "kept.control".into(),
+            content: "remote\n".into(),
         },
         plan::ControlFile {
-            extension: "new",
-            name: "new.control",
-            content: "comment = 'new'\n",
+            extension: "new".into(),
+            name: "new.control".into(),
+            content: "comment = 'new'\n".into(),
         },
     ];
     let done = write_control_files(&files, dir.path()).unwrap();

@@ -102,7 +102,7 @@ pub async fn fetch_archive(
     config: &FetchConfig,
     cancel: &CancellationToken,
 ) -> Result<Bytes, FetchError> {
-    let shown = url.as_str().to_owned();
+    let shown = redacted(url);
     if url.scheme() != "http" {
         return Err(FetchError::BadUrl {
             url: shown,
@@ -165,6 +165,15 @@ pub async fn fetch_archive(
         },
         () = cancel.cancelled() => Err(FetchError::Cancelled),
     }
+}
+
+/// `url` for logs and errors: a password in it is replaced by `***`.
+pub fn redacted(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
+    shown.to_string()
 }
 
 /// An error and its sources, `: `-separated (the client's top-level message is vague).

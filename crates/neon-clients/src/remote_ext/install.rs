@@ -88,12 +88,12 @@ fn unique_name(prefix: &str) -> String {
 /// content goes to a new temporary file first, then gets its name by a hard link, which fails
 /// rather than replace an existing file. A file is either whole or absent.
 pub fn write_control_files(
-    files: &[ControlFile<'_>],
+    files: &[ControlFile],
     extension_dir: &Path,
 ) -> Result<Installed, InstallError> {
     let mut done = Installed::default();
     for file in files {
-        let target = extension_dir.join(file.name);
+        let target = extension_dir.join(&file.name);
         if std::fs::symlink_metadata(&target).is_ok() {
             done.kept.push(target);
             continue;

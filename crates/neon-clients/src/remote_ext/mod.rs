@@ -12,7 +12,7 @@ pub mod plan;
 mod fetch;
 mod install;
 
-pub use fetch::{FetchConfig, FetchError, fetch_archive};
+pub use fetch::{FetchConfig, FetchError, fetch_archive, redacted};
 pub use install::{InstallDirs, InstallError, Installed, install_archive, write_control_files};
 pub use plan::{ArchiveRef, ControlFile, LookupError, RefusedControlFile};
 
@@ -81,11 +81,15 @@ pub async fn download_extension(
     };
     let url = base_url.join(&archive.path).map_err(|e| {
         fetch_err(FetchError::BadUrl {
-            url: format!("{base_url}{}", archive.path),
+            url: format!("{}{}", redacted(base_url), archive.path),
             reason: e.to_string(),
         })
     })?;
-    tracing::info!(extension = archive.extension, %url, "downloading extension");
+    tracing::info!(
+        extension = archive.extension,
+        url = redacted(&url),
+        "downloading extension"
+    );
     let body = fetch_archive(&url, config, cancel)
         .await
         .map_err(fetch_err)?;
@@ -109,4 +113,15 @@ pub async fn download_extension(
         "extension installed"
     );
     Ok(Downloaded { bytes, installed })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_in_urls_are_not_shown() {
+        let url = url::Url::parse("http://user:secret@gateway:8080/base/").unwrap();
+        assert_eq!(super::redacted(&url), "http://user:***@gateway:8080/base/");
+        let plain = url::Url::parse("http://gateway/").unwrap();
+        assert_eq!(super::redacted(&plain), "http://gateway/");
+    }
 }

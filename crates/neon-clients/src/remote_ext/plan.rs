@@ -155,13 +155,13 @@ pub fn lookup(
 
 /// A control file to write at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ControlFile<'a> {
+pub struct ControlFile {
     /// The extension it belongs to.
-    pub extension: &'a str,
+    pub extension: String,
     /// Its file name in `<sharedir>/extension`.
-    pub name: &'a str,
+    pub name: String,
     /// Its content.
-    pub content: &'a str,
+    pub content: String,
 }
 
 /// A control file of the spec that is not written, and why.
@@ -178,7 +178,7 @@ pub struct RefusedControlFile {
 
 /// The control files of the allowed extensions (others are skipped, as upstream), each name
 /// checked to be a plain `<name>.control` file name; the refused ones are returned apart.
-pub fn control_files(spec: &RemoteExtSpec) -> (Vec<ControlFile<'_>>, Vec<RefusedControlFile>) {
+pub fn control_files(spec: &RemoteExtSpec) -> (Vec<ControlFile>, Vec<RefusedControlFile>) {
     let mut files = Vec::new();
     let mut refused = Vec::new();
     for (extension, data) in &spec.extension_data {
@@ -200,9 +200,9 @@ pub fn control_files(spec: &RemoteExtSpec) -> (Vec<ControlFile<'_>>, Vec<Refused
                     reason,
                 }),
                 None => files.push(ControlFile {
-                    extension,
-                    name,
-                    content,
+                    extension: extension.clone(),
+                    name: name.clone(),
+                    content: content.clone(),
                 }),
             }
         }
@@ -337,7 +337,10 @@ mod tests {
     fn control_files_of_allowed_extensions_with_plain_names() {
         let spec = spec();
         let (files, refused) = control_files(&spec);
-        let names: Vec<_> = files.iter().map(|f| (f.extension, f.name)).collect();
+        let names: Vec<_> = files
+            .iter()
+            .map(|f| (f.extension.as_str(), f.name.as_str()))
+            .collect();
         assert_eq!(
             names,
             [("anon", "anon.control"), ("hstore", "hstore.control")]
