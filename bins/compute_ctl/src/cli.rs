@@ -130,8 +130,9 @@ pub struct Cli {
     pub allow_unauthenticated: bool,
 
     /// Base URL of the remote extension storage gateway (a trailing `/` is added; a query is
-    /// refused). Remote extensions are not downloaded by this build yet: a spec that asks for
-    /// them gets a warning.
+    /// refused; only http://). With `remote_extensions` in the spec, control files are written
+    /// and preload libraries fetched before Postgres starts, and
+    /// `POST /extension_server/{filename}` fetches the others.
     #[arg(short = 'r', long, value_parser = parse_remote_ext_base_url, value_name = "URL")]
     pub remote_ext_base_url: Option<url::Url>,
 

@@ -92,6 +92,7 @@ pub(crate) struct Metrics {
     pub(crate) pg_downtime_ms_total: Gauge<u64, AtomicU64>,
     installed_extensions: Family<EscapedLabels, Gauge<u64, AtomicU64>>,
     service_config_failed: Family<Labels, Counter>,
+    remote_ext_requests: Family<Labels, Counter>,
 }
 
 fn phase_histogram() -> Histogram {
@@ -156,6 +157,13 @@ impl Metrics {
             "Failed configurations of pgbouncer and local_proxy, by service and step",
             service_config_failed.clone(),
         );
+        // Rendered `compute_ctl_remote_ext_requests_total`, as upstream's counter.
+        let remote_ext_requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "compute_ctl_remote_ext_requests",
+            "Total number of requests made by compute_ctl to the remote extension server, by status",
+            remote_ext_requests.clone(),
+        );
         Metrics {
             registry,
             up,
@@ -166,6 +174,7 @@ impl Metrics {
             pg_downtime_ms_total,
             installed_extensions,
             service_config_failed,
+            remote_ext_requests,
         }
     }
 
@@ -210,6 +219,16 @@ impl Metrics {
         self.db_migration_failed
             .get_or_create(&vec![("migration_id".to_owned(), id.to_string())])
             .inc();
+    }
+
+    /// Counts one request to the remote extension server: `http_status` as upstream spells it
+    /// (`200 OK`, `404 Not Found`, `unknown` without an answer), `filename` the archive's.
+    pub(crate) fn count_remote_ext_request(&self, http_status: &str, filename: &str) {
+        let labels = vec![
+            ("http_status".to_owned(), http_status.to_owned()),
+            ("filename".to_owned(), filename.to_owned()),
+        ];
+        self.remote_ext_requests.get_or_create(&labels).inc();
     }
 
     /// Replaces `compute_installed_extensions` by the result of a scan: one sample per

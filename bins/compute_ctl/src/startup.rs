@@ -1,6 +1,7 @@
 //! The startup sequence, each step timed: wipe PGDATA, then either `initdb` (standalone: no
 //! pageserver in the spec) or config + sync safekeepers + basebackup (storage mode), then the
-//! config files, `postgres` until `ready`, and the catalog configuration (for a Primary without
+//! config files (remote extensions fetched meanwhile: `remote_extensions`), `postgres` until
+//! `ready`, and the catalog configuration (for a Primary without
 //! `skip_pg_catalog_updates`: reconciliation, then upstream's migrations). Also the
 //! reconfiguration of a running compute (reconciliation only, never migrations).
 
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use compute_spec::{ComputeMode, Lsn, ValidatedSpec};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::catalog;
 use crate::cli::Options;
@@ -92,6 +94,9 @@ pub(crate) async fn start_compute(
     spec: &ValidatedSpec,
 ) -> anyhow::Result<Postmaster> {
     let pgdata = ctx.opts.pgdata.clone();
+    // Remote extensions are fetched while PGDATA is prepared, and awaited before Postgres
+    // starts (its preload libraries may be among them).
+    let remote_extensions = RemoteExtensionsTask::spawn(ctx, spec);
 
     // Before anything is written: a start whose TLS files never come changes nothing.
     let tls_pair = match &ctx.tls {
@@ -128,6 +133,7 @@ pub(crate) async fn start_compute(
     config_files::ensure_hba_line(&pgdata, &ctx.config_context())?;
     ctx.record(Phase::WriteConfig, t.elapsed(), |_, _| {});
 
+    remote_extensions.finish().await;
     let t = Instant::now();
     let mut postmaster = cancellable(ctx, start_postgres(ctx, spec)).await?;
     ctx.record(Phase::StartPostgres, t.elapsed(), |m, ms| {
@@ -150,6 +156,40 @@ pub(crate) async fn start_compute(
         ctx.record(Phase::Config, t.elapsed(), |m, ms| m.config_ms = ms);
     }
     Ok(postmaster)
+}
+
+/// The start's remote extension work (`remote_extensions::prepare_at_start`) in its own task;
+/// aborted if the start ends before it is awaited.
+struct RemoteExtensionsTask(Option<tokio::task::JoinHandle<()>>);
+
+impl RemoteExtensionsTask {
+    fn spawn(ctx: &StartContext, spec: &ValidatedSpec) -> RemoteExtensionsTask {
+        if ctx.opts.remote_ext_base_url.is_none() || spec.spec().remote_extensions.is_none() {
+            return RemoteExtensionsTask(None);
+        }
+        let (compute, opts, spec) = (ctx.compute.clone(), ctx.opts.clone(), spec.clone());
+        let cancel = ctx.cancel.clone();
+        let task = async move {
+            crate::remote_extensions::prepare_at_start(&compute, &opts, &spec, &cancel).await;
+        };
+        RemoteExtensionsTask(Some(tokio::spawn(task.in_current_span())))
+    }
+
+    async fn finish(mut self) {
+        if let Some(task) = self.0.take()
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "remote extensions task failed");
+        }
+    }
+}
+
+impl Drop for RemoteExtensionsTask {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// Runs `step` unless the start is cancelled first; dropping the step stops what it started

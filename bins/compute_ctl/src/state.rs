@@ -100,6 +100,8 @@ pub(crate) struct Compute {
     pub(crate) metrics: Metrics,
     /// Last activity, written by the compute monitor.
     pub(crate) activity: std::sync::Arc<compute_monitor::ActivityTracker>,
+    /// Remote extensions: the installation's directories and the downloads done.
+    pub(crate) remote_extensions: crate::remote_extensions::RemoteExtensions,
 }
 
 impl Compute {
@@ -126,6 +128,7 @@ impl Compute {
             shutdown_tx,
             metrics,
             activity: std::sync::Arc::new(compute_monitor::ActivityTracker::new()),
+            remote_extensions: Default::default(),
         }
     }
 

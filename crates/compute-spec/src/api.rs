@@ -267,13 +267,14 @@ pub struct ComputeMetrics {
     pub config_ms: u64,
     /// From start (or spec receipt) to `running`.
     pub total_startup_ms: u64,
-    /// Remote extensions (not downloaded by this build: always 0).
+    /// Time to download the remote extensions of the preload libraries before Postgres
+    /// started, in ms (0 without `--remote-ext-base-url` and `remote_extensions`).
     pub load_ext_ms: u64,
-    /// Remote extensions downloaded (always 0).
+    /// Remote extension archives downloaded before Postgres started.
     pub num_ext_downloaded: u64,
-    /// Largest remote extension (always 0).
+    /// Largest of those archives, in bytes (compressed).
     pub largest_ext_size: u64,
-    /// Total remote extension download size (always 0).
+    /// Total size of those archives, in bytes (compressed).
     pub total_ext_download_size: u64,
     /// `initdb` in standalone mode.
     #[serde(default)]

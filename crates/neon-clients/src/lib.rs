@@ -17,6 +17,10 @@
 //!   <tenant_shard_id> <timeline> <lsn> ` to every pageserver of every shard, renewed before it
 //!   expires, retried with backoff, ended by a NULL answer; the scheduling is pure
 //!   ([`renew_after`], [`earliest`]).
+//! - the **remote extension server** client ([`remote_ext`]): which archive serves a file
+//!   (pure, [`remote_ext::plan`]), its HTTP download (only 200, bounded, cancellable), and its
+//!   installation through the same checked unpacker as the basebackup into a staging
+//!   directory, then moved into the installation; the control files of the spec.
 //!
 //! It does not own: the spec types (`compute-spec`), writing `postgresql.conf` or `pg_hba.conf`
 //! (`pg-config`), creating PGDATA or starting Postgres (`compute_ctl`), nor the test doubles
@@ -65,6 +69,7 @@
 
 pub mod lease;
 pub mod pageserver;
+pub mod remote_ext;
 pub mod retry;
 pub mod safekeeper;
 pub mod unpack;

@@ -13,7 +13,10 @@
 //!   cutoff), leases recorded ([`TestPageserver::leases`]), [`LeaseFault`]s: error, stall;
 //! - [`TestSafekeeper`] (`test-safekeeper`): `TIMELINE_STATUS` with configurable LSNs, no row
 //!   for an unknown timeline, or silence;
-//! - the `--sync-safekeepers` stand-in ([`sync_standin`], `test-sync-safekeepers`).
+//! - the `--sync-safekeepers` stand-in ([`sync_standin`], `test-sync-safekeepers`);
+//! - [`TestExtServer`] (`test-ext-server`): the remote extension server, plain HTTP `GET` of
+//!   `.tar.zst` archives (built from a real installation's extension, or hostile), with
+//!   [`ExtFault`]s: another status, a body cut short, a slow answer.
 //!
 //! It does not own the clients (`neon-clients`) nor PostgreSQL test servers (`test-postgres`).
 //! Nothing of the product depends on it.
@@ -41,9 +44,11 @@
 //! test-safekeeper --listen 127.0.0.1:5454 --tenant T --timeline TL [--token TOK]
 //!     [--flush-lsn X/Y] [--commit-lsn X/Y] [--silent]
 //! TEST_SYNC_SK_LSN=0/16B3748 test-sync-safekeepers --sync-safekeepers
+//! test-ext-server --listen 127.0.0.1:8080 [--dir DIR] [--status CODE]
 //! ```
 #![warn(missing_docs)]
 
+pub mod ext_server;
 pub mod fixture;
 pub mod lease;
 pub mod pageserver;
@@ -52,6 +57,7 @@ pub mod sync_standin;
 pub mod tarball;
 mod wire;
 
+pub use ext_server::{ExtFault, ExtServerConfig, TestExtServer};
 pub use lease::{LeaseAnswer, LeaseFault, LeaseRecord, LeaseSettings};
 pub use pageserver::{CompressionMode, ConnectionRecord, Fault, PageserverConfig, TestPageserver};
 pub use safekeeper::{SafekeeperConfig, TestSafekeeper};

@@ -81,7 +81,11 @@ fn raw_header(name: &str, kind: tar::EntryType, size: u64) -> io::Result<tar::He
     Ok(header)
 }
 
-fn append_hostile<W: Write>(builder: &mut tar::Builder<W>, entry: &HostileEntry) -> io::Result<()> {
+/// Appends `entry` (also used by the extension server's hostile archives).
+pub(crate) fn append_hostile<W: Write>(
+    builder: &mut tar::Builder<W>,
+    entry: &HostileEntry,
+) -> io::Result<()> {
     let data = b"written by a hostile basebackup\n";
     let file = |builder: &mut tar::Builder<W>, name: &str| -> io::Result<()> {
         let mut header = raw_header(name, tar::EntryType::Regular, data.len() as u64)?;

@@ -197,3 +197,49 @@ fn standin_prints_the_lsn_or_execs_postgres() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("postgres (PostgreSQL) 15"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_extension_server_serves_a_directory() {
+    use std::io::{Read, Write};
+
+    use neon_clients::remote_ext::{FetchConfig, FetchError, fetch_archive};
+    let dir = tempfile::tempdir().unwrap();
+    let served = dir.path().join("served");
+    let archive_dir = served.join("latest/amd64/v15/extensions");
+    std::fs::create_dir_all(&archive_dir).unwrap();
+    std::fs::write(archive_dir.join("x.tar.zst"), b"archive bytes").unwrap();
+    std::fs::write(dir.path().join("secret"), b"outside").unwrap();
+    let program = env!("CARGO_BIN_EXE_test-ext-server");
+    let (_server, port) = spawn(program, &["--dir".into(), served.display().to_string()]);
+    let get = |path: &str| {
+        let url = url::Url::parse(&format!("http://127.0.0.1:{port}/{path}")).unwrap();
+        async move { fetch_archive(&url, &FetchConfig::default(), &CancellationToken::new()).await }
+    };
+    let body = get("latest/amd64/v15/extensions/x.tar.zst").await.unwrap();
+    assert_eq!(&body[..], b"archive bytes");
+    let err = get("latest/amd64/v15/extensions/y.tar.zst")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FetchError::Status { status: 404, .. }),
+        "{err}"
+    );
+    // A raw request whose path leaves the directory (an HTTP client would normalise it).
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"GET /../secret HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 404 "), "{answer}");
+
+    let (_failing, port) = spawn(program, &["--status".into(), "503".into()]);
+    let url = url::Url::parse(&format!("http://127.0.0.1:{port}/x.tar.zst")).unwrap();
+    let err = fetch_archive(&url, &FetchConfig::default(), &CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FetchError::Status { status: 503, .. }),
+        "{err}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The HTTP API (axum): the external router for the control plane (JWT-authenticated, except
-//! `/metrics`) and the internal router (unauthenticated: status, metrics, and the catalog
-//! changes `/grants` and `/extensions`); the listeners and their graceful stop; the
+//! `/metrics`) and the internal router (unauthenticated: status, metrics, the catalog
+//! changes `/grants` and `/extensions`, and the remote extension download
+//! `/extension_server/{filename}`); the listeners and their graceful stop; the
 //! request-id and request-span middleware. Handlers are in [`routes`], one file per route;
 //! every body is a `compute_spec::api` type. The routes are listed in [`EXTERNAL_ROUTES`] and
 //! [`INTERNAL_ROUTES`], which a test checks against the router and against `openapi.json`,
@@ -71,6 +72,7 @@ pub(crate) const INTERNAL_ROUTES: &[Route] = &[
     route("GET", "/metrics", false),
     route("POST", "/grants", false),
     route("POST", "/extensions", false),
+    route("POST", "/extension_server/{filename}", false),
 ];
 
 /// What handlers share.
@@ -114,6 +116,10 @@ pub(crate) fn internal_router(state: HttpState) -> Router {
         .route("/metrics", get(routes::metrics::prometheus))
         .route("/grants", post(routes::grants::post))
         .route("/extensions", post(routes::extensions::post))
+        .route(
+            "/extension_server/{*filename}",
+            post(routes::extension_server::post),
+        )
         .layer(middleware::from_fn(request_span))
         .with_state(state)
 }
@@ -378,9 +384,12 @@ mod tests {
         assert_eq!(call(&router, "GET", "/nope").await, StatusCode::NOT_FOUND);
         let internal = internal_router(state());
         for route in INTERNAL_ROUTES {
-            // Reads answer; the catalog changes refuse a body without a JSON content type.
+            // Reads answer; the catalog changes refuse a body without a JSON content type; the
+            // extension server route refuses without a base URL.
             let want = if route.method == "GET" {
                 StatusCode::OK
+            } else if route.path.starts_with("/extension_server/") {
+                StatusCode::PRECONDITION_FAILED
             } else {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             };

@@ -4,6 +4,7 @@ pub(crate) mod check_writability;
 pub(crate) mod configure;
 pub(crate) mod database_schema;
 pub(crate) mod dbs_and_roles;
+pub(crate) mod extension_server;
 pub(crate) mod extensions;
 pub(crate) mod grants;
 pub(crate) mod info;
