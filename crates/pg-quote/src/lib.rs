@@ -1,4 +1,4 @@
-//! The one audited place that turns data into SQL or postgresql.conf text.
+//! The one audited place that turns data into SQL, postgresql.conf or rsyslog config text.
 //!
 //! Every identifier, literal and config value that reaches PostgreSQL from a spec goes through
 //! one of these functions; nothing else in the workspace builds SQL or config text from user
@@ -83,6 +83,32 @@ pub fn quote_conf_value(value: &str) -> String {
     out
 }
 
+/// An rsyslog RainerScript string constant: `"…"` with `\`, `"` and `$` escaped by a
+/// backslash (rsyslog refuses a bare `$` in double quotes), which its config lexer reads back
+/// as the input. `None` when the value has a control character
+/// (a newline, a tab, NUL…), which compute_ctl never writes into an rsyslog config; the
+/// caller reports it.
+///
+/// ```
+/// assert_eq!(pg_quote::quote_rsyslog_string(r#"a "b" \c $x"#).unwrap(), r#""a \"b\" \\c \$x""#);
+/// assert_eq!(pg_quote::quote_rsyslog_string("a\nb"), None);
+/// ```
+pub fn quote_rsyslog_string(value: &str) -> Option<String> {
+    if value.chars().any(char::is_control) {
+        return None;
+    }
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if matches!(c, '"' | '\\' | '$') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    Some(out)
+}
+
 /// A dollar-quoted string `$tag$body$tag$` whose tag (`x`, `xx`, …: the shortest run of `x`
 /// that does not occur in the body) cannot end the string early. Used for PL/pgSQL `DO` bodies
 /// and for values placed inside them.
@@ -127,6 +153,13 @@ mod tests {
         check(quote_literal, "test\\'", "E'test\\\\'''");
         check(quote_conf_value, "here's a \\", "'here''s a \\\\'");
         check(dollar_quote, "name", "$x$name$x$");
+        let rsyslog = |v: &str| quote_rsyslog_string(v).unwrap_or_else(|| "None".to_owned());
+        check(rsyslog, "ep-1", "\"ep-1\"");
+        check(rsyslog, "a\"b", "\"a\\\"b\"");
+        check(rsyslog, "$x$ \\", "\"\\$x\\$ \\\\\"");
+        check(rsyslog, "' `echo` %msg%", "\"' `echo` %msg%\"");
+        check(rsyslog, "line\nbreak", "None");
+        check(rsyslog, "tab\t", "None");
         check(dollar_quote, "x", "$x$x$x$");
         check(dollar_quote, "$x$", "$xx$$x$$xx$");
         check(dollar_quote, "$x", "$xx$$x$xx$");
