@@ -1,6 +1,8 @@
 //! The files compute_ctl writes into PGDATA before starting postgres: `postgresql.conf`
 //! rendered from a [`ValidatedSpec`], the `pg_hba.conf` access line, and `standby.signal` for
-//! read-only computes — plus one small I/O helper that writes a file atomically.
+//! read-only computes; the rsyslog configs for audit forwarding and log export
+//! ([`render_audit_rsyslog_conf`], [`render_postgres_logs_conf`]) — plus one small I/O helper
+//! that writes a file atomically.
 //!
 //! Rendering is pure (no files, no processes, no clock): spec + [`ConfigOptions`] in, text out,
 //! so every rendered file is snapshot-tested without PostgreSQL. The only I/O is
@@ -33,6 +35,7 @@ mod conf_text;
 mod files;
 mod pg_hba;
 mod postgresql_conf;
+mod rsyslog;
 mod server_support;
 
 use compute_spec::{ComputeMode, ValidatedSpec};
@@ -43,6 +46,11 @@ pub use pg_hba::{HBA_ACCESS_LINE, with_hba_access_line};
 pub use postgresql_conf::{
     ConfigOptions, MANAGED_BEGIN, MANAGED_END, SettingLineError, TEMP_OVERRIDE_CONF,
     render_postgresql_conf, render_setting_line,
+};
+pub use rsyslog::{
+    AUDIT_RSYSLOG_CONF, AuditRsyslogConfig, POSTGRES_LOGS_CONF, RSYSLOG_CA_FILE,
+    RSYSLOG_WORK_DIRECTORY, RsyslogValueError, SyslogTarget, SyslogTargetError, audit_target,
+    parse_syslog_target, render_audit_rsyslog_conf, render_postgres_logs_conf,
 };
 pub use server_support::{
     DropReason, DroppedSetting, ServerSupport, SettingSource, unsupported_settings,
