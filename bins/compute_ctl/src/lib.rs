@@ -9,7 +9,8 @@
 //! processes and readiness detection (`process`), data-directory safety (`pgdata`), the
 //! catalog behind the routes (`catalog`; `schema_dump` for `/database_schema`, `insights`,
 //! `catalog_changes` for `/grants` and `/extensions`, their error classes in
-//! `catalog_request`), the installed-extensions statistics (`installed_extensions`) and the
+//! `catalog_request`), the installed-extensions statistics (`installed_extensions`), audit
+//! logging and log export around postgres (`audit`: preflight, rsyslog, GC) and the
 //! vm-informant sidecar. It does not own the spec format or the API types (`compute-spec`),
 //! config rendering (`pg-config`), catalog reconciliation and migrations (`pg-reconcile`; it
 //! decides only when they run) or the storage protocols (`neon-clients`).
@@ -26,6 +27,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod audit;
 mod auth;
 mod catalog;
 mod catalog_changes;

@@ -91,6 +91,8 @@ pub(crate) struct Metrics {
     /// Total Postgres downtime seen by the monitor, ms.
     pub(crate) pg_downtime_ms_total: Gauge<u64, AtomicU64>,
     installed_extensions: Family<EscapedLabels, Gauge<u64, AtomicU64>>,
+    /// Size of the audit files in `PGDATA/log`, bytes (compliance audit levels; `audit`).
+    pub(crate) audit_log_dir_size: Gauge<u64, AtomicU64>,
 }
 
 fn phase_histogram() -> Histogram {
@@ -148,7 +150,14 @@ impl Metrics {
             "Number of databases where the version of extension is installed",
             installed_extensions.clone(),
         );
+        let audit_log_dir_size = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "compute_audit_log_dir_size",
+            "Size of the audit log directory, in bytes",
+            audit_log_dir_size.clone(),
+        );
         Metrics {
+            audit_log_dir_size,
             registry,
             up,
             phases,

@@ -87,6 +87,8 @@ pub(crate) async fn start_compute(
     spec: &ValidatedSpec,
 ) -> anyhow::Result<Postmaster> {
     let pgdata = ctx.opts.pgdata.clone();
+    // Before anything is wiped: a start that cannot audit as asked fails here.
+    let audit = crate::audit::preflight(ctx, spec, |name| std::env::var(name).ok()).await?;
 
     let t = Instant::now();
     let (force, owner) = (ctx.opts.force_wipe, ctx.owner());
@@ -113,6 +115,7 @@ pub(crate) async fn start_compute(
     write_config(ctx, spec)?;
     config_files::ensure_hba_line(&pgdata, &ctx.config_context())?;
     ctx.record(Phase::WriteConfig, t.elapsed(), |_, _| {});
+    crate::audit::configure_rsyslog(ctx, spec, &audit).await?;
 
     let t = Instant::now();
     let mut postmaster = cancellable(ctx, start_postgres(ctx, spec)).await?;
@@ -483,6 +486,7 @@ async fn reconcile(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<A
 /// Applies a new spec to a running compute: rewrite postgresql.conf, reload, reconcile.
 pub(crate) async fn reconfigure(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<()> {
     report_dropped_settings(ctx, spec);
+    crate::audit::reconfigure_logs_export(ctx, spec).await?;
     write_config(ctx, spec)?;
     reload(ctx).await?;
     if spec.spec().mode.is_primary() {

@@ -189,11 +189,15 @@ async fn run_compute(
         extension_scan_config(ctx, spec),
         monitor_cancel.clone(),
     );
+    let audit_gc = crate::audit::spawn_gc(ctx, spec, monitor_cancel.clone());
     let exit = stop_postmaster(&mut postmaster, shutdown).await;
     configurator.abort();
     monitor_cancel.cancel();
     let _ = monitor.await;
     let _ = extension_stats.await;
+    if let Some(gc) = audit_gc {
+        let _ = gc.await;
+    }
     let request = *shutdown.borrow();
     after_postgres_exit(ctx, spec, request, exit).await;
     linger_after_terminate(ctx, request).await;
