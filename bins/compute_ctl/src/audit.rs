@@ -19,8 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
-use compute_spec::{ComputeAudit, ValidatedSpec};
-use pg_config::SyslogTarget;
+use compute_spec::{ComputeAudit, SyslogTarget, ValidatedSpec};
 use tokio_util::sync::CancellationToken;
 
 use crate::process;
@@ -73,7 +72,7 @@ pub(crate) async fn preflight(
     let compute = spec.spec();
     let level = compute.audit_log_level;
     let logs_export = match &compute.logs_export_host {
-        Some(host) => Some(pg_config::parse_syslog_target(host).context("logs_export_host")?),
+        Some(host) => Some(compute_spec::parse_syslog_target(host).context("logs_export_host")?),
         None => None,
     };
     let collector = if is_compliance(level) {
@@ -174,7 +173,7 @@ pub(crate) async fn reconfigure_logs_export(
     spec: &ValidatedSpec,
 ) -> anyhow::Result<()> {
     let target = match &spec.spec().logs_export_host {
-        Some(host) => Some(pg_config::parse_syslog_target(host).context("logs_export_host")?),
+        Some(host) => Some(compute_spec::parse_syslog_target(host).context("logs_export_host")?),
         None => None,
     };
     if write_logs_export_conf(ctx, target.as_ref())? {
@@ -285,6 +284,10 @@ fn collect_garbage(dir: &Path, compute: &Compute) {
     match gc_audit_files(dir, now, AUDIT_FILE_MAX_AGE) {
         Ok(size) => {
             compute.metrics.audit_log_dir_size.set(size);
+        }
+        // pgauditlogtofile creates the directory at its first entry.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            compute.metrics.audit_log_dir_size.set(0);
         }
         Err(e) => tracing::warn!(error = %e, dir = %dir.display(), "audit log GC failed"),
     }

@@ -263,6 +263,45 @@ async fn level_hipaa_writes_audit_files_and_the_rsyslog_configs() {
         metrics.contains("# TYPE compute_audit_log_dir_size gauge"),
         "{metrics}"
     );
+
+    // /configure with another logs_export_host rewrites its config and restarts rsyslog; the
+    // same host again changes nothing.
+    let configure = |host: &str| {
+        format!(
+            r#"{{"spec": {}, "compute_ctl_config": {{"jwks": {{"keys": []}}}}}}"#,
+            spec("Hipaa", json!({"logs_export_host": host}))
+        )
+    };
+    for (host, restarted) in [("[::1]:6514", true), ("[::1]:6514", false)] {
+        std::fs::remove_file(dir.join("rsyslog-restarted")).ok();
+        let (code, body) = ctl
+            .request("POST", "/configure", &configure(host), None)
+            .await;
+        assert_eq!(code, 200, "{body}");
+        let export_conf = std::fs::read_to_string(dir.join("postgres_logs.conf")).unwrap();
+        assert!(
+            export_conf.contains("target=\"::1\" port=\"6514\""),
+            "{export_conf}"
+        );
+        assert_eq!(dir.join("rsyslog-restarted").exists(), restarted, "{host}");
+    }
+    // A bad one is refused, located, and changes nothing.
+    let (code, body) = ctl
+        .request("POST", "/configure", &configure("::1:6514"), None)
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains(
+            r#""code":"invalid-logs-export-host","severity":"error","pointer":"/spec/logs_export_host""#
+        ),
+        "{body}"
+    );
+    ctl.wait_status("running").await;
+    assert!(
+        std::fs::read_to_string(dir.join("postgres_logs.conf"))
+            .unwrap()
+            .contains("target=\"::1\""),
+    );
 }
 
 /// The text of every `audit*.log` file in `dir`.
@@ -319,17 +358,13 @@ async fn compliance_levels_without_a_collector_fail_before_anything_starts() {
         "audit_log_level Full: the audit collector: \"collector-without-port\": expected host:port",
     )
     .await;
-    // So is a logs_export_host that is not.
+    // So is a logs_export_host that is not: the spec is invalid, located.
     let mut ctl = start(
         spec("Disabled", json!({"logs_export_host": "logs\"x:514"})),
         vec![],
         vec![],
     );
-    assert_failed_before_pgdata(
-        &mut ctl,
-        "logs_export_host: \"logs\\\"x:514\": invalid host",
-    )
-    .await;
+    assert_failed_before_pgdata(&mut ctl, "/logs_export_host").await;
 }
 
 /// A copy of the PostgreSQL 15 installation (hard links: same files, separate directory

@@ -49,8 +49,8 @@ pub use postgresql_conf::{
 };
 pub use rsyslog::{
     AUDIT_RSYSLOG_CONF, AuditRsyslogConfig, POSTGRES_LOGS_CONF, RSYSLOG_CA_FILE,
-    RSYSLOG_WORK_DIRECTORY, RsyslogValueError, SyslogTarget, SyslogTargetError, audit_target,
-    parse_syslog_target, render_audit_rsyslog_conf, render_postgres_logs_conf,
+    RSYSLOG_WORK_DIRECTORY, RsyslogValueError, audit_target, render_audit_rsyslog_conf,
+    render_postgres_logs_conf,
 };
 pub use server_support::{
     DropReason, DroppedSetting, ServerSupport, SettingSource, unsupported_settings,

@@ -9,10 +9,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use compute_spec::{SyslogTarget, parse_syslog_target};
 use expect_test::expect;
 use pg_config::{
-    AuditRsyslogConfig, RSYSLOG_WORK_DIRECTORY, SyslogTarget, parse_syslog_target,
-    render_audit_rsyslog_conf, render_postgres_logs_conf,
+    AuditRsyslogConfig, RSYSLOG_WORK_DIRECTORY, render_audit_rsyslog_conf,
+    render_postgres_logs_conf,
 };
 
 const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
