@@ -2,7 +2,8 @@
 //! audit collector): parsed strictly, so that what reaches an rsyslog config is a DNS name, an
 //! IPv4 address or an IPv6 address, and a port.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+// `core::net`: the address types only (no sockets), so compute-spec stays free of I/O.
+use core::net::{Ipv4Addr, Ipv6Addr};
 
 /// A syslog collector: a host name, IPv4 address or IPv6 address, and a TCP port.
 #[derive(Debug, Clone, PartialEq, Eq)]
