@@ -235,6 +235,22 @@ pub struct Cli {
     )]
     pub local_proxy_dir: PathBuf,
 
+    /// rsyslog's drop-in directory: the audit forwarding (`compute_audit_rsyslog.conf`) and
+    /// log export (`postgres_logs.conf`) configs are written there (upstream's path).
+    #[arg(long, default_value = "/etc/rsyslog.d", value_name = "DIR")]
+    pub rsyslog_config_dir: PathBuf,
+
+    /// rsyslog's work directory, named in the audit forwarding config (where rsyslog keeps how
+    /// far it read each audit file); upstream's path.
+    #[arg(long, default_value = "/var/log/rsyslog", value_name = "DIR")]
+    pub rsyslog_work_dir: PathBuf,
+
+    /// Program and arguments (split at spaces) run, within 5 s, after an rsyslog config was
+    /// written. Default upstream's: `pkill rsyslogd`, then up to 5 s for `pgrep rsyslogd` to
+    /// find it started again by its supervisor.
+    #[arg(long, value_name = "COMMAND")]
+    pub rsyslog_restart_command: Option<String>,
+
     /// Upstream flags this build refuses.
     #[command(flatten)]
     pub refused: RefusedFlags,
@@ -410,6 +426,12 @@ pub struct Options {
     pub pgbouncer: PgbouncerOptions,
     /// local_proxy's directory (`config.json`, `pid`).
     pub local_proxy_dir: PathBuf,
+    /// rsyslog's drop-in directory (absolute).
+    pub rsyslog_config_dir: PathBuf,
+    /// rsyslog's work directory (absolute).
+    pub rsyslog_work_dir: PathBuf,
+    /// The rsyslog restart program and its arguments; empty: upstream's pkill/pgrep.
+    pub rsyslog_restart_command: Vec<String>,
 }
 
 /// Where pgbouncer's settings go and how it is reloaded.
@@ -506,6 +528,14 @@ impl Cli {
             tls_watch_interval: self.tls_watch_interval,
             pgbouncer,
             local_proxy_dir: absolute(&self.local_proxy_dir),
+            rsyslog_config_dir: absolute(&self.rsyslog_config_dir),
+            rsyslog_work_dir: absolute(&self.rsyslog_work_dir),
+            rsyslog_restart_command: self
+                .rsyslog_restart_command
+                .iter()
+                .flat_map(|c| c.split_whitespace())
+                .map(str::to_owned)
+                .collect(),
         })
     }
 

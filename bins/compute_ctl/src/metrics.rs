@@ -93,6 +93,8 @@ pub(crate) struct Metrics {
     installed_extensions: Family<EscapedLabels, Gauge<u64, AtomicU64>>,
     service_config_failed: Family<Labels, Counter>,
     remote_ext_requests: Family<Labels, Counter>,
+    /// Size of the audit files in `PGDATA/log`, bytes (compliance audit levels; `audit`).
+    pub(crate) audit_log_dir_size: Gauge<u64, AtomicU64>,
 }
 
 fn phase_histogram() -> Histogram {
@@ -164,7 +166,14 @@ impl Metrics {
             "Total number of requests made by compute_ctl to the remote extension server, by status",
             remote_ext_requests.clone(),
         );
+        let audit_log_dir_size = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "compute_audit_log_dir_size",
+            "Size of the audit log directory, in bytes",
+            audit_log_dir_size.clone(),
+        );
         Metrics {
+            audit_log_dir_size,
             registry,
             up,
             phases,

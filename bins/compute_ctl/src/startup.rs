@@ -104,6 +104,9 @@ pub(crate) async fn start_compute(
         None => None,
     };
 
+    // Before anything is wiped: a start that cannot audit as asked fails here.
+    let audit = crate::audit::preflight(ctx, spec, |name| std::env::var(name).ok()).await?;
+
     let t = Instant::now();
     let (force, owner) = (ctx.opts.force_wipe, ctx.owner());
     let dir = pgdata.clone();
@@ -132,6 +135,7 @@ pub(crate) async fn start_compute(
     }
     config_files::ensure_hba_line(&pgdata, &ctx.config_context())?;
     ctx.record(Phase::WriteConfig, t.elapsed(), |_, _| {});
+    crate::audit::configure_rsyslog(ctx, spec, &audit).await?;
 
     remote_extensions.finish().await;
     let t = Instant::now();
@@ -541,6 +545,7 @@ async fn reconcile(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<A
 /// Applies a new spec to a running compute: rewrite postgresql.conf, reload, reconcile.
 pub(crate) async fn reconfigure(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<()> {
     report_dropped_settings(ctx, spec);
+    crate::audit::reconfigure_logs_export(ctx, spec).await?;
     write_config(ctx, spec)?;
     reload(ctx).await?;
     if spec.spec().mode.is_primary() {

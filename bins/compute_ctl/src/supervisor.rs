@@ -195,6 +195,7 @@ async fn run_compute(
         extension_scan_config(ctx, spec),
         monitor_cancel.clone(),
     );
+    let audit_gc = crate::audit::spawn_gc(ctx, spec, monitor_cancel.clone());
     let exit = stop_postmaster(&mut postmaster, shutdown).await;
     configurator.abort();
     pgbouncer.stop().await;
@@ -203,6 +204,9 @@ async fn run_compute(
     let _ = extension_stats.await;
     if let Some(watcher) = tls_watcher {
         let _ = watcher.await;
+    }
+    if let Some(gc) = audit_gc {
+        let _ = gc.await;
     }
     let request = *shutdown.borrow();
     after_postgres_exit(ctx, spec, request, exit).await;

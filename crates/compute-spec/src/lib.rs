@@ -47,6 +47,7 @@ mod rules;
 mod shape;
 mod spec;
 mod strict;
+mod syslog_target;
 mod validate;
 mod values;
 
@@ -65,6 +66,7 @@ pub use spec::{
     PageserverProtocol, PageserverShardConnectionInfo, PageserverShardInfo, RemoteExtSpec, Role,
     TlsConfig, UnknownFields,
 };
+pub use syslog_target::{SyslogTarget, SyslogTargetError, parse_syslog_target};
 pub use validate::{
     DEFAULT_PROVIDED_ROLES, Diagnostic, SYSTEM_DATABASES, Severity, StorageSettings, ValidatedSpec,
     Validation, ValidationOptions, ValidationReport, codes, locate_diagnostics, validate_json,

@@ -112,6 +112,9 @@ pub mod codes {
     pub const UNKNOWN_FEATURE: &str = "unknown-feature";
     /// A safekeeper address that is not `host:port`.
     pub const INVALID_SAFEKEEPER_ADDRESS: &str = "invalid-safekeeper-address";
+    /// A `logs_export_host` that is not `host:port` (a DNS name, an IPv4 address or a
+    /// bracketed IPv6 address; a port 1-65535): it is written into rsyslog's config.
+    pub const INVALID_LOGS_EXPORT_HOST: &str = "invalid-logs-export-host";
     /// A pageserver shard index that is not `<number><count>` in hex matching `shard_count`,
     /// a shard without pageservers, or the wrong number of shards.
     pub const INVALID_SHARD_INDEX: &str = "invalid-shard-index";

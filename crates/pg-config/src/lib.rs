@@ -1,7 +1,9 @@
 //! The files compute_ctl writes into PGDATA before starting postgres: `postgresql.conf`
 //! rendered from a [`ValidatedSpec`], the `pg_hba.conf` access line, and `standby.signal` for
 //! read-only computes; the spec's settings in pgbouncer's ini file
-//! ([`update_pgbouncer_ini`]) — plus one small I/O helper that writes a file atomically.
+//! ([`update_pgbouncer_ini`]); the rsyslog configs for audit forwarding and log export
+//! ([`render_audit_rsyslog_conf`], [`render_postgres_logs_conf`]) — plus one small I/O helper
+//! that writes a file atomically.
 //!
 //! Rendering is pure (no files, no processes, no clock): spec + [`ConfigOptions`] in, text out,
 //! so every rendered file is snapshot-tested without PostgreSQL. The only I/O is
@@ -35,6 +37,7 @@ mod files;
 mod pg_hba;
 mod pgbouncer_ini;
 mod postgresql_conf;
+mod rsyslog;
 mod server_support;
 
 use compute_spec::{ComputeMode, ValidatedSpec};
@@ -46,6 +49,11 @@ pub use pgbouncer_ini::{PGBOUNCER_SECTION, PgbouncerIniError, update_pgbouncer_i
 pub use postgresql_conf::{
     ConfigOptions, MANAGED_BEGIN, MANAGED_END, SERVER_CRT, SERVER_KEY, SettingLineError,
     TEMP_OVERRIDE_CONF, render_postgresql_conf, render_setting_line,
+};
+pub use rsyslog::{
+    AUDIT_RSYSLOG_CONF, AuditRsyslogConfig, POSTGRES_LOGS_CONF, RSYSLOG_CA_FILE,
+    RSYSLOG_WORK_DIRECTORY, RsyslogValueError, audit_target, render_audit_rsyslog_conf,
+    render_postgres_logs_conf,
 };
 pub use server_support::{
     DropReason, DroppedSetting, ServerSupport, SettingSource, unsupported_settings,

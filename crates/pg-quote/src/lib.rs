@@ -1,4 +1,5 @@
-//! The one audited place that turns data into SQL, postgresql.conf or pgbouncer.ini text.
+//! The one audited place that turns data into SQL, postgresql.conf, pgbouncer.ini or rsyslog
+//! config text.
 //!
 //! Every identifier, literal and config value that reaches PostgreSQL from a spec goes through
 //! one of these functions; nothing else in the workspace builds SQL or config text from user
@@ -86,6 +87,47 @@ pub fn quote_conf_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     push_single_quoted(&mut out, value);
     out
+}
+
+/// An rsyslog RainerScript string constant in an expression (`set $.x = …;`,
+/// `if … == …`): `"…"` with `\`, `"` and `$` escaped by a backslash (rsyslog refuses a bare
+/// `$` there), which its config lexer reads back as the input. `None` when the value has a
+/// control character (a newline, a tab, NUL…), which compute_ctl never writes into an rsyslog
+/// config; the caller reports it.
+///
+/// ```
+/// assert_eq!(pg_quote::quote_rsyslog_string(r#"a "b" \c $x"#).unwrap(), r#""a \"b\" \\c \$x""#);
+/// assert_eq!(pg_quote::quote_rsyslog_string("a\nb"), None);
+/// ```
+pub fn quote_rsyslog_string(value: &str) -> Option<String> {
+    quote_rsyslog(value, &['"', '\\', '$'])
+}
+
+/// An rsyslog object parameter value (`input(File=…)`, `action(target=…)`): `"…"` with `\`
+/// and `"` escaped by a backslash; `$` stays bare (rsyslog refuses `\$` there). `None` for a
+/// control character, as [`quote_rsyslog_string`].
+///
+/// ```
+/// assert_eq!(pg_quote::quote_rsyslog_param(r#"/a "b" \c $x"#).unwrap(), r#""/a \"b\" \\c $x""#);
+/// ```
+pub fn quote_rsyslog_param(value: &str) -> Option<String> {
+    quote_rsyslog(value, &['"', '\\'])
+}
+
+fn quote_rsyslog(value: &str, escaped: &[char]) -> Option<String> {
+    if value.chars().any(char::is_control) {
+        return None;
+    }
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if escaped.contains(&c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    Some(out)
 }
 
 /// A dollar-quoted string `$tag$body$tag$` whose tag (`x`, `xx`, …: the shortest run of `x`
@@ -194,6 +236,16 @@ mod tests {
         check(quote_literal, "test\\'", "E'test\\\\'''");
         check(quote_conf_value, "here's a \\", "'here''s a \\\\'");
         check(dollar_quote, "name", "$x$name$x$");
+        let rsyslog = |v: &str| quote_rsyslog_string(v).unwrap_or_else(|| "None".to_owned());
+        check(rsyslog, "ep-1", "\"ep-1\"");
+        check(rsyslog, "a\"b", "\"a\\\"b\"");
+        check(rsyslog, "$x$ \\", "\"\\$x\\$ \\\\\"");
+        check(rsyslog, "' `echo` %msg%", "\"' `echo` %msg%\"");
+        check(rsyslog, "line\nbreak", "None");
+        check(rsyslog, "tab\t", "None");
+        let param = |v: &str| quote_rsyslog_param(v).unwrap_or_else(|| "None".to_owned());
+        check(param, "/a\"b $x \\", "\"/a\\\"b $x \\\\\"");
+        check(param, "nul\0", "None");
         check(dollar_quote, "x", "$x$x$x$");
         check(dollar_quote, "$x$", "$xx$$x$$xx$");
         check(dollar_quote, "$x", "$xx$$x$xx$");

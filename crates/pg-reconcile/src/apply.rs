@@ -7,11 +7,11 @@
 //! failing statement does not undo or block the others.
 //!
 //! A phase with a statement that carries a password first sets, at session level,
-//! `log_statement = 'none'`, `log_min_error_statement = 'panic'` and
-//! `log_min_duration_statement = -1`, and awaits that (PostgreSQL decides to log a simple query
+//! `log_statement = 'none'`, `log_min_error_statement = 'panic'`,
+//! `log_min_duration_statement = -1` and `pgaudit.log = 'none'`, and awaits that (PostgreSQL decides to log a simple query
 //! when it parses it, so the settings must be in force before the password is sent, and must be
 //! known to have succeeded). It then pipelines the phase's statements and a final `RESET` of the
-//! three settings. Such a phase costs two round trips, and none of its statements is logged by
+//! four settings. Such a phase costs two round trips, and none of its statements is logged by
 //! the server (they are in the plan, which the caller logs redacted). `SET LOCAL` inside a
 //! transaction per statement was measured slower (three messages and six statements per role)
 //! and is no safer.
@@ -277,12 +277,15 @@ impl Session {
 
 /// Session settings under which no statement text reaches the server log: not as a logged
 /// statement, not as the statement of an error, not as a slow statement.
+/// `pgaudit.log` too, whether or not the session guard set it (pgaudit can be preloaded by
+/// `cluster.postgresql_conf`, which the guard does not read); without pgaudit loaded it is a
+/// harmless placeholder.
 const QUIET: &str = "SET log_statement = 'none'; SET log_min_error_statement = 'panic'; \
-     SET log_min_duration_statement = -1";
+     SET log_min_duration_statement = -1; SET pgaudit.log = 'none'";
 
 /// Back to the server's configuration.
-const UNQUIET: &str =
-    "RESET log_statement; RESET log_min_error_statement; RESET log_min_duration_statement";
+const UNQUIET: &str = "RESET log_statement; RESET log_min_error_statement; \
+     RESET log_min_duration_statement; RESET pgaudit.log";
 
 type BoxedFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

@@ -102,6 +102,9 @@ pub struct DatabaseContents {
     pub neon_schema: bool,
     /// Relation `public.health_check` exists.
     pub health_check: bool,
+    /// The database's own `pgaudit.log` setting (`ALTER DATABASE … SET`, for every role),
+    /// `None` when it has none.
+    pub pgaudit_log: Option<String>,
     /// Installed extensions by name.
     pub extensions: BTreeMap<String, ExtensionInfo>,
 }
@@ -183,8 +186,8 @@ SELECT pg_catalog.string_to_table(
 /// The contents' five result sets: owner of `public`, explicit `CREATE` grantees on it, the
 /// complete default privileges of the current user in it (per object type: complete when the
 /// grantee holds, with grant option, as many privileges as `acldefault` gives an owner of a
-/// table or sequence, `s`, which `pg_default_acl` calls `S`), schema `neon` and
-/// `public.health_check`, extensions.
+/// table or sequence, `s`, which `pg_default_acl` calls `S`), schema `neon`,
+/// `public.health_check` and the database's own `pgaudit.log` setting, extensions.
 macro_rules! contents_selects {
     () => {
         "SELECT r.rolname
@@ -206,7 +209,14 @@ HAVING count(DISTINCT x.privilege_type) = (SELECT count(*) FROM pg_catalog.aclex
          pg_catalog.acldefault(CASE d.defaclobjtype WHEN 'S' THEN 's' ELSE 'r' END::pg_catalog.\"char\",
                                0::pg_catalog.oid)));
 SELECT pg_catalog.to_regnamespace('neon') IS NOT NULL,
-       pg_catalog.to_regclass('public.health_check') IS NOT NULL;
+       pg_catalog.to_regclass('public.health_check') IS NOT NULL,
+       (SELECT pg_catalog.substr(c, 13)
+          FROM pg_catalog.pg_db_role_setting s
+         CROSS JOIN LATERAL pg_catalog.unnest(s.setconfig) c
+         WHERE s.setrole = 0 AND c LIKE 'pgaudit.log=%'
+           AND s.setdatabase = (SELECT d.oid FROM pg_catalog.pg_database d
+                                 WHERE d.datname = pg_catalog.current_database())
+         LIMIT 1);
 SELECT e.extname, n.nspname, e.extversion,
        CASE WHEN e.extname = 'neon' THEN
          (SELECT a.default_version FROM pg_catalog.pg_available_extensions() a
@@ -392,6 +402,7 @@ pub(crate) fn parse_contents<R: TextRow>(sets: &[Vec<&R>]) -> Result<DatabaseCon
     };
     contents.neon_schema = boolean(*row, 0)?;
     contents.health_check = boolean(*row, 1)?;
+    contents.pgaudit_log = row.cell(2).map(str::to_owned);
     for &row in extensions {
         contents.extensions.insert(
             cell(row, 0)?.to_owned(),

@@ -17,7 +17,8 @@
 //!   is a path of one schema named `''`.
 //! - `neon.forward_ddl=off`: with the neon extension it keeps DDL from being forwarded to the
 //!   control plane; on vanilla PostgreSQL a harmless placeholder.
-//! - `pgaudit.log=none`, only when the spec preloads `pgaudit`.
+//! - `pgaudit.log=none`, only when pgaudit is loaded: the spec preloads it or sets an
+//!   `audit_log_level` (then compute_ctl preloads it).
 //!
 //! The connection string's own options come after these, so they win.
 
@@ -39,10 +40,10 @@ pub struct SessionGuards {
 
 impl SessionGuards {
     /// The guards for a compute running `spec`: `pgaudit.log` only when the spec's
-    /// `shared_preload_libraries` names `pgaudit`.
+    /// `shared_preload_libraries` names `pgaudit` or its `audit_log_level` is not `Disabled`.
     pub fn for_spec(spec: &ValidatedSpec) -> SessionGuards {
         SessionGuards {
-            pgaudit: preloads(spec, "pgaudit"),
+            pgaudit: preloads(spec, "pgaudit") || !spec.spec().audit_log_level.is_disabled(),
         }
     }
 
@@ -122,6 +123,22 @@ mod tests {
         let two = r#"[{"name": "shared_preload_libraries", "value": "pgaudit", "vartype": "string"},
                       {"name": "shared_preload_libraries", "value": "neon", "vartype": "string"}]"#;
         check(two, "pgaudit", false);
+    }
+
+    #[test]
+    fn an_audit_level_loads_pgaudit() {
+        let check = |level: &str, expect: bool| {
+            let spec = ValidatedSpec::from_json(&format!(
+                r#"{{"format_version": 1.0, "audit_log_level": "{level}",
+                    "cluster": {{"roles": [], "databases": []}}}}"#
+            ))
+            .unwrap();
+            assert_eq!(SessionGuards::for_spec(&spec).pgaudit, expect, "{level}");
+        };
+        check("Disabled", false);
+        for level in ["Log", "Base", "Hipaa", "Extended", "Full"] {
+            check(level, true);
+        }
     }
 
     #[test]

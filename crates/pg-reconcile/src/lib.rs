@@ -7,7 +7,8 @@
 //! comparison, renames, deletions with their reassignments and revocations, invalid
 //! databases, the privileged role, the privileges in schema `public` of each spec database
 //! (owner, `web_access`, default privileges), and what compute_ctl keeps in the system
-//! database (schema `neon`, extensions `pg_stat_statements` and `neon`, `public.health_check`),
+//! database (schema `neon`, extensions `pg_stat_statements` and `neon`, `public.health_check`;
+//! with an audit level the pgaudit extensions and the system database's `pgaudit.log`),
 //! and logical replication subscriptions (dropped before their database, and once per timeline
 //! for `drop_subscriptions_before_start`).
 //! It also owns the options every admin session starts with ([`SessionGuards`]). It does not
@@ -81,7 +82,7 @@
 //! - Every session starts with [`SessionGuards`]: `role=none`, `default_transaction_read_only`
 //!   off, an empty `search_path` (so every statement names the schema of what is outside
 //!   `pg_catalog`), no statement or lock timeout, `neon.forward_ddl` off, and `pgaudit.log=none`
-//!   when the spec preloads `pgaudit`; the connection string's own options last. No round trip.
+//!   when the spec preloads `pgaudit` or sets an audit level; the connection string's own options last. No round trip.
 //! - Revocation of foreign grants covers relations, schemas, routines and databases; grants on
 //!   types, languages, large objects and foreign-data wrappers by third parties are not revoked
 //!   and would make `DROP ROLE` fail with a named error.

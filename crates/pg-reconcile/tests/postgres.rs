@@ -874,3 +874,73 @@ mod property {
             .unwrap();
     }
 }
+
+/// With pgaudit loaded and auditing everything server-wide, an audit level converges: the
+/// extension exists, the system database's own `pgaudit.log` is `none`, a second run plans
+/// nothing; and no statement of the reconciler — password hashes included — is in the audit
+/// log, while a user's statement is (so auditing was on).
+#[tokio::test]
+async fn an_audit_level_converges_and_the_reconciler_is_never_audited() {
+    let pg = TestPostgres::start_with(TestPostgresConfig {
+        extra_conf: vec![
+            "shared_preload_libraries = 'pgaudit'".into(),
+            "pgaudit.log = 'all'".into(),
+            "pgaudit.log_parameter = on".into(),
+        ],
+        ..TestPostgresConfig::default()
+    })
+    .unwrap();
+    let hash = "0123456789abcdef0123456789abcdef";
+    let s = spec(json!({"audit_log_level": "Log", "cluster": {
+        "roles": [{"name": "a", "encrypted_password": hash}, {"name": "b", "encrypted_password": SCRAM}],
+        "databases": [{"name": "d", "owner": "a"}]
+    }}));
+    let plan = converge(&pg, &s).await;
+    assert!(
+        plan.contains("configure-audit on database \"postgres\"\nCREATE EXTENSION IF NOT EXISTS \"pgaudit\" WITH SCHEMA public;"),
+        "{plan}"
+    );
+    assert_converged(&pg, &s).await;
+    assert_eq!(
+        sql(
+            &pg,
+            "postgres",
+            "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pgaudit'"
+        )
+        .await
+        .unwrap(),
+        "public"
+    );
+    let setting = "SELECT c FROM pg_db_role_setting s, unnest(s.setconfig) c \
+                   WHERE s.setrole = 0 AND s.setdatabase = (SELECT oid FROM pg_database WHERE datname = 'postgres')";
+    assert_eq!(
+        sql(&pg, "postgres", setting).await.unwrap(),
+        "pgaudit.log=none"
+    );
+    // A user session in another database is audited.
+    sql(&pg, "d", "CREATE TABLE audited_by_pgaudit (x int)")
+        .await
+        .unwrap();
+    let log = pg.log();
+    assert!(
+        log.contains("AUDIT: SESSION") && log.contains("CREATE TABLE audited_by_pgaudit"),
+        "auditing is on:\n{log}"
+    );
+    for reconciler_statement in [
+        "CREATE ROLE",
+        "ALTER DATABASE",
+        "CREATE EXTENSION",
+        "pg_authid",
+    ] {
+        let audited = log
+            .lines()
+            .any(|l| l.contains("AUDIT:") && l.contains(reconciler_statement));
+        assert!(!audited, "{reconciler_statement} audited:\n{log}");
+    }
+    for secret in [hash, "a2tra2tr", "c3Nzc3Nz"] {
+        assert!(
+            !log.contains(secret),
+            "secret {secret} in the server log:\n{log}"
+        );
+    }
+}

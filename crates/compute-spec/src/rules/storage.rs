@@ -295,6 +295,15 @@ pub(super) fn check_config_fields(r: &mut Rules<'_>, spec: &ComputeSpec) {
             r.config_text(name, value, &format!("/{name}"));
         }
     }
+    if let Some(host) = &spec.logs_export_host
+        && let Err(e) = crate::parse_syslog_target(host)
+    {
+        r.error(
+            codes::INVALID_LOGS_EXPORT_HOST,
+            "/logs_export_host",
+            format!("logs_export_host {e}"),
+        );
+    }
     for (key, value) in spec.pgbouncer_settings.iter().flatten() {
         let at = format!("/pgbouncer_settings/{}", crate::shape::escape_pointer(key));
         r.config_text("pgbouncer setting name", key, &at);

@@ -48,6 +48,9 @@
 //! 16. **record-subscriptions-dropped** (system db): with phase 12, last (as upstream), so a
 //!     failure before it makes the next apply drop again: `neon.drop_subscriptions_done`
 //!     created if missing and its row set to the timeline.
+//! 17. **configure-audit** (system db): with an audit level, extension `pgaudit` (and
+//!     `pgauditlogtofile` for the compliance levels) in `public` and `pgaudit.log = 'none'` as
+//!     the system database's setting, as upstream (last, as upstream).
 //!
 //! Every statement is idempotent given the catalog it was planned from, and every phase plans
 //! only what the catalog says is missing, so re-running after a crash at any point plans the
@@ -58,7 +61,7 @@
 //! [`plan`] is a driver: [`desired`] reads the [`ValidatedSpec`] into what the phases need
 //! (and finds the few problems that depend on the catalog), then one [`Planner`] method per
 //! phase plans its operations and updates the simulated catalog — [`databases`] (phases 1, 7,
-//! 8), [`roles`] (2–5), [`deletion`] (10, 15), [`privileges`] (11), [`system`] (9, 13, 14),
+//! 8), [`roles`] (2–5), [`deletion`] (10, 15), [`privileges`] (11), [`system`] (9, 13, 14, 17),
 //! [`subscriptions`] (6, 12, 16). Statement texts are built in [`sql`] and beside the phases
 //! that send them.
 
@@ -151,6 +154,8 @@ pub enum PhaseKind {
     DropRoles,
     /// Record the timeline `drop_subscriptions_before_start` was done for.
     RecordSubscriptionsDropped,
+    /// The audit extensions and the system database's `pgaudit.log`, with an audit level.
+    ConfigureAudit,
 }
 
 impl PhaseKind {
@@ -175,6 +180,7 @@ impl PhaseKind {
             PhaseKind::DropSubscriptionsBeforeStart => "drop-subscriptions-before-start",
             PhaseKind::DropRoles => "drop-roles",
             PhaseKind::RecordSubscriptionsDropped => "record-subscriptions-dropped",
+            PhaseKind::ConfigureAudit => "configure-audit",
         }
     }
 }
@@ -375,6 +381,7 @@ pub fn plan(
     p.create_health_check();
     p.drop_roles(&deleting);
     p.record_subscriptions_dropped(timeline);
+    p.configure_audit(spec.spec().audit_log_level);
     Ok(p.finish())
 }
 
