@@ -142,6 +142,7 @@ fn pg_config_writes_each_name_once() {
     let options = pg_config::ConfigOptions {
         extension_server_port: Some(3081),
         strict_overcommit: true,
+        tls: true,
         ..pg_config::ConfigOptions::default()
     };
     let mut rendered = 0;

@@ -189,6 +189,17 @@ pub struct Cli {
     )]
     pub vm_informant: PathBuf,
 
+    /// How long the start waits for the TLS key and certificate named by
+    /// `compute_ctl_config.tls` to be readable and to match, before failing (upstream waits
+    /// without bound, looking every second).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub tls_wait_timeout: Duration,
+
+    /// How often the TLS key and certificate are looked at for a renewal while postgres runs
+    /// (upstream: every 60 s). Not zero.
+    #[arg(long, default_value = "60s", value_parser = parse_nonzero_duration, value_name = "DURATION")]
+    pub tls_watch_interval: Duration,
+
     /// Wipe the data directory even if it is non-empty and has no `PG_VERSION`.
     #[arg(long)]
     pub force_wipe: bool,
@@ -305,6 +316,14 @@ fn parse_remote_ext_base_url(value: &str) -> Result<url::Url, String> {
     Ok(url)
 }
 
+fn parse_nonzero_duration(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(d) if d.is_zero() => Err(format!("{value:?}: must be more than zero")),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{value:?}: {e}")),
+    }
+}
+
 fn parse_role_name(name: &str) -> Result<String, String> {
     if !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
         Ok(name.to_owned())
@@ -382,6 +401,10 @@ pub struct Options {
     pub vm_informant: PathBuf,
     /// Wipe a non-empty directory without `PG_VERSION`.
     pub force_wipe: bool,
+    /// Bound of the start's wait for the TLS files.
+    pub tls_wait_timeout: Duration,
+    /// Time between two looks at the TLS files while postgres runs.
+    pub tls_watch_interval: Duration,
     /// pgbouncer's ini file, admin console and (optionally) executable.
     pub pgbouncer: PgbouncerOptions,
     /// local_proxy's directory (`config.json`, `pid`).
@@ -478,6 +501,8 @@ impl Cli {
             ),
             vm_informant: self.vm_informant,
             force_wipe: self.force_wipe,
+            tls_wait_timeout: self.tls_wait_timeout,
+            tls_watch_interval: self.tls_watch_interval,
             pgbouncer,
             local_proxy_dir: absolute(&self.local_proxy_dir),
         })
@@ -690,6 +715,22 @@ mod tests {
         assert!(options(&["--allow-unauthenticated"]).is_err());
         assert!(options(&["--allow-unauthenticated", "--http-bind", "0.0.0.0"]).is_err());
         assert!(options(&["--allow-unauthenticated", "--http-bind", "127.0.0.1"]).is_ok());
+        // TLS timings: upstream's 60 s watch interval by default; never a zero interval.
+        let o = options(&[]).unwrap();
+        assert_eq!(
+            (o.tls_wait_timeout, o.tls_watch_interval),
+            (Duration::from_secs(60), Duration::from_secs(60))
+        );
+        let o = options(&["--tls-watch-interval", "200ms", "--tls-wait-timeout", "2s"]).unwrap();
+        assert_eq!(
+            (o.tls_wait_timeout, o.tls_watch_interval),
+            (Duration::from_secs(2), Duration::from_millis(200))
+        );
+        assert!(
+            options(&["--tls-watch-interval", "0s"])
+                .unwrap_err()
+                .contains("more than zero")
+        );
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub(crate) struct ConfigContext<'a> {
     /// What the postgres binary supports, when settings it does not are to be dropped
     /// (`--drop-unsupported-settings`).
     pub(crate) drop_unsupported: Option<&'a ServerSupport>,
+    /// compute_ctl installs TLS files (`compute_ctl_config.tls`): `ssl = on` and their names.
+    pub(crate) tls: bool,
 }
 
 impl ConfigContext<'_> {
@@ -30,6 +32,7 @@ impl ConfigContext<'_> {
             strict_overcommit: std::fs::read_to_string("/proc/sys/vm/overcommit_memory")
                 .is_ok_and(|v| v.trim() == "2"),
             drop_unsupported: self.drop_unsupported.cloned(),
+            tls: self.tls,
             ..ConfigOptions::default()
         }
     }
@@ -107,6 +110,7 @@ mod tests {
             internal_http_port: 3081,
             owner: None,
             drop_unsupported: None,
+            tls: false,
         }
     }
 

@@ -9,8 +9,9 @@
 //! processes and readiness detection (`process`), data-directory safety (`pgdata`), the
 //! catalog behind the routes (`catalog`; `schema_dump` for `/database_schema`, `insights`,
 //! `catalog_changes` for `/grants` and `/extensions`, their error classes in
-//! `catalog_request`), the installed-extensions statistics (`installed_extensions`), the
-//! services beside the compute (`pgbouncer`, `local_proxy`) and the vm-informant sidecar. It does not own the spec format or the API types (`compute-spec`),
+//! `catalog_request`), the installed-extensions statistics (`installed_extensions`), the LSN
+//! lease of a Static compute (`lsn_lease`), the services beside the compute (`pgbouncer`,
+//! `local_proxy`) and the vm-informant sidecar. It does not own the spec format or the API types (`compute-spec`),
 //! config rendering (`pg-config`), catalog reconciliation and migrations (`pg-reconcile`; it
 //! decides only when they run) or the storage protocols (`neon-clients`).
 //!
@@ -36,6 +37,7 @@ mod http;
 mod insights;
 mod installed_extensions;
 mod local_proxy;
+mod lsn_lease;
 mod metrics;
 mod pgbouncer;
 mod pgdata;
@@ -46,6 +48,7 @@ mod spec_source;
 mod startup;
 mod state;
 mod supervisor;
+mod tls;
 mod vm_informant;
 
 use std::sync::Arc;
@@ -101,6 +104,11 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
         Authenticator::from_jwks(&ctl.jwks, opts.compute_id.clone())
             .context("load compute_ctl_config.jwks")
     };
+    let tls = loaded
+        .as_ref()
+        .ok()
+        .and_then(|loaded| loaded.ctl.tls.as_ref())
+        .map(|files| tls_settings(files, &opts));
     // The keys guard the API even when the spec is refused, if compute_ctl's config was read.
     let (prepared, auth) = match loaded {
         Ok(loaded) => match keys_of(&loaded.ctl) {
@@ -116,7 +124,7 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
         }
     };
     if let Ok(Some(spec)) = &prepared {
-        supervisor::warn_about_unsupported_fields(spec, &opts);
+        spec_source::report_accepted(spec, &opts);
         let _ = compute.transition_with(ComputeStatus::Init, |s| s.spec = Some(spec.clone()));
     }
     let state = HttpState {
@@ -145,6 +153,7 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
         cancel: CancellationToken::new(),
         server_support,
         neon_library: Arc::default(),
+        tls,
     };
     let code = match prepared {
         Ok(spec) => supervisor::supervise(&ctx, spec, &mut shutdown).await,
@@ -157,6 +166,16 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
     }
     servers.stop().await;
     Ok(code)
+}
+
+/// Postgres's TLS files from compute_ctl's config, with the CLI's wait and watch timings.
+fn tls_settings(files: &compute_spec::TlsConfig, opts: &Options) -> tls::TlsSettings {
+    tls::TlsSettings {
+        key_path: files.key_path.clone().into(),
+        cert_path: files.cert_path.clone().into(),
+        wait: opts.tls_wait_timeout,
+        watch_interval: opts.tls_watch_interval,
+    }
 }
 
 /// The user Postgres programs run as: `--pg-user` when root; otherwise the flag, if given,

@@ -53,6 +53,40 @@ pub(crate) fn accept_spec(
     ValidatedSpec::from_spec_with(spec, options)
 }
 
+/// Says what compute_ctl will not do with an accepted spec, each time one is accepted (at
+/// start, from `empty`, at `/configure`): every validation warning (unknown fields, fields
+/// not acted on, …) as a WARN line naming its pointer and code, and the fields this process
+/// acts on only under a command-line option it was not given. The spec's identity
+/// (`cluster_id`, `name`, `state`, `operation_uuid`, `timestamp`: descriptive fields) is
+/// logged once at INFO.
+pub(crate) fn report_accepted(spec: &ValidatedSpec, opts: &Options) {
+    let s = spec.spec();
+    tracing::info!(
+        cluster_id = s.cluster.cluster_id.as_deref(),
+        name = s.cluster.name.as_deref(),
+        state = s.cluster.state.as_deref(),
+        operation_uuid = s.operation_uuid.as_deref(),
+        timestamp = s.timestamp.as_deref(),
+        mode = s.mode.as_guc_value(),
+        "spec accepted"
+    );
+    for warning in spec.warnings() {
+        tracing::warn!(
+            pointer = warning.pointer.as_str(),
+            code = warning.code,
+            "spec: {}",
+            warning.message
+        );
+    }
+    if s.remote_extensions.is_some() && opts.remote_ext_base_url.is_none() {
+        tracing::warn!(
+            pointer = "/remote_extensions",
+            code = compute_spec::codes::NOT_ACTED_ON,
+            "spec: `remote_extensions` is not acted on: compute_ctl was started without --remote-ext-base-url"
+        );
+    }
+}
+
 /// A start-up source that gave no usable spec. `ctl` is compute_ctl's own config when that
 /// much could be read (an invalid spec in a good wrapper): its keys still guard the API that
 /// reports the failure.

@@ -17,6 +17,7 @@ use crate::config_files::{self, ConfigContext};
 use crate::metrics::Phase;
 use crate::process::{self, Postmaster, ReadinessWatch, RunAs};
 use crate::state::Compute;
+use crate::tls::{self, TlsSettings};
 use compute_spec::api::{ApplySummary, ComputeMetrics, OperationOutcome, OperationResult};
 
 /// What the startup steps need.
@@ -35,6 +36,8 @@ pub(crate) struct StartContext {
     /// Whether the binary's library directory has `neon` (then the reconciler manages the
     /// extension): found on the first catalog configuration, from `server_support` or a probe.
     pub(crate) neon_library: Arc<tokio::sync::OnceCell<bool>>,
+    /// Postgres's TLS files (`compute_ctl_config.tls`), when configured.
+    pub(crate) tls: Option<TlsSettings>,
 }
 
 impl StartContext {
@@ -51,10 +54,12 @@ impl StartContext {
             internal_http_port: self.opts.internal_http_port,
             owner: self.owner(),
             drop_unsupported: self.server_support.as_deref(),
+            tls: self.tls.is_some(),
         }
     }
 
-    fn owner(&self) -> Option<(u32, u32)> {
+    /// Owner to give the files written into PGDATA: the Postgres user when running as root.
+    pub(crate) fn owner(&self) -> Option<(u32, u32)> {
         self.run_as.map(|u| (u.uid, u.gid))
     }
 
@@ -88,6 +93,12 @@ pub(crate) async fn start_compute(
 ) -> anyhow::Result<Postmaster> {
     let pgdata = ctx.opts.pgdata.clone();
 
+    // Before anything is written: a start whose TLS files never come changes nothing.
+    let tls_pair = match &ctx.tls {
+        Some(settings) => Some(tls::wait_for_pair(settings, &ctx.cancel).await?),
+        None => None,
+    };
+
     let t = Instant::now();
     let (force, owner) = (ctx.opts.force_wipe, ctx.owner());
     let dir = pgdata.clone();
@@ -111,6 +122,9 @@ pub(crate) async fn start_compute(
     report_dropped_settings(ctx, spec);
     let t = Instant::now();
     write_config(ctx, spec)?;
+    if let Some(pair) = &tls_pair {
+        tls::install(&pgdata, pair, ctx.owner())?;
+    }
     config_files::ensure_hba_line(&pgdata, &ctx.config_context())?;
     ctx.record(Phase::WriteConfig, t.elapsed(), |_, _| {});
 
@@ -441,6 +455,10 @@ async fn reconcile(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Result<A
         superuser: pg.get_user().unwrap_or("cloud_admin").to_owned(),
         system_database: pg.get_dbname().unwrap_or("postgres").to_owned(),
         neon_extension: ctx.neon_library().await,
+        // Upstream's connection budget for a running compute; a start has no users to leave
+        // connection slots to.
+        max_sessions: (ctx.compute.status() != compute_spec::api::ComputeStatus::Init)
+            .then_some(spec.spec().reconfigure_concurrency),
     };
     let reconciled =
         pg_reconcile::reconcile(spec, &options, pg, &pg_reconcile::Counters::default())
@@ -496,8 +514,8 @@ const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `pg_ctl reload`, then waits until the postmaster has read the files again
 /// (`pg_conf_load_time()` moves), so what follows — the catalog work, the answer to
-/// `/configure` — sees the new settings. `pg_ctl` only sends SIGHUP.
-async fn reload(ctx: &StartContext) -> anyhow::Result<()> {
+/// `/configure`, the next TLS connection — sees the new settings. `pg_ctl` only sends SIGHUP.
+pub(crate) async fn reload(ctx: &StartContext) -> anyhow::Result<()> {
     let loaded_at = || async {
         let client =
             catalog::connect(&ctx.opts.pg_config, catalog::guards(&ctx.compute), None).await?;

@@ -12,7 +12,6 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::cli::Options;
 use crate::installed_extensions;
 use crate::local_proxy;
 use crate::metrics::Phase;
@@ -20,19 +19,10 @@ use crate::pgbouncer::{Pgbouncer, PgbouncerHandle};
 use crate::process::{self, Postmaster};
 use crate::startup::{self, StartContext};
 use crate::state::{ShutdownMode, ShutdownRequest};
+use crate::tls;
 
 /// How long to stay up after `/terminate?mode=immediate` so that its answer goes out.
 const RESPONSE_GRACE: Duration = Duration::from_millis(300);
-
-/// Spec fields this build does not act on yet: said at start, never silently ignored.
-pub(crate) fn warn_about_unsupported_fields(spec: &compute_spec::ValidatedSpec, opts: &Options) {
-    if spec.spec().remote_extensions.is_some() {
-        tracing::warn!(
-            base_url = opts.remote_ext_base_url.as_ref().map(|u| u.as_str()),
-            "remote_extensions: remote extensions are not downloaded by this build"
-        );
-    }
-}
 
 /// The signal a stop request sends to the postmaster: `/terminate` sends SIGINT (a fast
 /// shutdown) whatever its mode, as upstream; the mode only decides how long compute_ctl stays
@@ -99,7 +89,12 @@ pub(crate) async fn supervise(
         tenant = spec.storage().tenant_id.map(|t| t.to_string()),
         timeline = spec.storage().timeline_id.map(|t| t.to_string()),
     );
-    run_compute(ctx, &spec, shutdown).instrument(span).await
+    let lease = crate::lsn_lease::spawn(ctx.compute.clone(), &spec);
+    let code = run_compute(ctx, &spec, shutdown).instrument(span).await;
+    if let Some(lease) = lease {
+        lease.stop().await;
+    }
+    code
 }
 
 /// In `Empty`: waits for `/configure` (→ `Init` with its spec) or a termination request
@@ -130,7 +125,7 @@ async fn wait_for_spec(
     });
     match (moved, spec) {
         (Ok(()), Some(spec)) => {
-            warn_about_unsupported_fields(&spec, &ctx.opts);
+            crate::spec_source::report_accepted(&spec, &ctx.opts);
             Some(spec)
         }
         _ => {
@@ -186,6 +181,10 @@ async fn run_compute(
 
     let configurator = tokio::spawn(configurator(ctx.clone(), pgbouncer.handle()));
     let monitor_cancel = CancellationToken::new();
+    let tls_watcher = ctx
+        .tls
+        .clone()
+        .map(|settings| tls::spawn_watcher(ctx.clone(), settings, monitor_cancel.clone()));
     let monitor = compute_monitor::spawn(
         monitor_config(ctx, spec),
         compute.activity.clone(),
@@ -202,6 +201,9 @@ async fn run_compute(
     monitor_cancel.cancel();
     let _ = monitor.await;
     let _ = extension_stats.await;
+    if let Some(watcher) = tls_watcher {
+        let _ = watcher.await;
+    }
     let request = *shutdown.borrow();
     after_postgres_exit(ctx, spec, request, exit).await;
     linger_after_terminate(ctx, request).await;

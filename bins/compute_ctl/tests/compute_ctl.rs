@@ -230,12 +230,24 @@ async fn prelaunch_configure_reconfigure_and_reject_invalid_spec() {
     assert!(role_names(&ctl).await.contains(&"bob".to_owned()));
     assert_eq!(show(&ctl, "work_mem").await, "3MB");
 
-    // Changed roles and a changed setting.
-    let second = json!({"spec": spec(&["bob", "carol"], &[("bobdb", "bob")], "5MB"), "compute_ctl_config": {"jwks": {"keys": []}}});
+    // Changed roles and a changed setting; a field compute_ctl does not act on is named in a
+    // warning, never silently ignored.
+    let mut second_spec = spec(&["bob", "carol"], &[("bobdb", "bob")], "5MB");
+    second_spec["autoprewarm"] = json!(true);
+    let second = json!({"spec": second_spec, "compute_ctl_config": {"jwks": {"keys": []}}});
     let (code, body) = ctl
         .request("POST", "/configure", &second.to_string(), None)
         .await;
     assert_eq!(code, 200, "{body}");
+    let log = ctl.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("`autoprewarm` is not acted on"))
+        .unwrap_or_else(|| panic!("no warning about autoprewarm in\n{log}"));
+    assert!(
+        warning.contains("WARN") && warning.contains("/spec/autoprewarm"),
+        "{warning}"
+    );
     assert!(role_names(&ctl).await.contains(&"carol".to_owned()));
     let reloaded = eventually(Duration::from_secs(2), || async {
         (show(&ctl, "work_mem").await == "5MB").then_some(())

@@ -70,6 +70,27 @@ fn upstream_specs_pass_and_the_invalid_upstream_fixture_fails() {
     ), "{}", stdout(&out));
 }
 
+/// A field compute_ctl accepts but does not act on is a warning naming it: exit 0, or 1 under
+/// `--deny-warnings`.
+#[test]
+fn fields_not_acted_on_are_warnings_naming_the_field() {
+    let path = "crates/compute-spec/tests/fixtures/invalid/not-acted-on.json";
+    let out = spec_check(&[path], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "not-acted-on.json:12:18: warning[not-acted-on]: `autoprewarm` is not acted on by this compute_ctl"
+        ),
+        "{text}"
+    );
+    assert_eq!(text.matches("warning[not-acted-on]").count(), 9, "{text}");
+    assert_eq!(
+        spec_check(&["--deny-warnings", path], None).status.code(),
+        Some(1)
+    );
+}
+
 #[test]
 fn human_and_json_output_and_stdin() {
     let text = r#"{

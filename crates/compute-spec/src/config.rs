@@ -23,7 +23,8 @@ pub struct ComputeConfig {
 pub struct ComputeCtlConfig {
     /// Keys that may sign JWTs presented to the HTTP API. An empty set disables auth.
     pub jwks: JwkSet,
-    /// TLS for the HTTP API and Postgres.
+    /// Postgres's TLS key and certificate: compute_ctl copies them into PGDATA, turns `ssl` on
+    /// and installs renewals (the HTTP API stays plain HTTP, as upstream's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
     /// Fields not known to this crate.

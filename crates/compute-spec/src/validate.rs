@@ -117,6 +117,9 @@ pub mod codes {
     pub const INVALID_SHARD_INDEX: &str = "invalid-shard-index";
     /// A sharded pageserver configuration without a stripe size.
     pub const MISSING_STRIPE_SIZE: &str = "missing-stripe-size";
+    /// A field that compute_ctl accepts but does not act on (see `rules/not_acted_on.rs`):
+    /// a warning naming the field, never a silent ignore.
+    pub const NOT_ACTED_ON: &str = "not-acted-on";
     /// A `pgbouncer_settings` key pgbouncer's ini parser does not read as one key (only ASCII
     /// letters, digits and `_ . - *`), or a value starting or ending with whitespace, which it
     /// strips.

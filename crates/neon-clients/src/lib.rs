@@ -1,4 +1,5 @@
-//! Clients of Neon's storage services, for the two network steps of a compute's cold start.
+//! Clients of Neon's storage services: the two network steps of a compute's cold start, and
+//! the LSN lease of a Static compute.
 //!
 //! This crate owns:
 //! - the **pageserver** client ([`fetch_basebackup`]): a libpq connection to shard 0
@@ -12,6 +13,10 @@
 //!   fast path to every safekeeper in parallel ([`check_safekeepers_synced`]), then if needed
 //!   the `<pgbin> --sync-safekeepers` child ([`sync_safekeepers`]) with a timeout and
 //!   cancellation (the child is killed and reaped).
+//! - the **LSN lease** of a Static compute ([`lease`], [`keep_lease`]): `lease lsn
+//!   <tenant_shard_id> <timeline> <lsn> ` to every pageserver of every shard, renewed before it
+//!   expires, retried with backoff, ended by a NULL answer; the scheduling is pure
+//!   ([`renew_after`], [`earliest`]).
 //!
 //! It does not own: the spec types (`compute-spec`), writing `postgresql.conf` or `pg_hba.conf`
 //! (`pg-config`), creating PGDATA or starting Postgres (`compute_ctl`), nor the test doubles
@@ -58,11 +63,16 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod lease;
 pub mod pageserver;
 pub mod retry;
 pub mod safekeeper;
 pub mod unpack;
 
+pub use lease::{
+    LeaseConfig, LeaseEnd, LeaseError, LeaseGrant, LeaseRequest, LeaseTarget, acquire_lease,
+    earliest, keep_lease, renew_after,
+};
 pub use pageserver::{
     BasebackupConfig, BasebackupError, BasebackupRequest, BasebackupStats, ServerErrorKind,
     fetch_basebackup, pageserver_config, shard0_connstr,

@@ -592,7 +592,8 @@ async fn pump(
     }
 }
 
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+/// Aborts the task when dropped (a connection task must not outlive its client).
+pub(crate) struct AbortOnDrop<T>(pub(crate) tokio::task::JoinHandle<T>);
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {

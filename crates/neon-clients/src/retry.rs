@@ -33,6 +33,15 @@ impl RetryConfig {
         max_delay: Duration::from_secs(3),
     };
 
+    /// The LSN lease renewals' policy after a failed round, as upstream: 500 ms × 1.5ⁿ, at
+    /// most 60 s, never giving up.
+    pub const LSN_LEASE: RetryConfig = RetryConfig {
+        attempts: u32::MAX,
+        initial_delay: Duration::from_millis(500),
+        multiplier: 1.5,
+        max_delay: Duration::from_secs(60),
+    };
+
     /// No retry.
     pub const NONE: RetryConfig = RetryConfig {
         attempts: 1,

@@ -8,7 +8,9 @@
 //!   [--gzip] [--replica]` answered as COPY OUT with a tar of a real data directory (or a
 //!   prepared archive), compressed as asked, with [`Fault`]s: close after N bytes, corrupt
 //!   stream, `../escape`, absolute path, symlink escape, ErrorResponse before or after the
-//!   data, slow stream;
+//!   data, slow stream; and `lease lsn <tenant_shard_id> <timeline> <lsn>` ([`lease`])
+//!   answered with the pageserver's reply (`valid_until`, epoch ms, or NULL below the GC
+//!   cutoff), leases recorded ([`TestPageserver::leases`]), [`LeaseFault`]s: error, stall;
 //! - [`TestSafekeeper`] (`test-safekeeper`): `TIMELINE_STATUS` with configurable LSNs, no row
 //!   for an unknown timeline, or silence;
 //! - the `--sync-safekeepers` stand-in ([`sync_standin`], `test-sync-safekeepers`).
@@ -34,7 +36,8 @@
 //! ```text
 //! test-pageserver --listen 127.0.0.1:6400 --pgdata-source DIR --tenant T --timeline TL --token TOK \
 //!     [--compression auto|none|gzip|zstd] [--fault close-after=N|corrupt|dotdot|absolute=/P|
-//!      symlink-escape|error-before|error-after|slow=MS] [--fault-count N]
+//!      symlink-escape|error-before|error-after|slow=MS] [--fault-count N] \
+//!     [--lease-length-ms MS] [--gc-cutoff X/Y] [--lease-fault error|stall]
 //! test-safekeeper --listen 127.0.0.1:5454 --tenant T --timeline TL [--token TOK]
 //!     [--flush-lsn X/Y] [--commit-lsn X/Y] [--silent]
 //! TEST_SYNC_SK_LSN=0/16B3748 test-sync-safekeepers --sync-safekeepers
@@ -42,12 +45,14 @@
 #![warn(missing_docs)]
 
 pub mod fixture;
+pub mod lease;
 pub mod pageserver;
 pub mod safekeeper;
 pub mod sync_standin;
 pub mod tarball;
 mod wire;
 
+pub use lease::{LeaseAnswer, LeaseFault, LeaseRecord, LeaseSettings};
 pub use pageserver::{CompressionMode, ConnectionRecord, Fault, PageserverConfig, TestPageserver};
 pub use safekeeper::{SafekeeperConfig, TestSafekeeper};
 pub use tarball::{HostileEntry, write_pgdata_tar};

@@ -1,5 +1,6 @@
-//! A stand-in pageserver: libpq startup with a cleartext token, and `basebackup` answered with
-//! a tar of a real data directory (or a prepared archive file), with fault injection.
+//! A stand-in pageserver: libpq startup with a cleartext token, `basebackup` answered with
+//! a tar of a real data directory (or a prepared archive file), with fault injection, and
+//! `lease lsn` answered as the pageserver does (see [`crate::lease`]).
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -7,7 +8,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use compute_spec::{Lsn, TenantId, TimelineId};
@@ -16,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::lease::{self, LeaseFault, LeaseRecord, LeaseSettings};
 use crate::tarball::{HostileEntry, write_pgdata_tar};
 use crate::wire::Conn;
 
@@ -112,6 +114,21 @@ pub struct PageserverConfig {
     /// Size of the CopyData messages.
     #[arg(long, default_value_t = 64 * 1024)]
     pub chunk_size: usize,
+    /// Length of the LSN leases granted, in milliseconds (the pageserver's default: 10 min).
+    #[arg(long = "lease-length-ms", value_parser = parse_millis, default_value = "600000")]
+    pub lease_length: Duration,
+    /// Leases of LSNs below this are refused (NULL), as below the pageserver's GC cutoff.
+    #[arg(long)]
+    pub gc_cutoff: Option<Lsn>,
+    /// Fault to inject in `lease lsn` answers: `error` or `stall`.
+    #[arg(long)]
+    pub lease_fault: Option<LeaseFault>,
+}
+
+fn parse_millis(text: &str) -> Result<Duration, String> {
+    text.parse()
+        .map(Duration::from_millis)
+        .map_err(|e| format!("{text:?} is not a number of milliseconds: {e}"))
 }
 
 impl PageserverConfig {
@@ -128,6 +145,9 @@ impl PageserverConfig {
             fault: None,
             fault_count: 0,
             chunk_size: 64 * 1024,
+            lease_length: lease::DEFAULT_LEASE_LENGTH,
+            gc_cutoff: None,
+            lease_fault: None,
         }
     }
 }
@@ -147,6 +167,8 @@ struct Shared {
     config: PageserverConfig,
     basebackups: AtomicU32,
     records: Mutex<Vec<ConnectionRecord>>,
+    lease_settings: Mutex<LeaseSettings>,
+    leases: Mutex<Vec<LeaseRecord>>,
 }
 
 /// A running stand-in pageserver; stops when dropped.
@@ -161,10 +183,17 @@ impl TestPageserver {
     pub async fn start(config: PageserverConfig) -> io::Result<TestPageserver> {
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
+        let lease_settings = LeaseSettings {
+            length: config.lease_length,
+            gc_cutoff: config.gc_cutoff,
+            fault: config.lease_fault,
+        };
         let shared = Arc::new(Shared {
             config,
             basebackups: AtomicU32::new(0),
             records: Mutex::new(Vec::new()),
+            lease_settings: Mutex::new(lease_settings),
+            leases: Mutex::new(Vec::new()),
         });
         let cancel = CancellationToken::new();
         tokio::spawn(accept_loop(listener, shared.clone(), cancel.clone()));
@@ -192,6 +221,22 @@ impl TestPageserver {
             .lock()
             .map(|r| r.clone())
             .unwrap_or_default()
+    }
+
+    /// The `lease lsn` requests received so far, in order.
+    pub fn leases(&self) -> Vec<LeaseRecord> {
+        self.shared
+            .leases
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
+    /// Changes how the next `lease lsn` requests are answered.
+    pub fn set_lease_settings(&self, change: impl FnOnce(&mut LeaseSettings)) {
+        if let Ok(mut settings) = self.shared.lease_settings.lock() {
+            change(&mut settings);
+        }
     }
 
     /// Serves until `cancel` fires (for the standalone binary).
@@ -263,6 +308,14 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
     }
     while let Some(query) = conn.next_query().await? {
         record(&|r| r.queries.push(query.clone()));
+        if lease::is_lease(&query) {
+            let password_ok = shared.config.token.as_ref().map(|_| ok);
+            if !answer_lease(&mut conn, &shared, &query, password_ok).await? {
+                return Ok(());
+            }
+            conn.end_query().await?;
+            continue;
+        }
         match parse_basebackup(&query) {
             Err(message) => conn.error("XX000", &message)?,
             Ok(cmd) if cmd.tenant != shared.config.tenant => {
@@ -295,6 +348,50 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
         conn.end_query().await?;
     }
     Ok(())
+}
+
+/// Answers one `lease lsn` query and records it; `false` when the connection is over.
+async fn answer_lease(
+    conn: &mut Conn,
+    shared: &Shared,
+    query: &str,
+    password_ok: Option<bool>,
+) -> io::Result<bool> {
+    let now = SystemTime::now();
+    let answer = match lease::parse_lease(query) {
+        Err(message) => lease::LeaseAnswer::Error(message),
+        Ok(cmd) if cmd.tenant != shared.config.tenant => {
+            lease::LeaseAnswer::Error(format!("Not found: Tenant {} not found", cmd.tenant))
+        }
+        Ok(cmd) if cmd.timeline != shared.config.timeline => lease::LeaseAnswer::Error(format!(
+            "Not found: Timeline {}/{} was not found",
+            cmd.tenant, cmd.timeline
+        )),
+        Ok(cmd) => {
+            let settings = shared
+                .lease_settings
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or_default();
+            lease::decide(&cmd, &settings, now)
+        }
+    };
+    let mut words = query.split_whitespace().skip(2);
+    let mut word = || words.next().unwrap_or_default().to_owned();
+    let entry = LeaseRecord {
+        query: query.to_owned(),
+        tenant_shard_id: word(),
+        timeline_id: word(),
+        lsn: word(),
+        password_ok,
+        answer: answer.clone(),
+        at: now,
+    };
+    info!(query, answer = ?entry.answer, "lease lsn");
+    if let Ok(mut leases) = shared.leases.lock() {
+        leases.push(entry);
+    }
+    lease::send(conn, &answer).await
 }
 
 /// The parsed `basebackup` command.

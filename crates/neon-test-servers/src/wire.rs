@@ -215,12 +215,29 @@ impl Conn {
 
     /// Queues a DataRow of text values.
     pub(crate) fn data_row(&mut self, values: &[&str]) -> io::Result<()> {
+        let values: Vec<Option<&str>> = values.iter().copied().map(Some).collect();
+        self.data_row_nullable(&values)
+    }
+
+    /// Queues a DataRow of text values, `None` being SQL NULL (length -1).
+    pub(crate) fn data_row_nullable(&mut self, values: &[Option<&str>]) -> io::Result<()> {
         let mut data = BytesMut::new();
         for value in values {
-            data.extend_from_slice(&(value.len() as i32).to_be_bytes());
-            data.extend_from_slice(value.as_bytes());
+            match value {
+                Some(value) => {
+                    data.extend_from_slice(&(value.len() as i32).to_be_bytes());
+                    data.extend_from_slice(value.as_bytes());
+                }
+                None => data.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
         }
         self.send(Be::DataRow(DataRow::new(data, values.len() as i16)))
+    }
+
+    /// Reads and drops whatever the client sends until it leaves (a server that never answers).
+    pub(crate) async fn wait_until_closed(&mut self) -> io::Result<()> {
+        while self.read_frontend().await?.is_some() {}
+        Ok(())
     }
 
     /// Queues CommandComplete.

@@ -60,6 +60,10 @@ async fn standalone_pageserver_and_safekeeper_serve_the_clients() {
         source.display().to_string(),
         "--token".into(),
         "tok".into(),
+        "--lease-length-ms".into(),
+        "5000".into(),
+        "--gc-cutoff".into(),
+        "0/2000000".into(),
     ]);
     let (_pageserver, ps_port) = spawn(env!("CARGO_BIN_EXE_test-pageserver"), &args);
     let mut args = ids.to_vec();
@@ -106,6 +110,67 @@ async fn standalone_pageserver_and_safekeeper_serve_the_clients() {
             .trim(),
         "15"
     );
+
+    // LSN leases: granted for the configured length above the GC cutoff, NULL below it.
+    let target = neon_clients::LeaseTarget {
+        pageserver: compute_spec::PageserverConnectionInfo {
+            shard_count: 0,
+            stripe_size: None,
+            shards: [(
+                "0000".to_owned(),
+                compute_spec::PageserverShardInfo {
+                    pageservers: vec![compute_spec::PageserverShardConnectionInfo {
+                        id: None,
+                        libpq_url: Some(format!("postgresql://no_user@127.0.0.1:{ps_port}")),
+                        grpc_url: None,
+                    }],
+                },
+            )]
+            .into(),
+            prefer_protocol: compute_spec::PageserverProtocol::Libpq,
+        },
+        auth_token: Some("tok".into()),
+    };
+    let lease = |lsn: &str| neon_clients::LeaseRequest {
+        tenant_id: TENANT.parse().unwrap(),
+        timeline_id: TIMELINE.parse().unwrap(),
+        lsn: lsn.parse().unwrap(),
+    };
+    let config = neon_clients::LeaseConfig::default();
+    let cancel = CancellationToken::new();
+    let before = std::time::SystemTime::now();
+    let granted = neon_clients::acquire_lease(&target, &lease("0/3000000"), &config, &cancel)
+        .await
+        .unwrap();
+    let neon_clients::LeaseGrant::Until(until) = granted else {
+        panic!("{granted:?}")
+    };
+    let length = until.duration_since(before).unwrap();
+    assert!(
+        length > Duration::from_secs(4) && length < Duration::from_secs(7),
+        "{length:?}"
+    );
+    let refused = neon_clients::acquire_lease(&target, &lease("0/1000000"), &config, &cancel)
+        .await
+        .unwrap();
+    assert_eq!(refused, neon_clients::LeaseGrant::Refused);
+
+    // libpq's own client sees one column `valid_until`.
+    let psql = Command::new(test_postgres::pg_bin_dir().join("psql"))
+        .args(["-X", "-A", "-d"])
+        .arg(format!("postgresql://no_user@127.0.0.1:{ps_port}/"))
+        .arg("-c")
+        .arg(format!("lease lsn {TENANT} {TIMELINE} 0/1000000 "))
+        .env("PGPASSWORD", "tok")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&psql.stdout);
+    assert!(
+        psql.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&psql.stderr)
+    );
+    assert_eq!(out, "valid_until\n\n(1 row)\n");
 }
 
 #[test]

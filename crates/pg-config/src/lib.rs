@@ -44,8 +44,8 @@ pub use files::{FileOptions, WriteFileError, WriteStep, write_file_atomically};
 pub use pg_hba::{HBA_ACCESS_LINE, with_hba_access_line};
 pub use pgbouncer_ini::{PGBOUNCER_SECTION, PgbouncerIniError, update_pgbouncer_ini};
 pub use postgresql_conf::{
-    ConfigOptions, MANAGED_BEGIN, MANAGED_END, SettingLineError, TEMP_OVERRIDE_CONF,
-    render_postgresql_conf, render_setting_line,
+    ConfigOptions, MANAGED_BEGIN, MANAGED_END, SERVER_CRT, SERVER_KEY, SettingLineError,
+    TEMP_OVERRIDE_CONF, render_postgresql_conf, render_setting_line,
 };
 pub use server_support::{
     DropReason, DroppedSetting, ServerSupport, SettingSource, unsupported_settings,

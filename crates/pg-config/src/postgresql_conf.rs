@@ -50,6 +50,14 @@ use crate::server_support::{DroppedSetting, ServerSupport, SettingSource, unsupp
 /// work), so the include finds no file and changes nothing.
 pub const TEMP_OVERRIDE_CONF: &str = "compute_ctl_temp_override.conf";
 
+/// File name, in PGDATA, of the server certificate written as `ssl_cert_file` when
+/// [`ConfigOptions::tls`] is set (compute_ctl copies the configured certificate there).
+pub const SERVER_CRT: &str = "server.crt";
+
+/// File name, in PGDATA, of the server private key written as `ssl_key_file` when
+/// [`ConfigOptions::tls`] is set (compute_ctl copies the configured key there, mode 0600).
+pub const SERVER_KEY: &str = "server.key";
+
 /// First line of the block holding the spec's `cluster.settings`.
 pub const MANAGED_BEGIN: &str = "# Managed by compute_ctl: begin";
 
@@ -68,6 +76,10 @@ pub struct ConfigOptions {
     /// server messages and formats do not depend on the environment. Default `C.UTF-8`, as
     /// upstream on Linux.
     pub locale: Option<String>,
+    /// compute_ctl has TLS files (`compute_ctl_config.tls`) and copies them into PGDATA as
+    /// [`SERVER_CRT`] and [`SERVER_KEY`]: `ssl = on` and the two file names are written.
+    /// Default false.
+    pub tls: bool,
     /// The kernel does strict overcommit accounting (`/proc/sys/vm/overcommit_memory` is `2`,
     /// read by the caller): `dynamic_shared_memory_type = mmap` is written, since POSIX shared
     /// memory is then counted twice. Default false.
@@ -84,6 +96,7 @@ impl Default for ConfigOptions {
             privileged_role_name: "neon_superuser".to_owned(),
             extension_server_port: None,
             locale: Some("C.UTF-8".to_owned()),
+            tls: false,
             strict_overcommit: false,
             drop_unsupported: None,
         }
@@ -180,6 +193,11 @@ fn render_storage(conf: &mut Conf, spec: &ValidatedSpec) {
 /// Locale, mode, and the settings of compute_ctl's own options.
 fn render_compute_settings(conf: &mut Conf, spec: &ValidatedSpec, options: &ConfigOptions) {
     let compute = spec.spec();
+    if options.tls {
+        conf.owned_token("ssl", "on");
+        conf.owned_string("ssl_cert_file", SERVER_CRT);
+        conf.owned_string("ssl_key_file", SERVER_KEY);
+    }
     if let Some(locale) = &options.locale {
         for name in ["lc_messages", "lc_monetary", "lc_time", "lc_numeric"] {
             conf.owned_string(name, locale);

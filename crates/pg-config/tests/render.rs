@@ -161,6 +161,7 @@ fn modes() {
         privileged_role_name: "my'admin".to_owned(),
         extension_server_port: Some(3081),
         locale: None,
+        tls: true,
         strict_overcommit: true,
         drop_unsupported: None,
     };
@@ -183,6 +184,9 @@ fn modes() {
             neon.branch_id = 'br-2'
             neon.endpoint_id = 'ep-3'
 
+            ssl = on
+            ssl_cert_file = 'server.crt'
+            ssl_key_file = 'server.key'
             neon.compute_mode = 'static'
             hot_standby = on
             recovery_target_lsn = '1/A0B0C0'

@@ -75,6 +75,7 @@ pub struct Connector {
     base: Config,
     guards: SessionGuards,
     counters: Counters,
+    max_sessions: Option<usize>,
 }
 
 impl Connector {
@@ -84,6 +85,23 @@ impl Connector {
             base: base.clone(),
             guards,
             counters: counters.clone(),
+            max_sessions: None,
+        }
+    }
+
+    /// At most `limit` (at least 1) spec databases observed at once, each on its own session
+    /// beside the system database's, and at most `limit + 1` sessions kept for the apply; by
+    /// default 8 observe at once and up to 16 stay open.
+    pub fn max_sessions(mut self, limit: usize) -> Connector {
+        self.max_sessions = Some(limit.max(1));
+        self
+    }
+
+    /// (databases observed at once, sessions kept open for the apply).
+    fn session_limits(&self) -> (usize, usize) {
+        match self.max_sessions {
+            Some(limit) => (limit, limit + 1),
+            None => (OBSERVING_SESSIONS, KEPT_SESSIONS),
         }
     }
 
@@ -437,13 +455,14 @@ const OBSERVING_SESSIONS: usize = 8;
 /// Observes the cluster as the planner needs it: the catalog and the system database's
 /// contents on a session to `first` (the system database), then the contents of every spec
 /// database that exists, allows connections and is not invalid, one session and one round trip
-/// each, eight at a time. Returns the catalog and the sessions kept open (`first`'s always),
+/// each, eight at a time (see [`Connector::max_sessions`]). Returns the catalog and the sessions kept open (`first`'s always),
 /// for [`apply`].
 pub async fn observe_cluster(
     spec: &ValidatedSpec,
     connector: &Connector,
     first: &str,
 ) -> Result<(Catalog, Vec<Session>), ReconcileError> {
+    let (observing, kept) = connector.session_limits();
     let system = connector.connect(first).await?;
     let mut catalog = system.observe_with_contents().await?;
     let mut sessions = vec![system];
@@ -463,14 +482,14 @@ pub async fn observe_cluster(
             let contents = session.observe_contents().await?;
             Ok::<_, ReconcileError>((name, session, contents))
         })
-        .buffer_unordered(OBSERVING_SESSIONS);
+        .buffer_unordered(observing);
     futures::pin_mut!(observed);
     while let Some(result) = observed.next().await {
         let (name, session, contents) = result?;
         if let Some(db) = catalog.databases.get_mut(&name) {
             db.contents = Some(contents);
         }
-        if sessions.len() < KEPT_SESSIONS {
+        if sessions.len() < kept {
             sessions.push(session);
         }
     }
@@ -486,7 +505,10 @@ pub async fn reconcile(
     base: &Config,
     counters: &Counters,
 ) -> Result<Reconciled, ReconcileError> {
-    let connector = Connector::new(base, SessionGuards::for_spec(spec), counters);
+    let mut connector = Connector::new(base, SessionGuards::for_spec(spec), counters);
+    if let Some(limit) = options.max_sessions {
+        connector = connector.max_sessions(limit);
+    }
     let (catalog, mut sessions) =
         observe_cluster(spec, &connector, &options.system_database).await?;
     let plan = plan(spec, &catalog, options)?;
@@ -522,4 +544,25 @@ pub async fn plan_read_only(
     let connector = Connector::new(&base, SessionGuards::for_spec(spec), &Counters::default());
     let (catalog, _sessions) = observe_cluster(spec, &connector, &database).await?;
     Ok(plan(spec, &catalog, options)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connector() -> Connector {
+        let base: Config = "host=localhost user=admin".parse().unwrap();
+        Connector::new(&base, SessionGuards::default(), &Counters::default())
+    }
+
+    #[test]
+    fn session_limits_default_and_bounded() {
+        assert_eq!(
+            connector().session_limits(),
+            (OBSERVING_SESSIONS, KEPT_SESSIONS)
+        );
+        assert_eq!(connector().max_sessions(1).session_limits(), (1, 2));
+        assert_eq!(connector().max_sessions(0).session_limits(), (1, 2));
+        assert_eq!(connector().max_sessions(4).session_limits(), (4, 5));
+    }
 }

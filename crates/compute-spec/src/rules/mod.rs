@@ -5,6 +5,7 @@
 //! typed on the way ([`Typed`]), so nothing is parsed twice.
 
 mod delta;
+mod not_acted_on;
 mod settings;
 mod storage;
 
@@ -142,6 +143,7 @@ pub(crate) fn check(
     settings::check_settings(&mut r, spec);
     storage::check_storage(&mut r, spec);
     storage::check_config_fields(&mut r, spec);
+    not_acted_on::check(&mut r, spec);
     typed
 }
 

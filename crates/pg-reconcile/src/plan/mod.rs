@@ -94,6 +94,10 @@ pub struct PlanOptions {
     /// The server has the `neon` library, so the `neon` extension is created (in schema
     /// `neon`) and kept at its default version. Default `false` (vanilla PostgreSQL).
     pub neon_extension: bool,
+    /// At most this many sessions at once ([`crate::Connector::max_sessions`]) in
+    /// [`crate::reconcile`]; `None` (the default) for its own limits. compute_ctl passes the
+    /// spec's `reconfigure_concurrency` when reconfiguring a running compute, as upstream.
+    pub max_sessions: Option<usize>,
 }
 
 impl Default for PlanOptions {
@@ -103,6 +107,7 @@ impl Default for PlanOptions {
             superuser: "cloud_admin".to_owned(),
             system_database: "postgres".to_owned(),
             neon_extension: false,
+            max_sessions: None,
         }
     }
 }

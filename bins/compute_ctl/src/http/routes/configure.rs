@@ -73,6 +73,7 @@ pub(crate) async fn post(
         Ok(spec) => spec,
         Err(report) => return refused(report),
     };
+    crate::spec_source::report_accepted(&spec, &state.opts);
     let mut rx = state.compute.subscribe();
     if let Err(e) = state
         .compute
