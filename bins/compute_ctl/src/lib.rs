@@ -11,7 +11,8 @@
 //! `catalog_changes` for `/grants` and `/extensions`, their error classes in
 //! `catalog_request`), the installed-extensions statistics (`installed_extensions`), the LSN
 //! lease of a Static compute (`lsn_lease`), the services beside the compute (`pgbouncer`,
-//! `local_proxy`) and the vm-informant sidecar. It does not own the spec format or the API types (`compute-spec`),
+//! `local_proxy`) and the vm-informant sidecar. It does not own the spec format or the API
+//! types (`compute-spec`),
 //! config rendering (`pg-config`), catalog reconciliation and migrations (`pg-reconcile`; it
 //! decides only when they run) or the storage protocols (`neon-clients`).
 //!
