@@ -33,8 +33,8 @@ pub(crate) enum Notified {
 }
 
 /// The config file: the spec's config, pretty-printed, with `tls` replaced as upstream does:
-/// by `compute_ctl_config.tls` under the `tls_experimental` feature, else none. (This build
-/// passes none until compute_ctl manages TLS.)
+/// by compute_ctl's TLS files (`compute_ctl_config.tls`, which this build applies without the
+/// `tls_experimental` feature upstream needs), else none.
 pub(crate) fn render(config: &LocalProxySpec, tls: Option<TlsConfig>) -> String {
     let config = LocalProxySpec {
         tls,
@@ -43,19 +43,29 @@ pub(crate) fn render(config: &LocalProxySpec, tls: Option<TlsConfig>) -> String 
     serde_json::to_string_pretty(&config).expect("a LocalProxySpec always serialises")
 }
 
-/// At start: configures local_proxy if the spec has `local_proxy_config`.
-pub(crate) fn apply_at_start(dir: &Path, spec: &ValidatedSpec) -> anyhow::Result<()> {
+/// At start: configures local_proxy if the spec has `local_proxy_config`; `tls` is
+/// compute_ctl's TLS files.
+pub(crate) fn apply_at_start(
+    dir: &Path,
+    spec: &ValidatedSpec,
+    tls: Option<TlsConfig>,
+) -> anyhow::Result<()> {
     let Some(config) = &spec.spec().local_proxy_config else {
         return Ok(());
     };
-    let notified = configure(dir, config).context("configure local_proxy")?;
+    let notified = configure(dir, config, tls).context("configure local_proxy")?;
     tracing::info!(?notified, "local_proxy configured");
     Ok(())
 }
 
 /// At `/configure`: as at start, a failure logged and counted instead of returned.
-pub(crate) fn apply_at_reconfigure(dir: &Path, spec: &ValidatedSpec, compute: &Compute) {
-    if let Err(e) = apply_at_start(dir, spec) {
+pub(crate) fn apply_at_reconfigure(
+    dir: &Path,
+    spec: &ValidatedSpec,
+    tls: Option<TlsConfig>,
+    compute: &Compute,
+) {
+    if let Err(e) = apply_at_start(dir, spec, tls) {
         tracing::error!(error = format!("{e:#}"), "local_proxy");
         compute
             .metrics
@@ -64,13 +74,17 @@ pub(crate) fn apply_at_reconfigure(dir: &Path, spec: &ValidatedSpec, compute: &C
 }
 
 /// Writes `dir/config.json` atomically, then signals the proxy if it runs.
-pub(crate) fn configure(dir: &Path, config: &LocalProxySpec) -> anyhow::Result<Notified> {
+pub(crate) fn configure(
+    dir: &Path,
+    config: &LocalProxySpec,
+    tls: Option<TlsConfig>,
+) -> anyhow::Result<Notified> {
     let path = dir.join(CONFIG_FILE);
     let options = pg_config::FileOptions {
         mode: 0o644,
         owner: None,
     };
-    pg_config::write_file_atomically(&path, render(config, None).as_bytes(), &options)
+    pg_config::write_file_atomically(&path, render(config, tls).as_bytes(), &options)
         .with_context(|| format!("write {}", path.display()))?;
     notify(&dir.join(PID_FILE))
 }
@@ -141,7 +155,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = spec_config();
         assert_eq!(
-            configure(dir.path(), &config).unwrap(),
+            configure(dir.path(), &config, None).unwrap(),
             Notified::NotRunning
         );
         // A live process that SIGHUP would kill, named in a pid file nobody locks.
@@ -150,7 +164,7 @@ mod tests {
         let mut sleeper = sleeper.spawn().unwrap();
         std::fs::write(dir.path().join(PID_FILE), sleeper.pid().to_string()).unwrap();
         assert_eq!(
-            configure(dir.path(), &config).unwrap(),
+            configure(dir.path(), &config, None).unwrap(),
             Notified::NotRunning
         );
         let still_running = tokio::time::timeout(Duration::from_millis(300), sleeper.wait()).await;
@@ -158,7 +172,7 @@ mod tests {
         let written = std::fs::read_to_string(dir.path().join(CONFIG_FILE)).unwrap();
         assert_eq!(written, render(&config, None));
         // A directory that does not exist: a located error.
-        let err = configure(&dir.path().join("missing"), &config).unwrap_err();
+        let err = configure(&dir.path().join("missing"), &config, None).unwrap_err();
         assert!(format!("{err:#}").contains("config.json"), "{err:#}");
     }
 }

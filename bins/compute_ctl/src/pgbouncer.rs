@@ -1,7 +1,9 @@
 //! pgbouncer beside the compute, as upstream runs it: the spec's `pgbouncer_settings` written
 //! into the `[pgbouncer]` section of its ini file (the text is `pg_config::update_pgbouncer_ini`'s)
-//! and applied with `RELOAD` on its admin console, in the background at start and at each
-//! `/configure`. Failures are logged and counted (`compute_ctl_service_config_failed_total`),
+//! and applied with `RELOAD` on its admin console, in the background once postgres has started
+//! and at each `/configure`. With TLS (`compute_ctl_config.tls`), upstream's three client TLS
+//! settings are added to the spec's: its key and certificate files, `client_tls_sslmode =
+//! allow`. Failures are logged and counted (`compute_ctl_service_config_failed_total`),
 //! never fatal, as upstream's. With `--pgbouncer`, also the pgbouncer process: started on the
 //! ini file (written first) as the Postgres user once the spec is known, and stopped with the
 //! compute (SIGTERM, pgbouncer's immediate shutdown, then SIGKILL; SIGKILL if compute_ctl goes
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use child_process::Child;
-use compute_spec::ValidatedSpec;
+use compute_spec::{TlsConfig, ValidatedSpec};
 use nix::sys::signal::Signal;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -28,6 +30,7 @@ use crate::cli::PgbouncerOptions;
 use crate::process::{self, RunAs};
 use crate::startup::StartContext;
 use crate::state::Compute;
+use crate::tls::TlsSettings;
 
 /// Key-value pairs in the spec's order.
 type Settings = Vec<(String, String)>;
@@ -45,6 +48,7 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub(crate) struct Pgbouncer {
     wanted: watch::Sender<Option<Settings>>,
+    tls: Option<TlsConfig>,
     cancel: CancellationToken,
     tuner: Option<JoinHandle<()>>,
     process: Option<JoinHandle<()>>,
@@ -52,20 +56,41 @@ pub(crate) struct Pgbouncer {
 
 /// Hands a new spec's settings to the tuner (the newest wins). Cheap to clone.
 #[derive(Debug, Clone)]
-pub(crate) struct PgbouncerHandle(watch::Sender<Option<Settings>>);
+pub(crate) struct PgbouncerHandle {
+    wanted: watch::Sender<Option<Settings>>,
+    tls: Option<TlsConfig>,
+}
 
 impl PgbouncerHandle {
     /// Applies `spec`'s `pgbouncer_settings`, if it has any, in the background.
     pub(crate) fn apply(&self, spec: &ValidatedSpec) {
-        if let Some(settings) = settings_of(spec) {
-            self.0.send_replace(Some(settings));
+        if let Some(settings) = settings_of(spec, self.tls.as_ref()) {
+            self.wanted.send_replace(Some(settings));
         }
     }
 }
 
-fn settings_of(spec: &ValidatedSpec) -> Option<Settings> {
-    let settings = spec.spec().pgbouncer_settings.as_ref()?;
-    Some(settings.clone().into_iter().collect())
+/// The settings to write: none without `pgbouncer_settings` (as upstream); with TLS, the
+/// client TLS files and `client_tls_sslmode = allow` after the spec's (theirs win, as
+/// upstream's inserts).
+fn settings_of(spec: &ValidatedSpec, tls: Option<&TlsConfig>) -> Option<Settings> {
+    let mut settings: Settings = spec
+        .spec()
+        .pgbouncer_settings
+        .clone()?
+        .into_iter()
+        .collect();
+    if let Some(tls) = tls {
+        for (key, value) in [
+            ("client_tls_cert_file", tls.cert_path.as_str()),
+            ("client_tls_key_file", tls.key_path.as_str()),
+            ("client_tls_sslmode", "allow"),
+        ] {
+            settings.retain(|(k, _)| k != key);
+            settings.push((key.to_owned(), value.to_owned()));
+        }
+    }
+    Some(settings)
 }
 
 impl Pgbouncer {
@@ -73,7 +98,8 @@ impl Pgbouncer {
     /// process; then the tuner applies the settings (write, `RELOAD`) in the background.
     pub(crate) fn start(ctx: &StartContext, spec: &ValidatedSpec) -> Pgbouncer {
         let opts = ctx.opts.pgbouncer.clone();
-        let settings = settings_of(spec);
+        let tls = ctx.tls.as_ref().map(TlsSettings::files);
+        let settings = settings_of(spec, tls.as_ref());
         let cancel = CancellationToken::new();
         let process = opts.binary.as_deref().and_then(|binary| {
             if let Some(settings) = &settings
@@ -98,6 +124,7 @@ impl Pgbouncer {
         let tuner = tokio::spawn(tune(opts, rx, cancel.clone(), ctx.compute.clone()));
         Pgbouncer {
             wanted,
+            tls,
             cancel,
             tuner: Some(tuner),
             process,
@@ -106,7 +133,10 @@ impl Pgbouncer {
 
     /// The handle `/configure` uses.
     pub(crate) fn handle(&self) -> PgbouncerHandle {
-        PgbouncerHandle(self.wanted.clone())
+        PgbouncerHandle {
+            wanted: self.wanted.clone(),
+            tls: self.tls.clone(),
+        }
     }
 
     /// Stops the tuner and the process started here, and waits for both (bounded).
@@ -248,4 +278,52 @@ async fn connect(admin: &tokio_postgres::Config) -> anyhow::Result<tokio_postgre
     // The connection ends when the client is dropped.
     tokio::spawn(connection);
     Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_the_spec_s_plus_client_tls_when_configured() {
+        let spec = |settings: &str| {
+            ValidatedSpec::from_json(&format!(
+                r#"{{"format_version": 1.0, "cluster": {{"roles": [], "databases": []}}
+                    {settings}}}"#
+            ))
+            .unwrap()
+        };
+        let tls = TlsConfig {
+            key_path: "/tls/key".into(),
+            cert_path: "/tls/cert".into(),
+        };
+        assert_eq!(settings_of(&spec(""), Some(&tls)), None);
+        let with = spec(
+            r#", "pgbouncer_settings": {"pool_mode": "transaction", "client_tls_sslmode": "require"}"#,
+        );
+        let pairs = |list: &[(&str, &str)]| -> Settings {
+            list.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        // (The order of the spec's keys is compute-spec's to keep; only membership is checked.)
+        let mut plain = settings_of(&with, None).unwrap();
+        plain.sort();
+        assert_eq!(
+            plain,
+            pairs(&[
+                ("client_tls_sslmode", "require"),
+                ("pool_mode", "transaction")
+            ])
+        );
+        assert_eq!(
+            settings_of(&with, Some(&tls)),
+            Some(pairs(&[
+                ("pool_mode", "transaction"),
+                ("client_tls_cert_file", "/tls/cert"),
+                ("client_tls_key_file", "/tls/key"),
+                ("client_tls_sslmode", "allow"),
+            ]))
+        );
+    }
 }

@@ -143,11 +143,10 @@ async fn run_compute(
     shutdown: &mut watch::Receiver<Option<ShutdownRequest>>,
 ) -> i32 {
     let compute = &ctx.compute;
-    if let Err(e) = local_proxy::apply_at_start(&ctx.opts.local_proxy_dir, spec) {
+    let tls = ctx.tls.as_ref().map(tls::TlsSettings::files);
+    if let Err(e) = local_proxy::apply_at_start(&ctx.opts.local_proxy_dir, spec, tls) {
         return fail_and_linger(ctx, &e, shutdown).await;
     }
-    // Stopped when dropped, on every early return.
-    let pgbouncer = Pgbouncer::start(ctx, spec);
     let start = startup::start_compute(ctx, spec);
     tokio::pin!(start);
     let started = tokio::select! {
@@ -168,6 +167,9 @@ async fn run_compute(
         Ok(pm) => pm,
         Err(e) => return fail_and_linger(ctx, &e, shutdown).await,
     };
+    // Once postgres is up (and the TLS files it is given, if any, exist); stopped when
+    // dropped.
+    let pgbouncer = Pgbouncer::start(ctx, spec);
     let total = compute.with(|s| {
         let total = s.start_instant.elapsed();
         s.startup.total_startup_ms = total.as_millis() as u64;
@@ -399,7 +401,8 @@ async fn configurator(ctx: StartContext, pgbouncer: PgbouncerHandle) {
         };
         let t = Instant::now();
         pgbouncer.apply(&spec);
-        local_proxy::apply_at_reconfigure(&ctx.opts.local_proxy_dir, &spec, &ctx.compute);
+        let tls = ctx.tls.as_ref().map(tls::TlsSettings::files);
+        local_proxy::apply_at_reconfigure(&ctx.opts.local_proxy_dir, &spec, tls, &ctx.compute);
         match startup::reconfigure(&ctx, &spec).await {
             Ok(()) => {
                 tracing::info!(ms = t.elapsed().as_millis() as u64, "reconfiguration done");

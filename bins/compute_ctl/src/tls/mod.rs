@@ -35,6 +35,17 @@ pub(crate) struct TlsSettings {
     pub(crate) watch_interval: Duration,
 }
 
+impl TlsSettings {
+    /// The files as `compute_ctl_config.tls` names them, for the services that are given them
+    /// (pgbouncer's `client_tls_*`, local_proxy's `tls`).
+    pub(crate) fn files(&self) -> compute_spec::TlsConfig {
+        compute_spec::TlsConfig {
+            key_path: self.key_path.to_string_lossy().into_owned(),
+            cert_path: self.cert_path.to_string_lossy().into_owned(),
+        }
+    }
+}
+
 /// Time between two looks at the files while the start waits for them.
 const WAIT_POLL: Duration = Duration::from_millis(250);
 
