@@ -8,10 +8,11 @@
 //!
 //! A phase with a statement that carries a password first sets, at session level,
 //! `log_statement = 'none'`, `log_min_error_statement = 'panic'`,
-//! `log_min_duration_statement = -1` and `pgaudit.log = 'none'`, and awaits that (PostgreSQL decides to log a simple query
+//! `log_min_duration_statement = -1`, `pgaudit.log = 'none'`, `pg_stat_statements.track =
+//! 'none'` and `track_activities = off`, and awaits that (PostgreSQL decides to log a simple query
 //! when it parses it, so the settings must be in force before the password is sent, and must be
 //! known to have succeeded). It then pipelines the phase's statements and a final `RESET` of the
-//! four settings. Such a phase costs two round trips, and none of its statements is logged by
+//! six settings. Such a phase costs two round trips, and none of its statements is logged by
 //! the server (they are in the plan, which the caller logs redacted). `SET LOCAL` inside a
 //! transaction per statement was measured slower (three messages and six statements per role)
 //! and is no safer.
@@ -275,17 +276,23 @@ impl Session {
     }
 }
 
-/// Session settings under which no statement text reaches the server log: not as a logged
-/// statement, not as the statement of an error, not as a slow statement.
-/// `pgaudit.log` too, whether or not the session guard set it (pgaudit can be preloaded by
-/// `cluster.postgresql_conf`, which the guard does not read); without pgaudit loaded it is a
-/// harmless placeholder.
+/// Session settings under which no statement text reaches the server log (not as a logged
+/// statement, not as the statement of an error, not as a slow statement) or a statistics
+/// view: `pg_stat_statements` records no statement of the session
+/// (`pg_stat_statements.track = 'none'`), and `pg_stat_activity` shows no query text while a
+/// statement runs (`track_activities = off`).
+/// `pgaudit.log` and `pg_stat_statements.track` whether or not the library is loaded (it can
+/// be preloaded by `cluster.postgresql_conf`, which the guard does not read); without it they
+/// are harmless placeholders. All are superuser settings: a session that may not set them
+/// fails here, before a secret is sent.
 const QUIET: &str = "SET log_statement = 'none'; SET log_min_error_statement = 'panic'; \
-     SET log_min_duration_statement = -1; SET pgaudit.log = 'none'";
+     SET log_min_duration_statement = -1; SET pgaudit.log = 'none'; \
+     SET pg_stat_statements.track = 'none'; SET track_activities = off";
 
 /// Back to the server's configuration.
 const UNQUIET: &str = "RESET log_statement; RESET log_min_error_statement; \
-     RESET log_min_duration_statement; RESET pgaudit.log";
+     RESET log_min_duration_statement; RESET pgaudit.log; RESET pg_stat_statements.track; \
+     RESET track_activities";
 
 type BoxedFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

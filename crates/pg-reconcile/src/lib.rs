@@ -72,9 +72,11 @@
 //!   contents were not observed (created or renamed by the plan) gets a self-guarding block
 //!   for its schema privileges, and the system database `IF NOT EXISTS` statements.
 //! - Secrets: statements with password hashes show `PASSWORD '<redacted>'` in `Display` and
-//!   `Debug`; they are sent only after `log_statement`, `log_min_error_statement` and
-//!   `log_min_duration_statement` are known to be off for the session (see the `apply` module),
-//!   so no hash reaches the server log, even when a statement fails. tokio-postgres logs
+//!   `Debug`; they are sent only after `log_statement`, `log_min_error_statement`,
+//!   `log_min_duration_statement`, `pgaudit.log`, `pg_stat_statements.track` and
+//!   `track_activities` are known to be off for the session (see the `apply` module), so no
+//!   hash reaches the server log, `pg_stat_statements` or `pg_stat_activity`, even when a
+//!   statement fails. tokio-postgres logs
 //!   statement texts at `debug` level: keep the `tokio_postgres` log target at `info` or above.
 //! - Failures: each statement runs in its own implicit transaction; a failed one is reported as
 //!   an [`OperationError`] (object, SQLSTATE, message, retryable or not), its phase finishes,

@@ -540,6 +540,48 @@ async fn passwords_never_reach_the_server_log_even_when_a_statement_fails() {
     }
 }
 
+/// With `pg_stat_statements` preloaded and tracking every statement, utility ones included,
+/// the statements that carry password hashes (create and alter) are not recorded, while the
+/// reconciler's other statements are (so tracking was on).
+#[tokio::test]
+async fn passwords_never_reach_pg_stat_statements() {
+    let pg = TestPostgres::start_with(TestPostgresConfig {
+        extra_conf: vec![
+            "shared_preload_libraries = 'pg_stat_statements'".into(),
+            "pg_stat_statements.track = 'all'".into(),
+            "pg_stat_statements.track_utility = on".into(),
+        ],
+        ..TestPostgresConfig::default()
+    })
+    .unwrap();
+    pg.psql("postgres", "CREATE EXTENSION pg_stat_statements")
+        .unwrap();
+    let hash = "0123456789abcdef0123456789abcdef";
+    let roles = |first: &str, second: &str| {
+        spec(json!({"cluster": {
+            "roles": [{"name": "a", "encrypted_password": first}, {"name": "b", "encrypted_password": second}],
+            "databases": [{"name": "stats_db", "owner": "a"}]
+        }}))
+    };
+    converge(&pg, &roles(hash, SCRAM)).await;
+    // Changed passwords: ALTER ROLE … PASSWORD.
+    let other = "fedcba9876543210fedcba9876543210";
+    converge(&pg, &roles(SCRAM, other)).await;
+    let recorded = sql(&pg, "postgres", "SELECT query FROM pg_stat_statements")
+        .await
+        .unwrap();
+    assert!(
+        recorded.contains("CREATE DATABASE \"stats_db\""),
+        "tracking was on for statements without secrets:\n{recorded}"
+    );
+    for secret in [hash, other, "a2tra2tr", "c3Nzc3Nz", "PASSWORD"] {
+        assert!(
+            !recorded.contains(secret),
+            "{secret} in pg_stat_statements:\n{recorded}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn password_statements_are_not_sent_when_logging_cannot_be_turned_off() {
     let pg = TestPostgres::start_with(TestPostgresConfig {
