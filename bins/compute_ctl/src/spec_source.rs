@@ -158,10 +158,30 @@ pub(crate) fn parse_document(
     Ok(Loaded { spec, ctl })
 }
 
+/// Whether a spec holds a secret: the storage token or a role's password hash.
+fn has_secrets(spec: &ValidatedSpec) -> bool {
+    let s = spec.spec();
+    s.storage_auth_token.is_some()
+        || s.cluster
+            .roles
+            .iter()
+            .any(|r| r.encrypted_password.is_some())
+}
+
 /// Loads from the source named on the command line.
 pub(crate) async fn load(opts: &Options) -> Result<Loaded, LoadError> {
     match &opts.spec_source {
-        SpecSource::Inline(json) => parse_document(json, "--spec", &validation_options(opts)),
+        SpecSource::Inline(json) => {
+            let loaded = parse_document(json, "--spec", &validation_options(opts))?;
+            if loaded.spec.as_ref().is_some_and(has_secrets) {
+                tracing::warn!(
+                    "the spec given with -s/--spec holds secrets (a storage token or password hashes), \
+                     which every local user can read in /proc/<pid>/cmdline; pass it with -S FILE \
+                     (mode 0600) or -S /dev/stdin instead"
+                );
+            }
+            Ok(loaded)
+        }
         SpecSource::File(path) | SpecSource::ConfigFile(path) => {
             let text = tokio::fs::read_to_string(path)
                 .await

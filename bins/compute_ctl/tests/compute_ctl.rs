@@ -477,6 +477,13 @@ async fn storage_mode_starts_from_the_pageserver_basebackup() {
     });
     let status = ctl.wait_status("running").await;
     assert_eq!(status["tenant"], "b0554b632bd4d547a63b86c3630317e8");
+    // A token on the command line is readable by every local user: said at start.
+    assert!(
+        ctl.log()
+            .contains("which every local user can read in /proc/<pid>/cmdline"),
+        "{}",
+        ctl.log()
+    );
     assert_eq!(status["timeline"], "a1c33a4e8f0e4b3c9f5d2e7f3a9b1c2d");
     let metrics = ctl.get_json("/metrics.json").await;
     assert!(
