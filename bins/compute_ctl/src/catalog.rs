@@ -9,6 +9,10 @@ use pg_reconcile::SessionGuards;
 use crate::state::Compute;
 use tokio_postgres::{Client, NoTls};
 
+/// How long compute_ctl waits for one of its sessions to be ready, socket connect and
+/// startup together.
+const SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Connects with `config` as an admin session: `guards` (pg-reconcile's [`SessionGuards`],
 /// against per-database and per-role traps such as `ALTER DATABASE … SET role = …`,
 /// `default_transaction_read_only = on`, a tiny `statement_timeout`, a look-alike
@@ -29,15 +33,31 @@ pub(crate) async fn connect_as(
     dbname: Option<&str>,
     application_name: &str,
 ) -> anyhow::Result<Client> {
+    connect_within(config, guards, dbname, application_name, SESSION_TIMEOUT).await
+}
+
+/// [`connect_as`] bounded by `limit` instead of [`SESSION_TIMEOUT`].
+async fn connect_within(
+    config: &tokio_postgres::Config,
+    guards: SessionGuards,
+    dbname: Option<&str>,
+    application_name: &str,
+    limit: std::time::Duration,
+) -> anyhow::Result<Client> {
     let mut config = config.clone();
     guards.apply_to(&mut config);
     config
         .application_name(application_name)
-        .connect_timeout(std::time::Duration::from_secs(10));
+        .connect_timeout(limit);
     if let Some(db) = dbname {
         config.dbname(db);
     }
-    let (client, connection) = config.connect(NoTls).await.context("connect to postgres")?;
+    // `connect_timeout` bounds the socket connect only: a postmaster that accepted the socket
+    // but does not answer (stopped, overloaded) would hold the startup forever.
+    let (client, connection) = tokio::time::timeout(limit, config.connect(NoTls))
+        .await
+        .map_err(|_| anyhow::anyhow!("connect to postgres: no session within {limit:?}"))?
+        .context("connect to postgres")?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "postgres connection closed");
@@ -100,4 +120,36 @@ pub(crate) async fn dbs_and_roles(client: &Client) -> anyhow::Result<DbsAndRoles
         })
         .collect();
     Ok(DbsAndRoles { roles, databases })
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+
+    /// A server that accepts the socket and never answers the startup message: the connect
+    /// fails at the bound instead of hanging.
+    #[tokio::test]
+    async fn a_silent_server_fails_the_connect_at_the_bound() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let config: tokio_postgres::Config = format!("host=127.0.0.1 port={port} user=admin")
+            .parse()
+            .unwrap();
+        let limit = std::time::Duration::from_millis(300);
+        let started = std::time::Instant::now();
+        let error = connect_within(&config, SessionGuards::default(), None, "t", limit)
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("no session within 300ms"),
+            "{error:#}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
 }
