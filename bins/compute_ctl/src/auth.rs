@@ -132,7 +132,16 @@ impl Authenticator {
                 .map_err(|e| bad(e.to_string()))?;
             let algorithm = match key.get("kty").and_then(|v| v.as_str()) {
                 Some("OKP") => Algorithm::EdDSA,
-                Some("RSA") => Algorithm::RS256,
+                Some("RSA") => {
+                    rsa_modulus_bits(key)
+                        .filter(|bits| *bits >= MIN_RSA_BITS)
+                        .ok_or_else(|| {
+                            bad(format!(
+                                "RSA key modulus is shorter than {MIN_RSA_BITS} bits (or unreadable)"
+                            ))
+                        })?;
+                    Algorithm::RS256
+                }
                 other => {
                     return Err(bad(format!(
                         "unsupported key type {other:?} (OKP/Ed25519 or RSA)"
@@ -186,6 +195,21 @@ impl Authenticator {
     }
 }
 
+/// The shortest RSA modulus accepted in a JWK: NIST's floor for RS256 (a 17-bit key was
+/// accepted before, and anyone can factor it).
+const MIN_RSA_BITS: usize = 2048;
+
+/// The bit length of an RSA JWK's modulus (`n`, base64url without padding), if readable.
+fn rsa_modulus_bits(key: &serde_json::Map<String, serde_json::Value>) -> Option<usize> {
+    use base64::Engine as _;
+    let n = key.get("n")?.as_str()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(n.trim_end_matches('='))
+        .ok()?;
+    let first = bytes.iter().position(|b| *b != 0)?;
+    Some((bytes.len() - first) * 8 - bytes[first].leading_zeros() as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use jsonwebtoken::{EncodingKey, Header, encode};
@@ -218,6 +242,28 @@ mod tests {
 
     fn refusal(auth: &Authenticator, header: Option<String>) -> String {
         auth.authorize(header.as_deref()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn short_rsa_keys_are_refused() {
+        let jwks: compute_spec::JwkSet = serde_json::from_str(&fixture("jwks.json")).unwrap();
+        let rsa = jwks
+            .keys
+            .iter()
+            .find(|k| k.get("kty").and_then(|v| v.as_str()) == Some("RSA"))
+            .unwrap();
+        assert!(rsa_modulus_bits(rsa).unwrap() >= MIN_RSA_BITS);
+        // A 17-bit modulus (0x1_0001, base64url "AQAB") and an unreadable one.
+        for n in ["AQAB", "!!"] {
+            let mut short = rsa.clone();
+            short.insert("n".into(), serde_json::json!(n));
+            let set = compute_spec::JwkSet { keys: vec![short] };
+            let error = Authenticator::from_jwks(&set, None).unwrap_err();
+            assert!(
+                error.to_string().contains("shorter than 2048 bits"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

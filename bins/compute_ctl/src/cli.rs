@@ -62,7 +62,7 @@ pub struct Cli {
     pub spec_path: Option<PathBuf>,
 
     /// Inline spec JSON (either document shape). Unsafe for secrets: every local user can read
-    /// it in /proc/<pid>/cmdline (a warning says so when the spec holds a token or password
+    /// it in /proc/PID/cmdline (a warning says so when the spec holds a token or password
     /// hashes); use -S FILE (mode 0600) or -S /dev/stdin.
     #[arg(short = 's', long, value_name = "SPEC_JSON", conflicts_with = "config")]
     pub spec: Option<String>,

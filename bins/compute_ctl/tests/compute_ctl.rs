@@ -234,7 +234,7 @@ async fn prelaunch_configure_reconfigure_and_reject_invalid_spec() {
     // warning, never silently ignored.
     let mut second_spec = spec(&["bob", "carol"], &[("bobdb", "bob")], "5MB");
     second_spec["autoprewarm"] = json!(true);
-    let second = json!({"spec": second_spec, "compute_ctl_config": {"jwks": {"keys": []}}});
+    let second = json!({"spec": second_spec.clone(), "compute_ctl_config": {"jwks": {"keys": []}}});
     let (code, body) = ctl
         .request("POST", "/configure", &second.to_string(), None)
         .await;
@@ -258,6 +258,15 @@ async fn prelaunch_configure_reconfigure_and_reject_invalid_spec() {
         "work_mem is {}",
         show(&ctl, "work_mem").await
     );
+
+    // A spec larger than axum's default body limit (2 MB) is taken, as `-S` takes it.
+    let mut large_spec = second_spec.clone();
+    large_spec["x_padding"] = json!("p".repeat(3 << 20));
+    let large = json!({"spec": large_spec, "compute_ctl_config": {"jwks": {"keys": []}}});
+    let (code, body) = ctl
+        .request("POST", "/configure", &large.to_string(), None)
+        .await;
+    assert_eq!(code, 200, "{}", &body[..body.len().min(500)]);
 
     // An invalid spec: located diagnostics, nothing changed. A document of the wrong shape
     // (a JSON type error) is 422 as upstream's JSON extractor answers; a spec that breaks a

@@ -93,7 +93,13 @@ pub(crate) fn external_router(state: HttpState) -> Router {
     let authenticated = Router::new()
         .route("/status", get(routes::status::get))
         .route("/metrics.json", get(routes::metrics::json))
-        .route("/configure", post(routes::configure::post))
+        // A spec is accepted up to validation's own limit (64 MiB, as `-S`), not axum's 2 MB.
+        .route(
+            "/configure",
+            post(routes::configure::post).layer(axum::extract::DefaultBodyLimit::max(
+                compute_spec::ValidationOptions::default().max_bytes,
+            )),
+        )
         .route("/terminate", post(routes::terminate::post))
         .route("/check_writability", post(routes::check_writability::post))
         .route("/dbs_and_roles", get(routes::dbs_and_roles::get))
