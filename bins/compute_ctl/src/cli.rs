@@ -172,6 +172,12 @@ pub struct Cli {
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub pg_ready_timeout: Duration,
 
+    /// How long the pageserver may send nothing during a basebackup (before the archive
+    /// starts or between two chunks) before the attempt fails and is retried. Upstream waits
+    /// without bound; the default is above a pageserver's own 60 s wait for the LSN.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub basebackup_stall_timeout: Duration,
+
     /// Installed-extensions statistics (`compute_installed_extensions` in `/metrics`): scanned
     /// when a Primary starts, then every 2 × this many seconds, or 2 × the spec's positive
     /// `suspend_timeout_seconds` (upstream's rule). At least 1.
@@ -414,6 +420,8 @@ pub struct Options {
     pub linger: Duration,
     /// Readiness timeout.
     pub pg_ready_timeout: Duration,
+    /// Stall bound of a basebackup transfer.
+    pub basebackup_stall_timeout: Duration,
     /// Half the default time between installed-extensions scans.
     pub installed_extensions_collection_interval: Duration,
     /// vm-informant executable.
@@ -521,6 +529,7 @@ impl Cli {
             pg_user,
             linger: self.linger,
             pg_ready_timeout: self.pg_ready_timeout,
+            basebackup_stall_timeout: self.basebackup_stall_timeout,
             installed_extensions_collection_interval: Duration::from_secs(
                 self.installed_extensions_collection_interval,
             ),
@@ -764,6 +773,14 @@ mod tests {
                 .unwrap_err()
                 .contains("more than zero")
         );
+    }
+
+    #[test]
+    fn basebackup_stall_timeout() {
+        let o = options(&[]).unwrap();
+        assert_eq!(o.basebackup_stall_timeout, Duration::from_secs(120));
+        let o = options(&["--basebackup-stall-timeout", "750ms"]).unwrap();
+        assert_eq!(o.basebackup_stall_timeout, Duration::from_millis(750));
     }
 
     #[test]

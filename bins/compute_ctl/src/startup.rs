@@ -354,6 +354,7 @@ async fn basebackup(ctx: &StartContext, spec: &ValidatedSpec, lsn: Lsn) -> anyho
     };
     let config = neon_clients::BasebackupConfig {
         owner: ctx.owner(),
+        stall_timeout: ctx.opts.basebackup_stall_timeout,
         ..neon_clients::BasebackupConfig::default()
     };
     let stats = neon_clients::fetch_basebackup(

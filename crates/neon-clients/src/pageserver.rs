@@ -60,6 +60,10 @@ pub struct BasebackupConfig {
     pub retry: RetryConfig,
     /// Interval of the progress log lines during a transfer.
     pub progress_interval: Duration,
+    /// How long the pageserver may send nothing (before the archive starts, or between two
+    /// chunks) before the attempt fails as [`BasebackupError::Stalled`], which is retried.
+    /// Default 120 s: longer than a pageserver's own wait for the requested LSN (60 s).
+    pub stall_timeout: Duration,
     /// CopyData messages buffered between the network and the unpacking thread.
     pub buffered_messages: usize,
     /// When set, every unpacked entry is given to this uid and gid (compute_ctl runs as root,
@@ -73,6 +77,7 @@ impl Default for BasebackupConfig {
             connect_timeout: Duration::from_secs(10),
             retry: RetryConfig::BASEBACKUP,
             progress_interval: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(120),
             buffered_messages: 32,
             owner: None,
         }
@@ -172,6 +177,17 @@ pub enum BasebackupError {
         /// The driver's error.
         source: tokio_postgres::Error,
     },
+    /// The pageserver sent nothing for `after` (a stalled stream or a request never
+    /// answered).
+    #[error("pageserver {addr} sent nothing for {after:?} after {bytes} bytes of the basebackup")]
+    Stalled {
+        /// `host:port` of the pageserver.
+        addr: String,
+        /// Bytes received before the stall.
+        bytes: u64,
+        /// The stall timeout.
+        after: Duration,
+    },
     /// The archive could not be unpacked (refused entry, corrupt data, disk error).
     #[error("unpack basebackup into {pgdata}: {source}")]
     Unpack {
@@ -202,7 +218,8 @@ impl BasebackupError {
             BasebackupError::Connect { .. }
             | BasebackupError::ConnectTimeout { .. }
             | BasebackupError::Server { .. }
-            | BasebackupError::Stream { .. } => true,
+            | BasebackupError::Stream { .. }
+            | BasebackupError::Stalled { .. } => true,
             BasebackupError::Unpack { source, .. } => matches!(source, UnpackError::Corrupt { .. }),
             BasebackupError::InvalidConnstr { .. }
             | BasebackupError::NoPageserver
@@ -395,9 +412,16 @@ async fn fetch_once(
     let _abort = AbortOnDrop(connection);
 
     let command = request.command();
+    let stalled = |bytes| BasebackupError::Stalled {
+        addr: addr.clone(),
+        bytes,
+        after: config.stall_timeout,
+    };
     let stream = tokio::select! {
         _ = cancel.cancelled() => return Err(BasebackupError::Cancelled),
-        r = client.copy_out(command.as_str()) => r,
+        r = tokio::time::timeout(config.stall_timeout, client.copy_out(command.as_str())) => {
+            r.map_err(|_| stalled(0))?
+        }
     };
     let stream = stream.map_err(|e| {
         classify_db_error(&e, 0, &addr, request).unwrap_or(BasebackupError::Stream {
@@ -414,6 +438,7 @@ async fn fetch_once(
     let unpacked = unpacker.await;
     let bytes = match pumped {
         Pumped::Cancelled => return Err(BasebackupError::Cancelled),
+        Pumped::Stalled { bytes } => return Err(stalled(bytes)),
         Pumped::Failed { bytes, error } => {
             return Err(classify_db_error(&error, bytes, &addr, request).unwrap_or(
                 BasebackupError::Stream {
@@ -550,6 +575,8 @@ enum Pumped {
         bytes: u64,
         error: tokio_postgres::Error,
     },
+    /// Nothing came for the stall timeout after `bytes` bytes.
+    Stalled { bytes: u64 },
     /// Cancelled.
     Cancelled,
 }
@@ -568,7 +595,10 @@ async fn pump(
     loop {
         let next = tokio::select! {
             _ = cancel.cancelled() => return Pumped::Cancelled,
-            next = stream.next() => next,
+            next = tokio::time::timeout(config.stall_timeout, stream.next()) => next,
+        };
+        let Ok(next) = next else {
+            return Pumped::Stalled { bytes };
         };
         match next {
             Some(Ok(chunk)) => {

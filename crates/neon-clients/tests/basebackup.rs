@@ -427,3 +427,42 @@ async fn a_slow_transfer_can_be_cancelled_and_leaves_no_partial_data() {
     assert_eq!(names(&scratch.pgdata()), ["postgresql.conf"]);
     scratch.assert_nothing_outside();
 }
+
+/// A pageserver that stops sending fails each attempt at the stall timeout (retried, then
+/// reported with the bytes received), and leaves nothing of the partial archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_fails_at_the_stall_timeout_and_leaves_no_partial_data() {
+    let mut config = server_config();
+    config.fault = Some(Fault::Slow(Duration::from_secs(30)));
+    config.chunk_size = 16 * 1024;
+    let server = TestPageserver::start(config).await.unwrap();
+    let scratch = Scratch::new();
+    let started = std::time::Instant::now();
+    let err = fetch_basebackup(
+        &server.connstr(),
+        Some(TOKEN),
+        &request(false),
+        &scratch.pgdata(),
+        &BasebackupConfig {
+            stall_timeout: Duration::from_millis(300),
+            ..client_config(2)
+        },
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, BasebackupError::Stalled { bytes, .. } if bytes > 0),
+        "{err}"
+    );
+    assert!(err.is_retryable());
+    assert!(err.to_string().contains("sent nothing for 300ms"), "{err}");
+    // Two attempts of about 300 ms each, not the 30 s the server would take.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(names(&scratch.pgdata()), ["postgresql.conf"]);
+    scratch.assert_nothing_outside();
+}
