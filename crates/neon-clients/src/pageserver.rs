@@ -498,6 +498,14 @@ fn classify_db_error(
     })
 }
 
+/// Whether the driver gave up because the server asked for a password and none was
+/// configured: a deterministic failure, not worth a retry (tokio-postgres reports it as a
+/// configuration error, `password missing`, not as a server message).
+fn asks_for_password(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_none()
+        && std::error::Error::source(e).is_some_and(|cause| cause.to_string() == "password missing")
+}
+
 /// Connects within the connect timeout (cancellable); returns the client, its connection task
 /// and how long the connection took in microseconds.
 async fn connect(
@@ -521,6 +529,15 @@ async fn connect(
             return Err(BasebackupError::ConnectTimeout {
                 addr: addr.to_owned(),
                 timeout,
+            });
+        }
+        Ok(Err(e)) if pg_config.get_password().is_none() && asks_for_password(&e) => {
+            return Err(BasebackupError::Auth {
+                addr: addr.to_owned(),
+                code: "28P01".to_owned(),
+                message:
+                    "the pageserver asks for a password and the spec has no storage_auth_token"
+                        .to_owned(),
             });
         }
         Ok(Err(e)) => {

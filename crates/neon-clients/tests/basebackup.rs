@@ -361,6 +361,14 @@ async fn authentication_failure_and_unknown_timeline_are_not_retried() {
     assert_eq!(server.records().len(), 1);
     assert_eq!(server.records()[0].password_ok, Some(false));
 
+    // No token while the pageserver wants one: refused at once, not retried.
+    let err = fetch(&server, None, None, &request(true), &scratch, 5)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BasebackupError::Auth { .. }), "{err}");
+    assert!(!err.is_retryable());
+    assert!(err.to_string().contains("no storage_auth_token"), "{err}");
+
     let server = TestPageserver::start(server_config()).await.unwrap();
     let other = BasebackupRequest {
         timeline_id: "00000000000000000000000000000001".parse().unwrap(),
