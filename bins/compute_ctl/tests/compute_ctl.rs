@@ -268,6 +268,17 @@ async fn prelaunch_configure_reconfigure_and_reject_invalid_spec() {
         .await;
     assert_eq!(code, 200, "{}", &body[..body.len().min(500)]);
 
+    // Over validation's 64 MiB limit: 413 with the JSON error body.
+    let (code, body) = ctl
+        .request("POST", "/configure", &"x".repeat((64 << 20) + 1), None)
+        .await;
+    assert_eq!(code, 413);
+    let refusal: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        refusal["error"].as_str().unwrap().contains("length limit"),
+        "{body}"
+    );
+
     // An invalid spec: located diagnostics, nothing changed. A document of the wrong shape
     // (a JSON type error) is 422 as upstream's JSON extractor answers; a spec that breaks a
     // rule (a database owned by an unknown role) is 400.

@@ -5,7 +5,9 @@
 //!
 //! [`ComputeStatusResponse`]: compute_spec::api::ComputeStatusResponse
 
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use compute_spec::api::{ComputeStatus, ValidationErrorBody};
@@ -57,10 +59,31 @@ fn refused(report: ValidationReport) -> Response {
     (code, axum::Json(body)).into_response()
 }
 
+/// The body as text, or the status and message of the refusal: a body over the limit keeps
+/// axum's status (413) and one that is not UTF-8 is 400; the caller answers with the
+/// `{"error"}` body of every other refusal.
+fn body_text(body: Result<Bytes, BytesRejection>) -> Result<String, (StatusCode, String)> {
+    let bytes = body.map_err(|rejection| {
+        (
+            rejection.status(),
+            rejection.body_text().to_ascii_lowercase(),
+        )
+    })?;
+    String::from_utf8(bytes.to_vec()).map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "request body is not UTF-8 (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
 pub(crate) async fn post(
     State(state): State<HttpState>,
     headers: HeaderMap,
-    body: String,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if !is_json_content_type(&headers) {
         return error(
@@ -68,6 +91,10 @@ pub(crate) async fn post(
             "expected request with `content-type: application/json`",
         );
     }
+    let body = match body_text(body) {
+        Ok(text) => text,
+        Err((code, message)) => return error(code, message),
+    };
     let options = crate::spec_source::validation_options(&state.opts);
     let spec = match crate::spec_source::accept_json(&body, &options) {
         Ok(spec) => spec,
@@ -111,5 +138,21 @@ pub(crate) async fn post(
             StatusCode::INTERNAL_SERVER_ERROR,
             "compute is shutting down",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused_with_the_offset() {
+        assert_eq!(body_text(Ok(Bytes::from_static(b"{}"))).unwrap(), "{}");
+        let (code, message) = body_text(Ok(Bytes::from_static(b"{\"a\": \"\xff\"}"))).unwrap_err();
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            message,
+            "request body is not UTF-8 (invalid byte at offset 7)"
+        );
     }
 }
