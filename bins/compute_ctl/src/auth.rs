@@ -162,6 +162,13 @@ impl Authenticator {
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Malformed)?;
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        // RFC 7515 §4.1.11: a token whose `crit` names extensions the recipient does not
+        // understand is invalid; this one understands none.
+        if let Some(crit) = &header.crit {
+            return Err(AuthError::Unverified {
+                reason: format!("critical header parameters not understood: {crit:?}"),
+            });
+        }
         let mut last_error = String::from("no key matches the token's algorithm");
         let mut claims = None;
         for (key, algorithm) in &self.keys {
@@ -242,6 +249,26 @@ mod tests {
 
     fn refusal(auth: &Authenticator, header: Option<String>) -> String {
         auth.authorize(header.as_deref()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_critical_header_extension_is_refused() {
+        let jwks: compute_spec::JwkSet = serde_json::from_str(&fixture("jwks.json")).unwrap();
+        let auth = Authenticator::from_jwks(&jwks, Some("c1".into())).unwrap();
+        let key = EncodingKey::from_ed_pem(fixture("ed25519.pem").as_bytes()).unwrap();
+        let claims = serde_json::json!({"compute_id": "c1"});
+        let mut header = Header::new(Algorithm::EdDSA);
+        check(
+            &auth,
+            Some(format!(
+                "Bearer {}",
+                encode(&header, &claims, &key).unwrap()
+            )),
+            200,
+        );
+        header.crit = Some(vec!["b64".into()]);
+        let token = encode(&header, &claims, &key).unwrap();
+        check(&auth, Some(format!("Bearer {token}")), 401);
     }
 
     #[test]
