@@ -1,6 +1,7 @@
 //! `POST /terminate[?mode=fast|immediate]`: stops Postgres and answers the shutdown LSN
 //! ([`TerminateResponse`]) once `terminated`; 201 when already terminated, 412 unless `empty`
-//! or `running`, as upstream.
+//! or `running`, as upstream, except that a call made while another is stopping the compute
+//! waits and gets the same answer.
 
 use std::collections::HashMap;
 
@@ -36,11 +37,19 @@ pub(crate) async fn post(
     if status == ComputeStatus::Terminated {
         return (StatusCode::CREATED, axum::Json(response(&state.compute))).into_response();
     }
-    if !matches!(status, ComputeStatus::Empty | ComputeStatus::Running) {
+    let already_stopping = matches!(
+        status,
+        ComputeStatus::TerminationPendingFast | ComputeStatus::TerminationPendingImmediate
+    );
+    if !already_stopping && !matches!(status, ComputeStatus::Empty | ComputeStatus::Running) {
         return crate::http::invalid_status(status);
     }
     let mut rx = state.compute.subscribe();
-    state.compute.request_shutdown(mode.into(), true);
+    // A call that arrives while an earlier one is stopping the compute waits with it and gets
+    // the same answer (upstream answers it 412): a retried request is not an error.
+    if !already_stopping {
+        state.compute.request_shutdown(mode.into(), true);
+    }
     match rx.wait_for(|s| *s == ComputeStatus::Terminated).await {
         Ok(_) => axum::Json(response(&state.compute)).into_response(),
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "compute_ctl is exiting"),
