@@ -672,6 +672,38 @@ async fn second_signal_escalates_to_immediate_shutdown() {
     assert!(processes_mentioning(&ctl.pgdata.display().to_string()).is_empty());
 }
 
+/// A postmaster that never stops (SIGSTOPped for good): two SIGTERMs still end compute_ctl
+/// within a bound (fast, immediate, then SIGKILL), and nothing of the compute is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_postmaster_is_killed_and_compute_ctl_exits_within_a_bound() {
+    let spec = spec(&[], &[], "4MB").to_string();
+    let mut ctl = Ctl::start(Args {
+        extra: vec!["-s".into(), spec],
+        ..Args::default()
+    });
+    ctl.wait_status("running").await;
+    let postmaster = nix::unistd::Pid::from_raw(ctl.postmaster_pid());
+    nix::sys::signal::kill(postmaster, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let started = std::time::Instant::now();
+    nix::sys::signal::kill(ctl.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    ctl.wait_log("signal=SIGINT").await;
+    nix::sys::signal::kill(ctl.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let exit = ctl.wait_exit(Duration::from_secs(15)).await;
+    let log = ctl.log();
+    assert!(log.contains("signal=SIGQUIT"), "{log}");
+    assert!(exit.code().is_some(), "{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}\n{log}",
+        started.elapsed()
+    );
+    assert!(
+        processes_left(&ctl.pgdata.display().to_string())
+            .await
+            .is_empty()
+    );
+}
+
 /// A control plane answering the spec request with `answer`, recording the Authorization
 /// header it got.
 async fn control_plane(
