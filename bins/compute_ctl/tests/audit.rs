@@ -367,43 +367,17 @@ async fn compliance_levels_without_a_collector_fail_before_anything_starts() {
     assert_failed_before_pgdata(&mut ctl, "/logs_export_host").await;
 }
 
-/// A copy of the PostgreSQL 15 installation (hard links: same files, separate directory
-/// entries) under `prefix`, relocatable as Debian builds it; `pgaudit.so` removed from the copy.
-fn installation_without_pgaudit(prefix: &Path) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(prefix, std::fs::Permissions::from_mode(0o755)).unwrap();
-    for (from, to) in [
-        ("/usr/lib/postgresql/15", "lib/postgresql"),
-        ("/usr/share/postgresql/15", "share/postgresql"),
-    ] {
-        let target = prefix.join(to);
-        std::fs::create_dir_all(&target).unwrap();
-        let status = std::process::Command::new("cp")
-            .args(["-al", from])
-            .arg(&target)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    let libdir = prefix.join("lib/postgresql/15/lib");
-    std::fs::remove_file(libdir.join("pgaudit.so")).unwrap();
-    assert!(Path::new("/usr/lib/postgresql/15/lib/pgaudit.so").exists());
-    prefix.join("lib/postgresql/15/bin/postgres")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_installation_without_pgaudit_fails_naming_the_library() {
-    let prefix = tempfile::Builder::new()
-        .prefix("pg-without-pgaudit-")
-        .tempdir()
-        .unwrap();
-    let postgres = installation_without_pgaudit(prefix.path());
+    let install = harness::relocated_installation(&["pgaudit"]);
+    assert!(Path::new("/usr/lib/postgresql/15/lib/pgaudit.so").exists());
+    let postgres = install.bindir.join("postgres");
     let mut ctl = start(
         spec("Log", json!({})),
         vec!["-b".into(), postgres.display().to_string()],
         vec![],
     );
-    let libdir = prefix.path().join("lib/postgresql/15/lib");
+    let libdir = &install.pkglibdir;
     assert_failed_before_pgdata(
         &mut ctl,
         &format!(

@@ -428,3 +428,88 @@ impl Drop for Ctl {
         }
     }
 }
+
+/// A copy of the PostgreSQL installation under a temporary root, keeping its absolute layout
+/// (so that its programs find their share and library directories relative to themselves).
+pub(crate) struct Installation {
+    pub(crate) root: tempfile::TempDir,
+    pub(crate) bindir: PathBuf,
+    pub(crate) sharedir: PathBuf,
+    pub(crate) pkglibdir: PathBuf,
+}
+
+pub(crate) fn pg_config(bindir: &Path, flag: &str) -> PathBuf {
+    let out = Command::new(bindir.join("pg_config"))
+        .arg(flag)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pg_config {flag}");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// Hard-links the installation into a temporary root (`cp -al`, else `cp -a`) and removes the files of
+/// `removed` extensions (control and script files, shared library) from the copy (unlinking a
+/// hard link leaves the system file alone).
+pub(crate) fn relocated_installation(removed: &[&str]) -> Installation {
+    use std::os::unix::fs::PermissionsExt;
+    let system_bindir = test_postgres::pg_bin_dir();
+    let system_libroot = system_bindir.parent().unwrap().to_owned();
+    let system_sharedir = pg_config(&system_bindir, "--sharedir");
+    let root = tempfile::Builder::new()
+        .prefix("relocated-pg-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let inside = |p: &Path| root.path().join(p.strip_prefix("/").unwrap());
+    for dir in [&system_libroot, &system_sharedir] {
+        let target = inside(dir);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        let mut parent = target.parent().unwrap().to_owned();
+        while parent != root.path() {
+            std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+            parent = parent.parent().unwrap().to_owned();
+        }
+        // Hard links; a plain copy where they are not allowed (protected_hardlinks, not root).
+        let copied = ["-al", "-a"].iter().any(|flags| {
+            let _ = std::fs::remove_dir_all(&target);
+            Command::new("cp")
+                .arg(flags)
+                .arg(dir)
+                .arg(&target)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap()
+                .success()
+        });
+        assert!(copied, "cp -a {} {}", dir.display(), target.display());
+    }
+    let bindir = inside(&system_bindir);
+    let sharedir = pg_config(&bindir, "--sharedir");
+    let pkglibdir = pg_config(&bindir, "--pkglibdir");
+    assert_eq!(
+        sharedir,
+        inside(&system_sharedir),
+        "the copy is relocatable"
+    );
+    assert!(
+        pkglibdir.starts_with(root.path()),
+        "{}",
+        pkglibdir.display()
+    );
+    for name in removed {
+        for entry in std::fs::read_dir(sharedir.join("extension")).unwrap() {
+            let path = entry.unwrap().path();
+            let file = path.file_name().unwrap().to_str().unwrap();
+            if file == format!("{name}.control") || file.starts_with(&format!("{name}--")) {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+        let _ = std::fs::remove_file(pkglibdir.join(format!("{name}.so")));
+    }
+    Installation {
+        root,
+        bindir,
+        sharedir,
+        pkglibdir,
+    }
+}
