@@ -22,16 +22,19 @@ pub(crate) struct Loaded {
     pub(crate) ctl: ComputeCtlConfig,
 }
 
-/// The validation options of this compute: the default provided roles plus the user of
-/// `--connstr` and the privileged role, which compute_ctl itself provides.
+/// The validation options of this compute: the default provided roles plus the privileged
+/// role, which compute_ctl itself provides, and its admin path from `--connstr`: the user it
+/// connects as (a provided role whose login a spec must not change, whether it logs in with a
+/// password) and the database it connects to (a system database).
 pub(crate) fn validation_options(opts: &Options) -> ValidationOptions {
     let mut options = ValidationOptions::default();
     if let Some(user) = opts.pg_config.get_user() {
-        options = options.with_provided_role(user);
+        options = options.with_admin_user(user);
     }
     if let Some(db) = opts.pg_config.get_dbname() {
-        options = options.with_system_database(db);
+        options = options.with_admin_database(db);
     }
+    options.admin_password_login = opts.pg_config.get_password().is_some();
     options.with_provided_role(&opts.privileged_role_name)
 }
 
@@ -314,6 +317,65 @@ fn loaded_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn options_for(connstr: &str) -> ValidationOptions {
+        use clap::Parser;
+        let argv = ["compute_ctl", "-D", "/x", "-C", connstr, "-b", "/p"];
+        validation_options(&crate::cli::Cli::parse_from(argv).into_options().unwrap())
+    }
+
+    /// The admin path comes from `-C`: a spec may not make its user NOLOGIN, rename onto it,
+    /// or delete its database; its password only when `-C` logs in with one.
+    #[test]
+    fn the_admin_path_is_the_connection_of_connstr() {
+        let spec = |user: &str, db: &str| {
+            format!(
+                r#"{{"format_version": 1.0, "cluster": {{"roles": [{{"name": "{user}",
+                   "encrypted_password": "md5b2ad3f0a1c4e3e8e0d0f4c8ac2a1d9e7"}}], "databases": []}},
+                   "delta_operations": [{{"action": "rename_role", "name": "x", "new_name": "{user}"}},
+                                        {{"action": "delete_db", "name": "{db}"}}]}}"#
+            )
+        };
+        let errors = |connstr: &str, user: &str, db: &str| -> Vec<(&'static str, String)> {
+            accept_json(&spec(user, db), &options_for(connstr))
+                .map(|_| Vec::new())
+                .unwrap_or_else(|report| {
+                    report
+                        .diagnostics
+                        .into_iter()
+                        .filter(|d| d.severity == compute_spec::Severity::Error)
+                        .map(|d| (d.code, d.pointer))
+                        .collect()
+                })
+        };
+        use compute_spec::codes::{ADMIN_ROLE_CHANGED, DELTA_PROVIDED_ROLE, SYSTEM_DATABASE};
+        let refused = |password: bool| {
+            let mut all = vec![
+                (
+                    DELTA_PROVIDED_ROLE,
+                    "/delta_operations/0/new_name".to_owned(),
+                ),
+                (SYSTEM_DATABASE, "/delta_operations/1/name".to_owned()),
+            ];
+            if password {
+                all.insert(
+                    0,
+                    (
+                        ADMIN_ROLE_CHANGED,
+                        "/cluster/roles/0/encrypted_password".into(),
+                    ),
+                );
+            }
+            all
+        };
+        let connstr = "postgresql://web_admin@127.0.0.1/app_db";
+        assert_eq!(errors(connstr, "web_admin", "app_db"), refused(false));
+        let connstr = "postgresql://web_admin:secret@127.0.0.1/app_db";
+        assert_eq!(errors(connstr, "web_admin", "app_db"), refused(true));
+        // Another user's password and database are the spec's business.
+        let errors_other = errors(connstr, "someone", "other_db");
+        assert!(errors_other.is_empty(), "{errors_other:?}");
+    }
 
     /// A spec the reconciler would refuse half-way is refused whole, located, in either shape;
     /// the connstr user and the privileged role count as provided roles.
