@@ -670,7 +670,7 @@ mod tests {
         assert_eq!(resolve(&link.join("new/../pg")).unwrap(), real.join("pg"));
         // $HOME (or a passwd home) is the link, -D the directory; and the other way round.
         assert!(protected(&real, &[resolve_lossy(&link)]).is_some());
-        assert!(protected(&resolve(&link).unwrap(), &[real.clone()]).is_some());
+        assert!(protected(&resolve(&link).unwrap(), std::slice::from_ref(&real)).is_some());
         // A link into a system tree is system content.
         let etc = tmp.path().join("etc-link");
         std::os::unix::fs::symlink("/etc", &etc).unwrap();
