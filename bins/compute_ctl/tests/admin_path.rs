@@ -143,9 +143,15 @@ fn locking_specs() -> Vec<(&'static str, Value, &'static str, &'static str)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn specs_that_would_lock_compute_ctl_out_are_refused_and_change_nothing() {
-    // At start: the compute fails with the located finding, PGDATA is never created.
+    // At start: the compute fails with the located finding, PGDATA is never created; a
+    // `/terminate` cuts its (long) linger short, and it exits 1.
     let mut refused = Ctl::start(Args {
-        extra: vec!["-S".into(), "{dir}/spec.json".into()],
+        extra: vec![
+            "-S".into(),
+            "{dir}/spec.json".into(),
+            "--linger".into(),
+            "120s".into(),
+        ],
         files: vec![("spec.json".into(), locking_specs()[0].1.to_string())],
         ..Args::default()
     });
@@ -156,8 +162,10 @@ async fn specs_that_would_lock_compute_ctl_out_are_refused_and_change_nothing() 
         "{status}"
     );
     assert!(!refused.pgdata.exists(), "{}", refused.log());
+    let (code, body) = refused.request("POST", "/terminate", "", None).await;
+    assert_eq!((code, body.as_str()), (200, r#"{"lsn":null}"#));
     assert_eq!(
-        refused.wait_exit(Duration::from_secs(30)).await.code(),
+        refused.wait_exit(Duration::from_secs(20)).await.code(),
         Some(1)
     );
 
