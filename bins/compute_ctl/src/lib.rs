@@ -48,6 +48,7 @@ mod process;
 mod remote_extensions;
 mod schema_dump;
 mod signals;
+mod spec_file;
 mod spec_source;
 mod startup;
 mod state;

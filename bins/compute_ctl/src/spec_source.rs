@@ -183,14 +183,11 @@ pub(crate) async fn load(opts: &Options) -> Result<Loaded, LoadError> {
             Ok(loaded)
         }
         SpecSource::File(path) | SpecSource::ConfigFile(path) => {
-            let text = tokio::fs::read_to_string(path)
+            let options = validation_options(opts);
+            let text = crate::spec_file::read_spec_file(path, options.max_bytes)
                 .await
-                .with_context(|| format!("read {}", path.display()))?;
-            parse_document(
-                &text,
-                &path.display().to_string(),
-                &validation_options(opts),
-            )
+                .map_err(anyhow::Error::from)?;
+            parse_document(&text, &path.display().to_string(), &options)
         }
         SpecSource::ControlPlane {
             base_url,

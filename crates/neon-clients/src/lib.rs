@@ -70,6 +70,7 @@
 pub mod lease;
 pub mod pageserver;
 pub mod remote_ext;
+pub mod report;
 pub mod retry;
 pub mod safekeeper;
 pub mod unpack;
@@ -82,6 +83,7 @@ pub use pageserver::{
     BasebackupConfig, BasebackupError, BasebackupRequest, BasebackupStats, ServerErrorKind,
     fetch_basebackup, pageserver_config, shard0_connstr,
 };
+pub use report::Chain;
 pub use retry::RetryConfig;
 pub use safekeeper::{
     FAST_PATH_TIMEOUT, FastPathConfig, SafekeeperSync, SyncError, SyncMethod,
