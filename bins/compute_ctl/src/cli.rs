@@ -81,7 +81,8 @@ pub struct Cli {
     #[arg(short = 'i', long, env = "COMPUTE_ID", value_name = "COMPUTE_ID")]
     pub compute_id: Option<String>,
 
-    /// Control plane base URL (http only); the spec is fetched from
+    /// Control plane base URL (http or https: roots from the system store, or `SSL_CERT_FILE`);
+    /// the spec is fetched from
     /// `{uri}/compute/api/v2/computes/{id}/spec` with `Authorization: Bearer
     /// $NEON_CONTROL_PLANE_TOKEN`.
     #[arg(
@@ -858,7 +859,11 @@ mod tests {
             "--control-plane-connect-timeout",
             "--control-plane-timeout",
         ] {
-            assert!(options(&[flag, "0s"]).unwrap_err().contains("more than zero"));
+            assert!(
+                options(&[flag, "0s"])
+                    .unwrap_err()
+                    .contains("more than zero")
+            );
         }
     }
 

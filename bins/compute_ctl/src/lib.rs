@@ -36,6 +36,7 @@ mod catalog_changes;
 mod catalog_request;
 pub mod cli;
 mod config_files;
+mod control_plane;
 mod http;
 mod insights;
 mod installed_extensions;

@@ -186,7 +186,12 @@ mod tests {
             "read DIR: it is a directory, not a regular file",
         )
         .await;
-        check(&big, 999, "read DIR/big.json: larger than the 999-byte limit").await;
+        check(
+            &big,
+            999,
+            "read DIR/big.json: larger than the 999-byte limit",
+        )
+        .await;
         check(&big, 1000, "ok ").await;
         check(&good, LIMIT, "ok {}").await;
         check(

@@ -242,7 +242,9 @@ impl BasebackupError {
 /// SQLSTATEs of a server that is going away or overloaded (classes 08, 53 and 57): worth
 /// another attempt whenever they come.
 fn transient_sqlstate(code: &str) -> bool {
-    ["08", "53", "57"].iter().any(|class| code.starts_with(class))
+    ["08", "53", "57"]
+        .iter()
+        .any(|class| code.starts_with(class))
 }
 
 /// The kind of an error sent by a pageserver or safekeeper, from its SQLSTATE and message.

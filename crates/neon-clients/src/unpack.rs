@@ -493,7 +493,10 @@ mod tests {
         trailing.extend_from_slice(b"garbage");
         let err = unpack_archive(&trailing[..], &dest).unwrap_err();
         let chain = crate::Chain(&err).to_string();
-        assert!(chain.contains("data after the end of the archive"), "{chain}");
+        assert!(
+            chain.contains("data after the end of the archive"),
+            "{chain}"
+        );
     }
 
     #[test]

@@ -329,10 +329,7 @@ fn assert_no_repeated_segment(text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_faults_are_retried_and_succeed() {
-    for (fault, failures) in [
-        (Fault::CloseAfter(300_000), 1),
-        (Fault::ErrorBefore, 2),
-    ] {
+    for (fault, failures) in [(Fault::CloseAfter(300_000), 1), (Fault::ErrorBefore, 2)] {
         let mut config = server_config();
         config.compression = CompressionMode::Gzip;
         config.fault = Some(fault.clone());
