@@ -1,7 +1,10 @@
 //! Data-directory safety: every start wipes PGDATA, so first make sure the path looks like a
 //! data directory this compute owns. Refused: `/`, top-level system directories, any user's
 //! home directory, a directory a live postmaster uses, and a non-empty directory without
-//! `PG_VERSION` (unless forced).
+//! `PG_VERSION` (unless forced) — except one holding only what a start makes before
+//! `PG_VERSION` exists (compute_ctl's config files, a basebackup's first entries): a start
+//! killed during sync-safekeepers or the basebackup leaves that, and the next start must
+//! wipe it.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -121,12 +124,56 @@ pub(crate) fn check_wipe_allowed(path: &Path, force: bool) -> Result<(), PgdataE
         .map_err(io_err("read", path))?
         .next()
         .is_none();
-    if !empty && !canonical.join("PG_VERSION").is_file() && !force {
+    if !empty && !canonical.join("PG_VERSION").is_file() && !interrupted_start(&canonical) && !force
+    {
         return Err(PgdataError::NotADataDirectory {
             path: path.to_owned(),
         });
     }
     Ok(())
+}
+
+/// Top-level entries a start makes before `PG_VERSION` exists: compute_ctl's config files
+/// (written before sync-safekeepers, which reads them) and what a basebackup unpacks.
+const START_ENTRIES: &[&str] = &[
+    "postgresql.conf",
+    "postgresql.auto.conf",
+    "pg_hba.conf",
+    "pg_ident.conf",
+    "standby.signal",
+    pg_config::TEMP_OVERRIDE_CONF,
+    pg_config::SERVER_CRT,
+    pg_config::SERVER_KEY,
+    "zenith.signal",
+    "neon.signal",
+    "base",
+    "global",
+    "pg_commit_ts",
+    "pg_dynshmem",
+    "pg_logical",
+    "pg_multixact",
+    "pg_notify",
+    "pg_replslot",
+    "pg_serial",
+    "pg_snapshots",
+    "pg_stat",
+    "pg_stat_tmp",
+    "pg_subtrans",
+    "pg_tblspc",
+    "pg_twophase",
+    "pg_wal",
+    "pg_xact",
+];
+
+/// Whether `dir` holds only what a start makes before `PG_VERSION` (an interrupted start of
+/// this compute).
+fn interrupted_start(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries
+        .into_iter()
+        .all(|entry| entry.is_ok_and(|e| START_ENTRIES.iter().any(|known| e.file_name() == *known)))
 }
 
 /// Removes `.` and `..` without touching the filesystem.
@@ -258,6 +305,13 @@ mod tests {
         check(&dir.join("empty"), false, "ok");
         std::fs::create_dir(dir.join("stuff")).unwrap();
         std::fs::write(dir.join("stuff/notes.txt"), "keep me").unwrap();
+        // What a start killed before PG_VERSION existed leaves.
+        std::fs::create_dir(dir.join("interrupted")).unwrap();
+        std::fs::write(dir.join("interrupted/postgresql.conf"), "").unwrap();
+        std::fs::create_dir(dir.join("interrupted/base")).unwrap();
+        check(&dir.join("interrupted"), false, "ok");
+        std::fs::write(dir.join("interrupted/notes.txt"), "keep me").unwrap();
+        check(&dir.join("interrupted"), false, "no PG_VERSION");
         check(&dir.join("stuff"), false, "has no PG_VERSION");
         check(&dir.join("stuff"), true, "ok");
         std::fs::write(dir.join("file"), "x").unwrap();

@@ -54,8 +54,13 @@ pub fn reap_orphans() -> usize {
             },
         };
         if spawner::is_ours(&registry, pid.as_raw()) {
-            let strangers = children().into_iter().filter(|pid| !spawner::is_ours(&registry, *pid));
-            return reaped + strangers.filter(|pid| reap_if_exited(Pid::from_raw(*pid))).count();
+            let strangers = children()
+                .into_iter()
+                .filter(|pid| !spawner::is_ours(&registry, *pid));
+            return reaped
+                + strangers
+                    .filter(|pid| reap_if_exited(Pid::from_raw(*pid)))
+                    .count();
         }
         if reap_if_exited(pid) {
             reaped += 1;

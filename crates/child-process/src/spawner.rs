@@ -36,7 +36,8 @@ static LIVE: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
 
 /// The registry of live children, locked.
 pub(crate) fn live() -> MutexGuard<'static, Option<HashSet<i32>>> {
-    LIVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    LIVE.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Whether `pid` is a child started here and not yet reaped.
@@ -69,9 +70,10 @@ pub(crate) fn spawn_registered<T: Send + 'static>(
 
 /// Runs `job` on the spawner thread and returns its result.
 fn on_spawner_thread<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
-    let queue = SPAWNER.get_or_init(start_thread).as_ref().ok_or_else(|| {
-        io::Error::other("the child spawner thread could not be started")
-    })?;
+    let queue = SPAWNER
+        .get_or_init(start_thread)
+        .as_ref()
+        .ok_or_else(|| io::Error::other("the child spawner thread could not be started"))?;
     let (reply, answer) = mpsc::sync_channel(1);
     let job: Job = Box::new(move || {
         let _ = reply.send(job());

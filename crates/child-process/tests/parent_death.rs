@@ -17,7 +17,12 @@ fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| {
-            let state = stat.rsplit_once(')')?.1.split_whitespace().next()?.to_owned();
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_owned();
             Some(state != "Z")
         })
         .unwrap_or(false)
@@ -86,7 +91,10 @@ fn children_die_with_their_parent_even_by_sigkill() {
             .ok()
             .filter(|t| t.split_whitespace().count() == 2)
         {
-            break pids.split_whitespace().map(|p| p.parse().unwrap()).collect();
+            break pids
+                .split_whitespace()
+                .map(|p| p.parse().unwrap())
+                .collect();
         }
         assert!(Instant::now() < deadline, "the parent wrote no pids");
         std::thread::sleep(Duration::from_millis(20));
