@@ -118,6 +118,8 @@ async fn sigkill(ctl: &mut Ctl) -> Aftermath {
             .map(describe)
             .collect();
         left.extend(processes_mentioning(&pgdata));
+        left.sort();
+        left.dedup();
         left
     };
     let gone = eventually(GONE_WITHIN, || async {
