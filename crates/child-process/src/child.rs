@@ -58,7 +58,7 @@ impl std::fmt::Debug for Child {
 
 impl Command {
     /// Starts the program with stdout and stderr forwarded to the log (stdout kept instead
-    /// with [`Command::capture_stdout`]). Needs a Tokio runtime.
+    /// with [`Command::capture_stdout`]). Needs a Tokio runtime (without one: [`Error::Spawn`]).
     pub fn spawn(&self) -> Result<Child, Error> {
         let mut cmd = tokio::process::Command::from(self.std_command()?);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
