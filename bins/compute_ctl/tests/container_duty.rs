@@ -164,6 +164,7 @@ fn standalone_spec(databases: usize) -> String {
 
 const TENANT: &str = "b0554b632bd4d547a63b86c3630317e8";
 const TIMELINE: &str = "a1c33a4e8f0e4b3c9f5d2e7f3a9b1c2d";
+const SAFEKEEPER_LSN: &str = "0/16B3748";
 
 fn storage_spec(pageserver: &str, safekeeper: &str) -> String {
     json!({
@@ -207,7 +208,7 @@ async fn safekeeper(synced: bool) -> neon_test_servers::TestSafekeeper {
     let mut config = neon_test_servers::SafekeeperConfig::new(
         TENANT.parse().unwrap(),
         TIMELINE.parse().unwrap(),
-        "0/16B3748".parse().unwrap(),
+        SAFEKEEPER_LSN.parse().unwrap(),
     );
     if !synced {
         config.commit_lsn = "0/16B0000".parse().unwrap();
@@ -227,8 +228,9 @@ struct Hangs {
     postgres: bool,
 }
 
-/// A bin directory of the real PostgreSQL 15 where the programs `hangs` names hang; returns
-/// its `postgres`, for `-b`.
+/// A bin directory of the real PostgreSQL 15 where the programs `hangs` names hang (and
+/// `postgres --sync-safekeepers` otherwise prints the safekeeper's LSN); returns its
+/// `postgres`, for `-b`.
 fn stand_in_bindir(dir: &Path, hangs: Hangs) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let bin = dir.join("bin");
@@ -251,13 +253,14 @@ fn stand_in_bindir(dir: &Path, hangs: Hangs) -> PathBuf {
     } else {
         std::os::unix::fs::symlink(real.join("initdb"), bin.join("initdb")).unwrap();
     }
-    let mut postgres = String::new();
-    if hangs.sync_safekeepers {
-        postgres += &format!(
-            "if [ \"$1\" = --sync-safekeepers ]; then {}fi\n",
-            hang("sync")
-        );
-    }
+    // `--sync-safekeepers` hangs, or answers the safekeeper's LSN at once (when the fast path
+    // is too slow on a loaded machine).
+    let sync = if hangs.sync_safekeepers {
+        hang("sync")
+    } else {
+        format!("echo {SAFEKEEPER_LSN}; exit 0\n")
+    };
+    let mut postgres = format!("if [ \"$1\" = --sync-safekeepers ]; then {sync}fi\n");
     if hangs.postgres {
         postgres += &hang("postgres");
     } else {
