@@ -96,6 +96,8 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
     let compute = Arc::new(Compute::new());
     let run_as = resolve_run_as(&opts)?;
     signals::install_signal_handlers(compute.clone())?;
+    // As PID 1: reaps orphans until the runtime ends.
+    let _reaper = process::reap_orphans_if_init();
     let mut shutdown = compute.subscribe_shutdown();
 
     let loaded = tokio::select! {

@@ -12,9 +12,10 @@
 //!    holding one; symlinks are resolved on both sides (a `$HOME` that links to PGDATA, a
 //!    PGDATA that links to a home);
 //! 3. never a directory a live postmaster uses (its `postmaster.pid`);
-//! 4. unless forced, never a non-empty directory without `PG_VERSION`, or one holding a
-//!    top-level entry neither PostgreSQL nor compute_ctl makes (a planted `PG_VERSION` does
-//!    not make `/some/dir` a data directory).
+//! 4. unless forced, never a non-empty directory without `PG_VERSION` (but for what an
+//!    interrupted start leaves: `postgresql.conf` beside other entries of a data directory),
+//!    or one holding a top-level entry neither PostgreSQL nor compute_ctl makes (a planted
+//!    `PG_VERSION` does not make `/some/dir` a data directory).
 //!
 //! The decision is pure ([`protected`], [`foreign_entries`]) over what [`survey`] reads.
 
@@ -247,6 +248,14 @@ fn foreign_entries(names: &[OsString]) -> Vec<String> {
     foreign
 }
 
+/// Whether a directory without `PG_VERSION` holds only what an interrupted start of a compute
+/// leaves: compute_ctl's `postgresql.conf` (written before sync-safekeepers, which reads it)
+/// and nothing that neither PostgreSQL nor compute_ctl makes (a basebackup's first entries).
+/// The next start must be able to wipe it.
+fn interrupted_start(names: &[OsString]) -> bool {
+    names.iter().any(|n| n == "postgresql.conf") && foreign_entries(names).is_empty()
+}
+
 /// What the decision looks at, read from the filesystem.
 #[derive(Debug)]
 struct Survey {
@@ -325,7 +334,7 @@ pub(crate) fn check_wipe_allowed(path: &Path, force: bool) -> Result<(), PgdataE
     if entries.is_empty() || force {
         return Ok(());
     }
-    if !survey.has_pg_version {
+    if !survey.has_pg_version && !interrupted_start(&entries) {
         return Err(PgdataError::NotADataDirectory {
             path: path.to_owned(),
         });
@@ -508,6 +517,13 @@ mod tests {
         check(&dir.join("empty"), false, "ok");
         std::fs::create_dir(dir.join("stuff")).unwrap();
         std::fs::write(dir.join("stuff/notes.txt"), "keep me").unwrap();
+        // What a start killed before PG_VERSION existed leaves.
+        std::fs::create_dir(dir.join("interrupted")).unwrap();
+        std::fs::write(dir.join("interrupted/postgresql.conf"), "").unwrap();
+        std::fs::create_dir(dir.join("interrupted/base")).unwrap();
+        check(&dir.join("interrupted"), false, "ok");
+        std::fs::write(dir.join("interrupted/notes.txt"), "keep me").unwrap();
+        check(&dir.join("interrupted"), false, "no PG_VERSION");
         check(&dir.join("stuff"), false, "has no PG_VERSION");
         check(&dir.join("stuff"), true, "ok");
         std::fs::write(dir.join("file"), "x").unwrap();

@@ -139,7 +139,7 @@ pub(crate) async fn start_compute(
 
     remote_extensions.finish().await;
     let t = Instant::now();
-    let mut postmaster = cancellable(ctx, start_postgres(ctx, spec)).await?;
+    let mut postmaster = start_postgres(ctx, spec).await?;
     ctx.record(Phase::StartPostgres, t.elapsed(), |m, ms| {
         m.start_postgres_ms = ms
     });
@@ -154,7 +154,7 @@ pub(crate) async fn start_compute(
             Ok(())
         };
         if let Err(e) = cancellable(ctx, configure).await {
-            postmaster.stop_immediate().await;
+            postmaster.stop_immediate(stop_grace(ctx)).await;
             return Err(e);
         }
         ctx.record(Phase::Config, t.elapsed(), |m, ms| m.config_ms = ms);
@@ -193,6 +193,21 @@ impl Drop for RemoteExtensionsTask {
         if let Some(task) = &self.0 {
             task.abort();
         }
+    }
+}
+
+/// How long a postmaster stopped on a failed start has for its immediate shutdown before
+/// SIGKILL.
+const FAILED_START_STOP_GRACE: Duration = Duration::from_secs(10);
+/// The same for an interrupted start: a termination request ends compute_ctl within a bound
+/// whatever postgres does (hung, stopped, ignoring SIGQUIT).
+const INTERRUPTED_START_STOP_GRACE: Duration = Duration::from_secs(2);
+
+fn stop_grace(ctx: &StartContext) -> Duration {
+    if ctx.cancel.is_cancelled() {
+        INTERRUPTED_START_STOP_GRACE
+    } else {
+        FAILED_START_STOP_GRACE
     }
 }
 
@@ -414,11 +429,17 @@ async fn start_postgres(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Res
         cmd.env("NEON_AUTH_TOKEN", token);
     }
     let mut postmaster = Postmaster::spawn(cmd)?;
-    let ready = watch
-        .wait_ready(postmaster.wait(), ctx.opts.pg_ready_timeout)
-        .await;
+    // `None`: the start was cancelled.
+    let ready = tokio::select! {
+        ready = watch.wait_ready(postmaster.wait(), ctx.opts.pg_ready_timeout) => Some(ready),
+        () = ctx.cancel.cancelled() => None,
+    };
+    let Some(ready) = ready else {
+        postmaster.stop_immediate(stop_grace(ctx)).await;
+        bail!("start cancelled");
+    };
     if let Err(e) = ready {
-        postmaster.stop_immediate().await;
+        postmaster.stop_immediate(stop_grace(ctx)).await;
         return Err(match postmaster.last_fatal().await {
             Some(fatal) => anyhow::Error::new(e).context(format!("start postgres: {fatal}")),
             None => anyhow::Error::new(e).context("start postgres"),

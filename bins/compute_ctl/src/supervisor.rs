@@ -239,7 +239,10 @@ async fn run_compute(
     }
     let request = *shutdown.borrow();
     after_postgres_exit(ctx, spec, request, exit).await;
-    linger_after_terminate(ctx, request).await;
+    match request {
+        None if !exit.success() => linger_after_failure(ctx, shutdown).await,
+        _ => linger_after_terminate(ctx, request).await,
+    }
     match process::exit_code(exit) {
         // A compute that had failed ends in 1, as after a failed start, even when Postgres
         // then stopped cleanly.
@@ -336,7 +339,8 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 ///   neon_local signals compute_ctl when the safekeepers may be down);
 /// - a clean exit nobody here asked for (`pg_ctl stop` from outside, as neon_local's
 ///   `endpoint stop` does): the shutdown sync as after `/terminate`, then `Terminated`;
-/// - any other exit: `Failed` with the exit status.
+/// - any other exit: `Failed` with the exit status (served for the linger time, then
+///   compute_ctl exits with the postmaster's code, 128 + signal when killed).
 ///
 /// A signal arriving during the shutdown sync cuts it short.
 async fn after_postgres_exit(
@@ -379,6 +383,21 @@ async fn after_postgres_exit(
     }
     let _ = compute.transition(ComputeStatus::Terminated);
     tracing::info!(%exit, "postgres stopped");
+}
+
+/// After postgres died under a running compute (`failed`): serves that status and its error
+/// for the linger time, as after a failed start, so that a control plane polling `/status`
+/// learns why; a termination request cuts it short. (Upstream exits 300 ms after postgres,
+/// its status still `running`.)
+async fn linger_after_failure(
+    ctx: &StartContext,
+    shutdown: &mut watch::Receiver<Option<ShutdownRequest>>,
+) {
+    tracing::info!(linger = ?ctx.opts.linger, "serving the failed status before exiting");
+    tokio::select! {
+        () = tokio::time::sleep(ctx.opts.linger) => {}
+        _ = requested(shutdown) => {}
+    }
 }
 
 /// After `/terminate`: fast mode serves the final status for the linger time (cut short by

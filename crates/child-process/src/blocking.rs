@@ -18,11 +18,9 @@ impl Command {
     /// Starts the program with stdout and stderr captured, without blocking; several can run
     /// at once. Collect with [`BlockingChild::wait_with_output`].
     pub fn start_blocking(&self) -> Result<BlockingChild, Error> {
-        let child = self
-            .std_command()?
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+        let mut cmd = self.std_command()?;
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = crate::spawner::spawn_registered(move || cmd.spawn(), |c| Some(c.id()))
             .map_err(|e| self.spawn_error(e))?;
         Ok(BlockingChild {
             name: self.name.clone(),
@@ -46,10 +44,13 @@ impl BlockingChild {
     /// Reads both outputs to their end and waits for the child to exit.
     pub fn wait_with_output(mut self) -> Result<Output, Error> {
         let child = self.inner.take().expect("only None once waited for");
-        child.wait_with_output().map_err(|source| Error::Wait {
+        let pid = child.id();
+        let output = child.wait_with_output().map_err(|source| Error::Wait {
             program: self.name.clone(),
             source,
-        })
+        })?;
+        crate::spawner::forget(pid);
+        Ok(output)
     }
 }
 
@@ -58,7 +59,9 @@ impl Drop for BlockingChild {
     fn drop(&mut self) {
         if let Some(mut child) = self.inner.take() {
             let _ = child.kill();
-            let _ = child.wait();
+            if child.wait().is_ok() {
+                crate::spawner::forget(child.id());
+            }
         }
     }
 }

@@ -58,11 +58,19 @@ impl std::fmt::Debug for Child {
 
 impl Command {
     /// Starts the program with stdout and stderr forwarded to the log (stdout kept instead
-    /// with [`Command::capture_stdout`]). Needs a Tokio runtime.
+    /// with [`Command::capture_stdout`]). Needs a Tokio runtime (without one: [`Error::Spawn`]).
     pub fn spawn(&self) -> Result<Child, Error> {
         let mut cmd = tokio::process::Command::from(self.std_command()?);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut inner = cmd.spawn().map_err(|e| self.spawn_error(e))?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| self.spawn_error(std::io::Error::other(e)))?;
+        // Forked on the spawner thread, registered with this runtime's process driver.
+        let spawn = move || {
+            let _runtime = runtime.enter();
+            cmd.spawn()
+        };
+        let mut inner = crate::spawner::spawn_registered(spawn, tokio::process::Child::id)
+            .map_err(|e| self.spawn_error(e))?;
         let raw = inner.id().unwrap_or_default();
         let name: Arc<str> = Arc::from(self.name.as_str());
         let kept = SharedKept::new(std::sync::Mutex::new(Kept {
@@ -194,6 +202,7 @@ impl Child {
             source,
         })?;
         self.exit = Some(status);
+        crate::spawner::forget(self.pid());
         Ok(status)
     }
 
@@ -249,14 +258,21 @@ impl Drop for Child {
         let Some(mut inner) = self.inner.take() else {
             return;
         };
-        if self.exit.is_some() || matches!(inner.try_wait(), Ok(Some(_))) {
+        if self.exit.is_some() {
             return;
         }
-        tracing::info!(program = &*self.name, pid = self.pid.as_raw(), signal = ?self.on_drop, "stopping a child whose handle was dropped");
+        let pid = self.pid();
+        if matches!(inner.try_wait(), Ok(Some(_))) {
+            crate::spawner::forget(pid);
+            return;
+        }
+        tracing::info!(program = &*self.name, pid, signal = ?self.on_drop, "stopping a child whose handle was dropped");
         self.signal(self.on_drop);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = inner.wait().await;
+                if inner.wait().await.is_ok() {
+                    crate::spawner::forget(pid);
+                }
             });
         }
     }

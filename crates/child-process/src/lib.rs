@@ -28,6 +28,12 @@
 //! When the user changes (root running a program as another user), std clears the
 //! supplementary groups before `setuid`: the child has only the primary group it is given.
 //!
+//! No child outlives this process: every child is forked from one long-lived spawner thread
+//! and armed with a parent-death signal (its [`Command::on_drop`] signal), so it is signalled
+//! even when this process is killed with SIGKILL. The pids of live children are registered,
+//! so that [`reaper`] (the duty of a PID 1) reaps only orphans and never steals a child's
+//! exit status from its owner.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), child_process::Error> {
@@ -58,6 +64,8 @@ mod blocking;
 mod child;
 mod output;
 pub mod postmaster_pid;
+pub mod reaper;
+mod spawner;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -323,8 +331,9 @@ impl Command {
         self
     }
 
-    /// The signal a still-running [`Child`] gets when its handle is dropped (default SIGKILL;
-    /// a postmaster wants SIGQUIT, which also stops its backends).
+    /// The signal a still-running [`Child`] gets when its handle is dropped, and when this
+    /// process dies, even by SIGKILL (its parent-death signal): default SIGKILL; a postmaster
+    /// wants SIGQUIT, its immediate shutdown, which also stops its backends at once.
     pub fn on_drop(&mut self, signal: Signal) -> &mut Command {
         self.on_drop = signal;
         self
@@ -364,6 +373,7 @@ impl Command {
             // child keeps none of root's supplementary groups.
             cmd.uid(user.uid).gid(user.gid);
         }
+        spawner::arm_parent_death_signal(&mut cmd, self.on_drop);
         Ok(cmd)
     }
 

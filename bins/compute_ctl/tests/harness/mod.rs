@@ -133,6 +133,11 @@ pub(crate) struct Args {
     pub(crate) pgdata_setup: Option<PgdataSetup>,
     /// Environment variables for compute_ctl.
     pub(crate) env: Vec<(String, String)>,
+    /// The data directory, instead of `pgdata` in the temporary directory (a second start on
+    /// the directory of a first).
+    pub(crate) pgdata: Option<PathBuf>,
+    /// A program (and its arguments) that runs compute_ctl, e.g. `unshare`.
+    pub(crate) wrapper: Vec<String>,
 }
 
 pub(crate) fn repo_file(relative: &str) -> PathBuf {
@@ -164,7 +169,7 @@ impl Ctl {
             .tempdir()
             .unwrap();
         test_postgres::chown_to_pg_user(dir.path()).unwrap();
-        let pgdata = dir.path().join("pgdata");
+        let pgdata = args.pgdata.unwrap_or_else(|| dir.path().join("pgdata"));
         let pg_port = test_postgres::free_port();
         for (name, contents) in &args.files {
             let contents = contents
@@ -178,7 +183,15 @@ impl Ctl {
         let http_port = test_postgres::free_port();
         let internal_port = test_postgres::free_port();
         let log = std::fs::File::create(dir.path().join("compute_ctl.log")).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_compute_ctl"));
+        let mut cmd = match args.wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(wrapper_args)
+                    .arg(env!("CARGO_BIN_EXE_compute_ctl"));
+                cmd
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_compute_ctl")),
+        };
         cmd.arg("-D")
             .arg(&pgdata)
             .arg("-C")
