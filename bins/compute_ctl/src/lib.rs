@@ -39,6 +39,7 @@ mod config_files;
 mod http;
 mod insights;
 mod installed_extensions;
+mod liveness;
 mod local_proxy;
 mod lsn_lease;
 mod metrics;

@@ -1,5 +1,6 @@
 //! The HTTP API (axum): the external router for the control plane (JWT-authenticated, except
-//! `/metrics`) and the internal router (unauthenticated: status, metrics, the catalog
+//! `/metrics` and the probes `/healthz` and `/readyz`) and the internal router
+//! (unauthenticated: status, metrics, the probes, the catalog
 //! changes `/grants` and `/extensions`, and the remote extension download
 //! `/extension_server/{filename}`); the listeners and their graceful stop; the
 //! request-id and request-span middleware. Handlers are in [`routes`], one file per route;
@@ -55,6 +56,8 @@ pub(crate) const EXTERNAL_ROUTES: &[Route] = &[
     route("GET", "/status", true),
     route("GET", "/metrics.json", true),
     route("GET", "/metrics", false),
+    route("GET", "/healthz", false),
+    route("GET", "/readyz", false),
     route("POST", "/configure", true),
     route("POST", "/terminate", true),
     route("POST", "/check_writability", true),
@@ -70,6 +73,8 @@ pub(crate) const INTERNAL_ROUTES: &[Route] = &[
     route("GET", "/status", false),
     route("GET", "/metrics.json", false),
     route("GET", "/metrics", false),
+    route("GET", "/healthz", false),
+    route("GET", "/readyz", false),
     route("POST", "/grants", false),
     route("POST", "/extensions", false),
     route("POST", "/extension_server/{filename}", false),
@@ -109,6 +114,8 @@ pub(crate) fn external_router(state: HttpState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
     Router::new()
         .route("/metrics", get(routes::metrics::prometheus))
+        .route("/healthz", get(routes::probes::healthz))
+        .route("/readyz", get(routes::probes::readyz))
         .merge(authenticated)
         .layer(middleware::from_fn(request_span))
         .with_state(state)
@@ -120,6 +127,8 @@ pub(crate) fn internal_router(state: HttpState) -> Router {
         .route("/status", get(routes::status::get))
         .route("/metrics.json", get(routes::metrics::json))
         .route("/metrics", get(routes::metrics::prometheus))
+        .route("/healthz", get(routes::probes::healthz))
+        .route("/readyz", get(routes::probes::readyz))
         .route("/grants", post(routes::grants::post))
         .route("/extensions", post(routes::extensions::post))
         .route(
@@ -152,7 +161,7 @@ async fn request_span(request: Request, next: Next) -> Response {
     );
     let poll = matches!(
         request.uri().path(),
-        "/status" | "/metrics" | "/metrics.json"
+        "/status" | "/metrics" | "/metrics.json" | "/healthz" | "/readyz"
     );
     async move {
         let started = Instant::now();
@@ -392,7 +401,10 @@ mod tests {
         for route in INTERNAL_ROUTES {
             // Reads answer; the catalog changes refuse a body without a JSON content type; the
             // extension server route refuses without a base URL.
-            let want = if route.method == "GET" {
+            let want = if route.path == "/readyz" {
+                // Status `empty`: not ready.
+                StatusCode::SERVICE_UNAVAILABLE
+            } else if route.method == "GET" {
                 StatusCode::OK
             } else if route.path.starts_with("/extension_server/") {
                 StatusCode::PRECONDITION_FAILED
@@ -499,6 +511,7 @@ mod tests {
                 derived::<ExtensionInstallResponse>(),
             ),
             ("ErrorBody", derived::<ErrorBody>()),
+            ("ProbeResponse", derived::<ProbeResponse>()),
             ("ValidationErrorBody", derived::<ValidationErrorBody>()),
             ("DroppedSetting", derived::<DroppedSetting>()),
         ];
