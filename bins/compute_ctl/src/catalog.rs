@@ -36,6 +36,22 @@ pub(crate) async fn connect_as(
     connect_within(config, guards, dbname, application_name, SESSION_TIMEOUT).await
 }
 
+/// [`connect`] bounded by `limit`, with `options` (startup options such as
+/// `-c statement_timeout=…`) after the guards and the connection string's own.
+pub(crate) async fn connect_bounded(
+    config: &tokio_postgres::Config,
+    guards: SessionGuards,
+    dbname: Option<&str>,
+    limit: std::time::Duration,
+    options: &str,
+) -> anyhow::Result<Client> {
+    let mut config = config.clone();
+    guards.apply_to(&mut config);
+    let all = format!("{} {options}", config.get_options().unwrap_or_default());
+    config.options(all.trim());
+    open(config, dbname, "compute_ctl", limit).await
+}
+
 /// [`connect_as`] bounded by `limit` instead of [`SESSION_TIMEOUT`].
 async fn connect_within(
     config: &tokio_postgres::Config,
@@ -46,6 +62,15 @@ async fn connect_within(
 ) -> anyhow::Result<Client> {
     let mut config = config.clone();
     guards.apply_to(&mut config);
+    open(config, dbname, application_name, limit).await
+}
+
+async fn open(
+    mut config: tokio_postgres::Config,
+    dbname: Option<&str>,
+    application_name: &str,
+    limit: std::time::Duration,
+) -> anyhow::Result<Client> {
     config
         .application_name(application_name)
         .connect_timeout(limit);

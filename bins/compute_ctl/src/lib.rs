@@ -34,6 +34,7 @@ mod auth;
 mod catalog;
 mod catalog_changes;
 mod catalog_request;
+mod catalog_sessions;
 pub mod cli;
 mod config_files;
 mod http;
@@ -137,6 +138,9 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
         opts: opts.clone(),
         auth: Arc::new(http_auth(auth, &opts)),
         run_as,
+        catalog: Arc::new(catalog_sessions::CatalogSessions::new(
+            catalog_sessions::CatalogLimits::from_options(&opts),
+        )),
     };
     let servers = http::Servers::start(&opts, state).await?;
 

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::auth::Authenticator;
+use crate::catalog_sessions::CatalogSessions;
 use crate::cli::Options;
 use crate::process::RunAs;
 use crate::state::Compute;
@@ -91,6 +92,8 @@ pub(crate) struct HttpState {
     pub(crate) auth: Arc<Option<Authenticator>>,
     /// The user Postgres programs (`pg_dump`) run as when compute_ctl is root.
     pub(crate) run_as: Option<RunAs>,
+    /// The catalog routes' shared session budget.
+    pub(crate) catalog: Arc<CatalogSessions>,
 }
 
 /// The external router.
@@ -360,6 +363,13 @@ mod tests {
             opts: Arc::new(cli.into_options().unwrap()),
             auth: Arc::new(None),
             run_as: None,
+            catalog: Arc::new(CatalogSessions::new(
+                crate::catalog_sessions::CatalogLimits {
+                    max_sessions: 4,
+                    queue_timeout: std::time::Duration::from_secs(1),
+                    statement_timeout: std::time::Duration::from_secs(1),
+                },
+            )),
         }
     }
 
