@@ -3,11 +3,13 @@
 //! (unauthenticated: status, metrics, the probes, the catalog
 //! changes `/grants` and `/extensions`, and the remote extension download
 //! `/extension_server/{filename}`); the listeners and their graceful stop; the
-//! request-id and request-span middleware. Handlers are in [`routes`], one file per route;
+//! request-id and request-span middleware. Connections are bounded in number and time
+//! ([`listener`]). Handlers are in [`routes`], one file per route;
 //! every body is a `compute_spec::api` type. The routes are listed in [`EXTERNAL_ROUTES`] and
 //! [`INTERNAL_ROUTES`], which a test checks against the router and against `openapi.json`,
 //! whose component schemas a test checks against the API types.
 
+pub(crate) mod listener;
 pub(crate) mod routes;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -209,9 +211,16 @@ impl Servers {
         .await
         .map_err(|e| anyhow::anyhow!("bind the internal HTTP API: {e}"))?;
         let stop = CancellationToken::new();
+        let limits = listener::ListenerLimits::from_options(opts);
         let tasks = vec![
-            serve(external, external_router(state.clone()), "external", &stop),
-            serve(internal, internal_router(state), "internal", &stop),
+            serve(
+                external,
+                external_router(state.clone()),
+                limits,
+                "external",
+                &stop,
+            ),
+            serve(internal, internal_router(state), limits, "internal", &stop),
         ];
         Ok(Servers { stop, tasks })
     }
@@ -267,21 +276,20 @@ async fn bind_dual_stack(port: u16) -> std::io::Result<tokio::net::TcpListener> 
 fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    limits: listener::ListenerLimits,
     name: &'static str,
     stop: &CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "{name} HTTP API listening");
+        tracing::info!(%addr, max_connections = limits.max_connections, "{name} HTTP API listening");
     }
-    let stop = stop.clone();
-    tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "{name} HTTP API stopped");
-        }
-    })
+    tokio::spawn(listener::serve(
+        listener,
+        router,
+        limits,
+        name,
+        stop.clone(),
+    ))
 }
 
 /// An error answer: `code` with upstream's `{"error": "…"}` body.
