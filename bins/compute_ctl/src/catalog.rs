@@ -36,7 +36,10 @@ pub(crate) async fn connect_as(
     connect_within(config, guards, dbname, application_name, SESSION_TIMEOUT).await
 }
 
-/// [`connect`] bounded by `limit`, with `options` (startup options such as
+/// The `application_name` of the catalog routes' sessions (`crate::catalog_sessions`).
+pub(crate) const CATALOG_APPLICATION_NAME: &str = "compute_ctl:catalog";
+
+/// [`connect`] bounded by `limit`, named [`CATALOG_APPLICATION_NAME`], with `options` (startup options such as
 /// `-c statement_timeout=…`) after the guards and the connection string's own.
 pub(crate) async fn connect_bounded(
     config: &tokio_postgres::Config,
@@ -49,7 +52,7 @@ pub(crate) async fn connect_bounded(
     guards.apply_to(&mut config);
     let all = format!("{} {options}", config.get_options().unwrap_or_default());
     config.options(all.trim());
-    open(config, dbname, "compute_ctl", limit).await
+    open(config, dbname, CATALOG_APPLICATION_NAME, limit).await
 }
 
 /// [`connect_as`] bounded by `limit` instead of [`SESSION_TIMEOUT`].
