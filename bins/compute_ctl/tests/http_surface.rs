@@ -413,3 +413,58 @@ async fn a_stopped_postmaster_is_an_answer_within_the_bound() {
     let (code, body) = ctl.request("POST", "/check_writability", "", None).await;
     assert_eq!((code, body.as_str()), (200, "true"));
 }
+
+/// With a JWK set: a token valid only in an hour and one expired 15 s ago (past the 5 s
+/// leeway) are refused (401) by `/configure`, which changes nothing; the probes and
+/// `/metrics` need no token.
+#[tokio::test(flavor = "multi_thread")]
+async fn jwt_time_claims_are_checked_and_probes_stay_open() {
+    let jwks: Value = serde_json::from_str(&harness::fixture("jwks.json")).unwrap();
+    let config = json!({"spec": spec(&[]), "compute_ctl_config": {"jwks": jwks}});
+    let ctl = Ctl::start(Args {
+        extra: vec![
+            "-c".into(),
+            "{dir}/config.json".into(),
+            "-i".into(),
+            "compute-1".into(),
+            "--no-allow-unauthenticated".into(),
+        ],
+        files: vec![("config.json".into(), config.to_string())],
+        ..Args::default()
+    });
+    ctl.wait_metrics_status("running").await;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(get(ctl.http_port, path, &[]).await.0, 200, "{path}");
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut changed = spec(&[]);
+    changed["cluster"]["roles"] = json!([{"name": "alice"}, {"name": "mallory"}]);
+    let body = json!({"spec": changed}).to_string();
+    for claims in [
+        json!({"compute_id": "compute-1", "nbf": now + 3600}),
+        json!({"compute_id": "compute-1", "exp": now - 15}),
+    ] {
+        let token = harness::fixture_token("ed25519.pem", claims.clone());
+        let (code, answer) = ctl.request("POST", "/configure", &body, Some(&token)).await;
+        assert_eq!(code, 401, "{claims}: {answer}");
+    }
+    let good = harness::fixture_token(
+        "ed25519.pem",
+        json!({"compute_id": "compute-1", "nbf": now - 1, "exp": now + 300}),
+    );
+    let (code, status) = ctl.request("GET", "/status", "", Some(&good)).await;
+    assert_eq!(code, 200, "{status}");
+    let roles: Vec<String> = ctl
+        .pg("postgres")
+        .await
+        .query("SELECT rolname::text FROM pg_roles", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!roles.contains(&"mallory".to_owned()), "{roles:?}");
+}
