@@ -47,7 +47,7 @@ pub(crate) async fn connect_bounded(
     dbname: Option<&str>,
     limit: std::time::Duration,
     options: &str,
-) -> anyhow::Result<Client> {
+) -> anyhow::Result<(Client, tokio::task::JoinHandle<()>)> {
     let mut config = config.clone();
     guards.apply_to(&mut config);
     let all = format!("{} {options}", config.get_options().unwrap_or_default());
@@ -65,7 +65,7 @@ async fn connect_within(
 ) -> anyhow::Result<Client> {
     let mut config = config.clone();
     guards.apply_to(&mut config);
-    open(config, dbname, application_name, limit).await
+    Ok(open(config, dbname, application_name, limit).await?.0)
 }
 
 async fn open(
@@ -73,7 +73,7 @@ async fn open(
     dbname: Option<&str>,
     application_name: &str,
     limit: std::time::Duration,
-) -> anyhow::Result<Client> {
+) -> anyhow::Result<(Client, tokio::task::JoinHandle<()>)> {
     config
         .application_name(application_name)
         .connect_timeout(limit);
@@ -86,12 +86,12 @@ async fn open(
         .await
         .map_err(|_| anyhow::anyhow!("connect to postgres: no session within {limit:?}"))?
         .context("connect to postgres")?;
-    tokio::spawn(async move {
+    let connection = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "postgres connection closed");
         }
     });
-    Ok(client)
+    Ok((client, connection))
 }
 
 /// The session guards for the compute's current spec (`pgaudit.log` only when it preloads

@@ -83,26 +83,52 @@ pub(crate) struct CatalogSessions {
     limits: CatalogLimits,
 }
 
-/// A session of the budget: a client, and its slot until dropped.
+/// How long a closed session's connection may take to end before its slot is given back
+/// anyway.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// A session of the budget: a client, and its slot until the session is closed (dropped) and
+/// its connection has ended, so that a slot never stands for two backends.
 #[derive(Debug)]
 pub(crate) struct CatalogSession {
-    client: Client,
-    permit: OwnedSemaphorePermit,
+    /// `Some` until dropped.
+    client: Option<Client>,
+    connection: Option<tokio::task::JoinHandle<()>>,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Deref for CatalogSession {
     type Target = Client;
 
     fn deref(&self) -> &Client {
-        &self.client
+        self.client.as_ref().expect("only None once dropped")
     }
 }
 
 impl CatalogSession {
     /// Closes the session but keeps its slot, for work that makes its own connection
     /// (`pg_dump`).
-    pub(crate) fn into_slot(self) -> OwnedSemaphorePermit {
-        self.permit
+    pub(crate) async fn into_slot(mut self) -> Option<OwnedSemaphorePermit> {
+        drop(self.client.take());
+        if let Some(connection) = self.connection.take() {
+            let _ = tokio::time::timeout(CLOSE_GRACE, connection).await;
+        }
+        self.permit.take()
+    }
+}
+
+impl Drop for CatalogSession {
+    fn drop(&mut self) {
+        drop(self.client.take());
+        let (Some(connection), Some(permit)) = (self.connection.take(), self.permit.take()) else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(CLOSE_GRACE, connection).await;
+                drop(permit);
+            });
+        }
     }
 }
 
@@ -125,7 +151,7 @@ impl CatalogSessions {
         dbname: Option<&str>,
     ) -> Result<CatalogSession, SessionError> {
         let permit = self.slot().await?;
-        let client = catalog::connect_bounded(
+        let (client, connection) = catalog::connect_bounded(
             pg,
             guards,
             dbname,
@@ -143,7 +169,11 @@ impl CatalogSessions {
                 SessionError::Unavailable(e)
             }
         })?;
-        Ok(CatalogSession { client, permit })
+        Ok(CatalogSession {
+            client: Some(client),
+            connection: Some(connection),
+            permit: Some(permit),
+        })
     }
 
     async fn slot(&self) -> Result<OwnedSemaphorePermit, SessionError> {

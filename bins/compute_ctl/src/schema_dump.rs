@@ -84,7 +84,7 @@ async fn check_database(
     opts: &Options,
     guards: SessionGuards,
     database: &str,
-) -> Result<tokio::sync::OwnedSemaphorePermit, RequestError> {
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, RequestError> {
     crate::catalog_request::check_text("database", database)?;
     let client = sessions.open(&opts.pg_config, guards, None).await?;
     let row = client
@@ -106,7 +106,7 @@ async fn check_database(
         Some((false, _)) => Err(RequestError::Conflict(format!(
             "database {database:?} does not allow connections"
         ))),
-        Some((true, false)) => Ok(client.into_slot()),
+        Some((true, false)) => Ok(client.into_slot().await),
     }
 }
 
@@ -178,7 +178,7 @@ pub(crate) struct SchemaStream {
     first: Option<Vec<u8>>,
     deadline: tokio::time::Instant,
     /// The catalog session slot `pg_dump`'s connection counts against.
-    _slot: tokio::sync::OwnedSemaphorePermit,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl std::fmt::Debug for SchemaStream {

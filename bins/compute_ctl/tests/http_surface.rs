@@ -314,7 +314,8 @@ async fn idle_and_partial_connections_do_not_starve_status() {
     println!("/status answered in {waited:?} behind 1,100 idle and partial connections");
 }
 
-/// 150 concurrent `/dbs_and_roles`: each answered 200 or 429 (never 500), while 10 user
+/// 150 concurrent `/dbs_and_roles`: each answered 200 or 429 (never 500), the server never
+/// counts more than the budget's sessions (plus backends still exiting), and 10 user
 /// connections made meanwhile all succeed on a compute with `max_connections = 20`.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_catalog_storm_leaves_user_slots_alone() {
@@ -333,22 +334,27 @@ async fn a_catalog_storm_leaves_user_slots_alone() {
         .collect();
     // The catalog sessions open while the storm lasts, as PostgreSQL counts them.
     let admin = ctl.pg("postgres").await;
-    let mut most_sessions = 0;
-    for _ in 0..10 {
-        let row = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'compute_ctl:catalog'",
-                &[],
-            )
-            .await
-            .unwrap();
-        most_sessions = most_sessions.max(row.get::<_, i64>(0));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(
-        (1..=4).contains(&most_sessions),
-        "{most_sessions} catalog sessions"
-    );
+    let storm_over = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let storm_over = storm_over.clone();
+        tokio::spawn(async move {
+            let mut most = 0;
+            while !storm_over.load(std::sync::atomic::Ordering::Acquire) {
+                let row = admin
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity \
+                         WHERE application_name = 'compute_ctl:catalog'",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                most = most.max(row.get::<_, i64>(0));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            most
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut users = Vec::new();
     for i in 0..10 {
         let mut config = tokio_postgres::Config::new();
@@ -371,6 +377,16 @@ async fn a_catalog_storm_leaves_user_slots_alone() {
         *codes.entry(code).or_insert(0) += 1;
     }
     assert!(codes.get(&200).is_some_and(|n| *n > 0), "{codes:?}");
+    storm_over.store(true, std::sync::atomic::Ordering::Release);
+    let most_sessions = sampler.await.unwrap();
+    // compute_ctl holds at most 4 sessions; the backend of one it has just closed may still
+    // be exiting (tokio-postgres does not wait for the server's end of the socket), so the
+    // server may count a few more for an instant: at most one per slot in practice. Without
+    // the budget it counted as many as the slots allowed (150 requests).
+    assert!(
+        (1..=8).contains(&most_sessions),
+        "{most_sessions} catalog sessions at once"
+    );
     for user in &users {
         user.query_one("SELECT 1", &[]).await.unwrap();
     }
