@@ -3,6 +3,9 @@
 //! is missing or malformed, 401 when no key verifies it (or an admin token lacks the
 //! `compute` audience), 403 when a non-admin token names another compute. An empty key set
 //! verifies nothing, so every token is refused (401), as upstream.
+//!
+//! Time claims, where present, are checked with [`CLOCK_LEEWAY`] of slack: `exp` (expired) and,
+//! unlike upstream, `nbf` (not yet valid). Neither claim is required.
 
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -10,6 +13,12 @@ use serde::Deserialize;
 
 /// The admin scope: may act on any compute (requires audience `compute`).
 pub(crate) const ADMIN_SCOPE: &str = "compute_ctl:admin";
+
+/// The clock skew allowed on `exp` and `nbf`: 5 s. Tokens are minted by the control plane on
+/// NTP-synchronised hosts, so their clocks differ by milliseconds; 5 s covers a slow request
+/// and a stepping clock, while a token that expired a minute ago (jsonwebtoken's default
+/// leeway is 60 s) is refused.
+pub(crate) const CLOCK_LEEWAY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A refused request. The messages are upstream's, word for word.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -178,6 +187,8 @@ impl Authenticator {
             let mut validation = Validation::new(*algorithm);
             validation.required_spec_claims.clear();
             validation.validate_aud = false;
+            validation.validate_nbf = true;
+            validation.leeway = CLOCK_LEEWAY.as_secs();
             match jsonwebtoken::decode::<Claims>(token, key, &validation) {
                 Ok(data) => {
                     claims = Some(data.claims);
@@ -269,6 +280,51 @@ mod tests {
         header.crit = Some(vec!["b64".into()]);
         let token = encode(&header, &claims, &key).unwrap();
         check(&auth, Some(format!("Bearer {token}")), 401);
+    }
+
+    /// `exp` and `nbf` are checked with [`CLOCK_LEEWAY`] of slack either side, and nothing
+    /// more.
+    #[test]
+    fn time_claims_are_checked_with_a_small_leeway() {
+        let jwks: compute_spec::JwkSet = serde_json::from_str(&fixture("jwks.json")).unwrap();
+        let auth = Authenticator::from_jwks(&jwks, Some("c1".into())).unwrap();
+        let now = jsonwebtoken::get_current_timestamp();
+        let leeway = CLOCK_LEEWAY.as_secs();
+        for (claims, expect) in [
+            // Valid only in an hour.
+            (
+                serde_json::json!({"compute_id": "c1", "nbf": now + 3600}),
+                401,
+            ),
+            (
+                serde_json::json!({"compute_id": "c1", "nbf": now + leeway + 30}),
+                401,
+            ),
+            (serde_json::json!({"compute_id": "c1", "nbf": now - 1}), 200),
+            // Inside the leeway: a clock a second or two ahead of ours.
+            (serde_json::json!({"compute_id": "c1", "nbf": now + 2}), 200),
+            // Just past its expiry, beyond the leeway (jsonwebtoken's default would accept it).
+            (
+                serde_json::json!({"compute_id": "c1", "exp": now - leeway - 10}),
+                401,
+            ),
+            (serde_json::json!({"compute_id": "c1", "exp": now - 2}), 200),
+            (
+                serde_json::json!({"compute_id": "c1", "exp": now + 60}),
+                200,
+            ),
+            (
+                serde_json::json!({"compute_id": "c1", "nbf": now - 60, "exp": now + 60}),
+                200,
+            ),
+        ] {
+            let signed = token(Algorithm::EdDSA, "ed25519.pem", claims.clone());
+            let got = match auth.authorize(Some(&format!("Bearer {signed}"))) {
+                Ok(()) => 200,
+                Err(e) => e.status(),
+            };
+            assert_eq!(got, expect, "{claims}");
+        }
     }
 
     #[test]

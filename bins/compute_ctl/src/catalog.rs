@@ -36,6 +36,25 @@ pub(crate) async fn connect_as(
     connect_within(config, guards, dbname, application_name, SESSION_TIMEOUT).await
 }
 
+/// The `application_name` of the catalog routes' sessions (`crate::catalog_sessions`).
+pub(crate) const CATALOG_APPLICATION_NAME: &str = "compute_ctl:catalog";
+
+/// [`connect`] bounded by `limit`, named [`CATALOG_APPLICATION_NAME`], with `options` (startup options such as
+/// `-c statement_timeout=…`) after the guards and the connection string's own.
+pub(crate) async fn connect_bounded(
+    config: &tokio_postgres::Config,
+    guards: SessionGuards,
+    dbname: Option<&str>,
+    limit: std::time::Duration,
+    options: &str,
+) -> anyhow::Result<(Client, tokio::task::JoinHandle<()>)> {
+    let mut config = config.clone();
+    guards.apply_to(&mut config);
+    let all = format!("{} {options}", config.get_options().unwrap_or_default());
+    config.options(all.trim());
+    open(config, dbname, CATALOG_APPLICATION_NAME, limit).await
+}
+
 /// [`connect_as`] bounded by `limit` instead of [`SESSION_TIMEOUT`].
 async fn connect_within(
     config: &tokio_postgres::Config,
@@ -46,6 +65,15 @@ async fn connect_within(
 ) -> anyhow::Result<Client> {
     let mut config = config.clone();
     guards.apply_to(&mut config);
+    Ok(open(config, dbname, application_name, limit).await?.0)
+}
+
+async fn open(
+    mut config: tokio_postgres::Config,
+    dbname: Option<&str>,
+    application_name: &str,
+    limit: std::time::Duration,
+) -> anyhow::Result<(Client, tokio::task::JoinHandle<()>)> {
     config
         .application_name(application_name)
         .connect_timeout(limit);
@@ -58,12 +86,12 @@ async fn connect_within(
         .await
         .map_err(|_| anyhow::anyhow!("connect to postgres: no session within {limit:?}"))?
         .context("connect to postgres")?;
-    tokio::spawn(async move {
+    let connection = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "postgres connection closed");
         }
     });
-    Ok(client)
+    Ok((client, connection))
 }
 
 /// The session guards for the compute's current spec (`pgaudit.log` only when it preloads

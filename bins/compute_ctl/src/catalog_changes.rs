@@ -8,8 +8,8 @@ use anyhow::Context;
 use compute_spec::api::{ExtensionInstallRequest, Privilege, SetRoleGrantsRequest};
 use pg_quote::{quote_ident, quote_literal};
 
-use crate::catalog;
 use crate::catalog_request::{RequestError, check_identifier, check_text};
+use crate::catalog_sessions::CatalogSessions;
 
 /// Which of the schema and the role exist (by exact name).
 const SCHEMA_AND_ROLE: &str = "SELECT \
@@ -27,6 +27,7 @@ const HELD_SCHEMA_PRIVILEGES: &str = "SELECT a.privilege_type::text \
 /// `request.schema` of `request.database` (none when it holds them all, so that a read-only
 /// replica answers too, as upstream).
 pub(crate) async fn set_role_grants(
+    sessions: &CatalogSessions,
     pg: &tokio_postgres::Config,
     guards: pg_reconcile::SessionGuards,
     request: &SetRoleGrantsRequest,
@@ -34,9 +35,7 @@ pub(crate) async fn set_role_grants(
     check_identifier("database", &request.database)?;
     check_identifier("schema", &request.schema)?;
     check_identifier("role", &request.role)?;
-    let client = catalog::connect(pg, guards, Some(&request.database))
-        .await
-        .map_err(RequestError::from_postgres)?;
+    let client = sessions.open(pg, guards, Some(&request.database)).await?;
     let names: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&request.schema, &request.role];
     let exists = client
         .query_one(SCHEMA_AND_ROLE, &names)
@@ -118,6 +117,7 @@ fn extension_change(installed: Option<&str>, wanted: &str) -> ExtensionChange {
 /// `CREATE EXTENSION … WITH SCHEMA public VERSION` (upstream's three cases). A version the
 /// installation does not ship is refused as not found before any change. Returns the version.
 pub(crate) async fn install_extension(
+    sessions: &CatalogSessions,
     pg: &tokio_postgres::Config,
     guards: pg_reconcile::SessionGuards,
     request: &ExtensionInstallRequest,
@@ -125,9 +125,7 @@ pub(crate) async fn install_extension(
     check_identifier("extension", &request.extension)?;
     check_identifier("database", &request.database)?;
     check_text("version", &request.version)?;
-    let client = catalog::connect(pg, guards, Some(&request.database))
-        .await
-        .map_err(RequestError::from_postgres)?;
+    let client = sessions.open(pg, guards, Some(&request.database)).await?;
     let installed: Option<String> = client
         .query_opt(
             "SELECT extversion FROM pg_catalog.pg_extension WHERE extname::text = $1",

@@ -1,9 +1,14 @@
 //! What the catalog routes (`/database_schema`, `/insights`, `/grants`, `/extensions`) share:
 //! the checks on names a request carries, and the classification of what went wrong into an
-//! HTTP status with the reason (the server's own message when PostgreSQL refused).
+//! HTTP status with the reason (the server's own message when PostgreSQL refused): 429 when
+//! the catalog sessions stayed busy (`crate::catalog_sessions`), 503 when postgres did not
+//! answer in time, both with `Retry-After`.
 
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::Response;
 use tokio_postgres::error::SqlState;
+
+use crate::catalog_sessions::SessionError;
 
 /// The longest identifier PostgreSQL keeps (`NAMEDATALEN - 1` bytes); longer ones are cut,
 /// which could name another object, so they are refused instead.
@@ -33,7 +38,14 @@ pub(crate) enum RequestError {
     /// path between two versions, ...): its message.
     #[error("{0}")]
     Refused(String),
-    /// Anything else: Postgres unreachable, a program that failed.
+    /// No session: every slot stayed busy (429), or postgres did not give one in time (503).
+    #[error(transparent)]
+    Session(SessionError),
+    /// A statement ran past `statement_timeout` or `lock_timeout`, or postgres is shutting
+    /// down or starting (503): the server's message.
+    #[error("postgres did not answer in time: {0}")]
+    TimedOut(String),
+    /// Anything else: a program that failed, an unexpected error.
     #[error("{0:#}")]
     Internal(anyhow::Error),
 }
@@ -45,8 +57,27 @@ impl RequestError {
             RequestError::InvalidName { .. } | RequestError::Refused(_) => StatusCode::BAD_REQUEST,
             RequestError::NotFound(_) => StatusCode::NOT_FOUND,
             RequestError::Conflict(_) => StatusCode::CONFLICT,
+            RequestError::Session(SessionError::Busy { .. }) => StatusCode::TOO_MANY_REQUESTS,
+            RequestError::Session(SessionError::Unavailable(_) | SessionError::Refused(_))
+            | RequestError::TimedOut(_) => StatusCode::SERVICE_UNAVAILABLE,
             RequestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// The answer: [`Self::status`] with `{"error": message}`, and `Retry-After: 1` when
+    /// trying again later may succeed (429, 503).
+    pub(crate) fn response(&self, message: String) -> Response {
+        let status = self.status();
+        let mut response = crate::http::error(status, message);
+        if matches!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        ) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
     }
 
     /// Classifies an error of a statement or connection: PostgreSQL's "does not exist"
@@ -63,6 +94,16 @@ impl RequestError {
         let message = db.message().to_owned();
         let code = db.code();
         if [
+            SqlState::QUERY_CANCELED,
+            SqlState::LOCK_NOT_AVAILABLE,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::TOO_MANY_CONNECTIONS,
+        ]
+        .contains(code)
+        {
+            RequestError::TimedOut(message)
+        } else if [
             SqlState::INVALID_CATALOG_NAME,
             SqlState::INVALID_SCHEMA_NAME,
             SqlState::UNDEFINED_OBJECT,
@@ -79,6 +120,16 @@ impl RequestError {
             RequestError::Refused(message)
         } else {
             RequestError::Internal(error)
+        }
+    }
+}
+
+impl From<SessionError> for RequestError {
+    /// A connect the server answered with an error is classified as any statement's.
+    fn from(error: SessionError) -> RequestError {
+        match error {
+            SessionError::Refused(e) => RequestError::from_postgres(e),
+            other => RequestError::Session(other),
         }
     }
 }

@@ -282,9 +282,47 @@ pub struct Cli {
     #[arg(long, value_name = "COMMAND")]
     pub rsyslog_restart_command: Option<String>,
 
+    /// Limits of the HTTP listeners and of the catalog routes' sessions.
+    #[command(flatten)]
+    pub http_limits: HttpLimits,
+
     /// Upstream flags this build refuses.
     #[command(flatten)]
     pub refused: RefusedFlags,
+}
+
+/// The limits of the HTTP listeners (each listener has its own connection cap) and of the
+/// PostgreSQL sessions of the catalog routes (`/dbs_and_roles`, `/check_writability`,
+/// `/insights`, `/database_schema`, `/grants`, `/extensions`: one budget for all).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpLimits {
+    /// A connection that has sent no complete request header this long after it opened or
+    /// after its last answer is closed: covers idle keep-alive connections and partial headers.
+    #[arg(long, env = "COMPUTE_CTL_HTTP_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub http_idle_timeout: Duration,
+
+    /// How long a request's header may take to arrive once its first byte did.
+    #[arg(long, env = "COMPUTE_CTL_HTTP_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub http_header_read_timeout: Duration,
+
+    /// Connections each listener keeps open at most (lowered to a quarter of the open-file
+    /// limit); at the cap the longest-idle connection is closed for a new one, or, when all
+    /// are busy, new ones wait in the kernel's queue.
+    #[arg(long, env = "COMPUTE_CTL_HTTP_MAX_CONNECTIONS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub http_max_connections: u32,
+
+    /// PostgreSQL sessions the catalog routes hold at once, all together.
+    #[arg(long, env = "COMPUTE_CTL_CATALOG_MAX_SESSIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub catalog_max_sessions: u32,
+
+    /// How long a catalog request waits for a session before it is answered 429.
+    #[arg(long, env = "COMPUTE_CTL_CATALOG_QUEUE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub catalog_queue_timeout: Duration,
+
+    /// `statement_timeout` of the catalog sessions (`lock_timeout` is half of it); their
+    /// connect is bounded by it too, and a request's whole work by three times it (then 503).
+    #[arg(long, env = "COMPUTE_CTL_CATALOG_STATEMENT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub catalog_statement_timeout: Duration,
 }
 
 const REFUSED: &str = "Upstream flags this build refuses";
@@ -473,6 +511,8 @@ pub struct Options {
     pub rsyslog_work_dir: PathBuf,
     /// The rsyslog restart program and its arguments; empty: upstream's pkill/pgrep.
     pub rsyslog_restart_command: Vec<String>,
+    /// Limits of the HTTP listeners and the catalog sessions.
+    pub http_limits: HttpLimits,
 }
 
 /// Where pgbouncer's settings go and how it is reloaded.
@@ -582,6 +622,7 @@ impl Cli {
                 .flat_map(|c| c.split_whitespace())
                 .map(str::to_owned)
                 .collect(),
+            http_limits: self.http_limits,
         })
     }
 

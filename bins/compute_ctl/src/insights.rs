@@ -10,8 +10,8 @@
 use anyhow::Context;
 use pg_quote::quote_ident;
 
-use crate::catalog;
 use crate::catalog_request::RequestError;
+use crate::catalog_sessions::CatalogSessions;
 
 /// The schema `pg_stat_statements` is installed in, if it is (in the connection's database).
 const EXTENSION_SCHEMA: &str = "SELECT n.nspname::text FROM pg_catalog.pg_extension e \
@@ -39,12 +39,11 @@ fn insights_text(rows: &[String]) -> String {
 
 /// Reads the top statements on compute_ctl's database.
 pub(crate) async fn collect(
+    sessions: &CatalogSessions,
     pg: &tokio_postgres::Config,
     guards: pg_reconcile::SessionGuards,
 ) -> Result<String, RequestError> {
-    let client = catalog::connect(pg, guards, None)
-        .await
-        .map_err(RequestError::Internal)?;
+    let client = sessions.open(pg, guards, None).await?;
     let schema: Option<String> = client
         .query_opt(EXTENSION_SCHEMA, &[])
         .await

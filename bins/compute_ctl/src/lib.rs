@@ -34,12 +34,14 @@ mod auth;
 mod catalog;
 mod catalog_changes;
 mod catalog_request;
+mod catalog_sessions;
 pub mod cli;
 mod config_files;
 mod control_plane;
 mod http;
 mod insights;
 mod installed_extensions;
+mod liveness;
 mod local_proxy;
 mod lsn_lease;
 mod metrics;
@@ -140,6 +142,9 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
         opts: opts.clone(),
         auth: Arc::new(http_auth(auth, &opts)),
         run_as,
+        catalog: Arc::new(catalog_sessions::CatalogSessions::new(
+            catalog_sessions::CatalogLimits::from_options(&opts),
+        )),
     };
     let servers = http::Servers::start(&opts, state).await?;
 

@@ -1,6 +1,9 @@
 //! The Prometheus families of `GET /metrics` (the startup timings of `GET /metrics.json` are
-//! `compute_spec::api::ComputeMetrics`).
+//! `compute_spec::api::ComputeMetrics`) and their two expositions: OpenMetrics 1.0 text, and
+//! the Prometheus text format 0.0.4 derived from it ([`Format`], negotiated on `Accept`).
+//! Units are base units (seconds, bytes); only counters end in `_total`.
 
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -86,10 +89,12 @@ pub(crate) struct Metrics {
     phases: Family<Labels, Histogram>,
     apply_operations: Family<Labels, Counter>,
     db_migration_failed: Family<Labels, Counter>,
-    /// Current Postgres downtime seen by the monitor, ms.
-    pub(crate) pg_current_downtime_ms: Gauge<u64, AtomicU64>,
-    /// Total Postgres downtime seen by the monitor, ms.
-    pub(crate) pg_downtime_ms_total: Gauge<u64, AtomicU64>,
+    /// Current Postgres downtime seen by the monitor, seconds.
+    pg_current_downtime: Gauge<f64, AtomicU64>,
+    /// Total Postgres downtime seen by the monitor, seconds (a counter, as upstream's).
+    pg_downtime_total: Counter<f64, AtomicU64>,
+    /// Serialises [`Metrics::set_downtime`], which moves the counter by a difference.
+    downtime_update: Mutex<()>,
     installed_extensions: Family<EscapedLabels, Gauge<u64, AtomicU64>>,
     service_config_failed: Family<Labels, Counter>,
     remote_ext_requests: Family<Labels, Counter>,
@@ -134,17 +139,19 @@ impl Metrics {
             "Total number of failed database migrations",
             db_migration_failed.clone(),
         );
-        let pg_current_downtime_ms = Gauge::<u64, AtomicU64>::default();
+        // Upstream's `compute_pg_current_downtime_ms` and `compute_pg_downtime_ms_total`, in
+        // the base unit.
+        let pg_current_downtime = Gauge::<f64, AtomicU64>::default();
         registry.register(
-            "compute_pg_current_downtime_ms",
-            "Current Postgres downtime seen by the compute monitor, in ms",
-            pg_current_downtime_ms.clone(),
+            "compute_pg_current_downtime_seconds",
+            "Current Postgres downtime seen by the compute monitor, in seconds; 0 after a successful check",
+            pg_current_downtime.clone(),
         );
-        let pg_downtime_ms_total = Gauge::<u64, AtomicU64>::default();
+        let pg_downtime_total = Counter::<f64, AtomicU64>::default();
         registry.register(
-            "compute_pg_downtime_ms_total",
-            "Total Postgres downtime seen by the compute monitor, in ms",
-            pg_downtime_ms_total.clone(),
+            "compute_pg_downtime_seconds",
+            "Cumulative Postgres downtime seen by the compute monitor, in seconds",
+            pg_downtime_total.clone(),
         );
         let installed_extensions = Family::<EscapedLabels, Gauge<u64, AtomicU64>>::default();
         registry.register(
@@ -179,8 +186,9 @@ impl Metrics {
             phases,
             apply_operations,
             db_migration_failed,
-            pg_current_downtime_ms,
-            pg_downtime_ms_total,
+            pg_current_downtime,
+            pg_downtime_total,
+            downtime_update: Mutex::new(()),
             installed_extensions,
             service_config_failed,
             remote_ext_requests,
@@ -262,13 +270,105 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
-    pub(crate) fn encode(&self) -> String {
+    /// Sets the monitor's downtime figures (milliseconds, as the monitor keeps them): the
+    /// current one, and the total, which never decreases.
+    pub(crate) fn set_downtime(&self, current_ms: u64, total_ms: u64) {
+        let _serial = self
+            .downtime_update
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.pg_current_downtime.set(current_ms as f64 / 1000.0);
+        let behind = total_ms as f64 / 1000.0 - self.pg_downtime_total.get();
+        if behind > 0.0 {
+            self.pg_downtime_total.inc_by(behind);
+        }
+    }
+
+    /// The exposition in `format`.
+    pub(crate) fn encode(&self, format: Format) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
-        out
+        match format {
+            Format::OpenMetrics => out,
+            Format::Prometheus => openmetrics_to_prometheus(&out),
+        }
     }
+}
+
+/// An exposition format of `GET /metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// OpenMetrics 1.0 text: counter families named without `_total`, `# EOF` last.
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4: a counter family is named as its sample (`_total`).
+    Prometheus,
+}
+
+impl Format {
+    /// The format a client asks for: OpenMetrics when `Accept` lists
+    /// `application/openmetrics-text` (with a non-zero `q`), else the Prometheus text format.
+    pub(crate) fn negotiate(accept: Option<&str>) -> Format {
+        let wants_openmetrics = accept.into_iter().flat_map(|a| a.split(',')).any(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .is_some_and(|q| q.parse::<f64>().is_ok_and(|q| q <= 0.0))
+            });
+            media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+        });
+        if wants_openmetrics {
+            Format::OpenMetrics
+        } else {
+            Format::Prometheus
+        }
+    }
+
+    /// The `Content-Type` of a body in this format.
+    pub(crate) fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// Rewrites prometheus-client's OpenMetrics text as the Prometheus text format 0.0.4: the
+/// `# HELP` and `# TYPE` lines of a counter name the sample (`x_total`), so that the text
+/// parser sees one family; `# UNIT` and `# EOF` go (0.0.4 has neither). Samples, label
+/// escapes (`\\`, `\"`, `\n`) and the other families read the same in both formats.
+fn openmetrics_to_prometheus(text: &str) -> String {
+    let counters: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|prefix| Some((prefix, line.strip_prefix(prefix)?)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let suffix = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{prefix}{name}{suffix} {tail}\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 impl Default for Metrics {
@@ -293,7 +393,7 @@ mod tests {
         m.set_status(ComputeStatus::Running);
         m.observe_phase(Phase::StartPostgres, Duration::from_millis(30));
         m.count_apply(OperationOutcome::Ok);
-        let text = m.encode();
+        let text = m.encode(Format::OpenMetrics);
         assert!(
             text.contains(r#"compute_ctl_up{build_tag="latest",status="running"} 1"#),
             "{text}"
@@ -301,7 +401,7 @@ mod tests {
         assert_eq!(text.matches("compute_ctl_up{").count(), 1, "{text}");
         m.set_status(ComputeStatus::ConfigurationPending);
         assert!(
-            m.encode()
+            m.encode(Format::OpenMetrics)
                 .contains(r#"compute_ctl_up{build_tag="latest",status="configuration-pending"} 1"#),
         );
         assert!(
@@ -312,7 +412,10 @@ mod tests {
             text.contains(r#"compute_ctl_apply_operations_total{result="ok"} 1"#),
             "{text}"
         );
-        assert!(text.contains("compute_pg_downtime_ms_total 0"), "{text}");
+        assert!(
+            text.contains("compute_pg_downtime_seconds_total 0"),
+            "{text}"
+        );
         assert_valid_openmetrics(&text);
         assert!(
             !text.contains("compute_ctl_db_migration_failed_total{"),
@@ -321,10 +424,97 @@ mod tests {
     }
 
     #[test]
+    fn accept_chooses_the_format() {
+        use Format::*;
+        for (accept, want) in [
+            (None, Prometheus),
+            (Some("*/*"), Prometheus),
+            (Some("text/plain; version=0.0.4"), Prometheus),
+            (Some("application/openmetrics-text"), OpenMetrics),
+            // What Prometheus 2.x sends.
+            (
+                Some(
+                    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                     version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+                ),
+                OpenMetrics,
+            ),
+            (
+                Some("Application/OpenMetrics-Text; q=0, text/plain"),
+                Prometheus,
+            ),
+            (
+                Some("text/plain, application/openmetrics-text; q=0.2"),
+                OpenMetrics,
+            ),
+        ] {
+            assert_eq!(Format::negotiate(accept), want, "{accept:?}");
+        }
+    }
+
+    /// The 0.0.4 text names each counter family as its sample, has HELP and TYPE for every
+    /// family and no OpenMetrics-only line; the downtime is a counter in seconds.
+    #[test]
+    fn prometheus_text_has_one_family_per_metric() {
+        let m = Metrics::new();
+        m.count_apply(OperationOutcome::Ok);
+        m.count_migration_failure(2);
+        m.set_downtime(1500, 2500);
+        m.set_downtime(0, 2000);
+        let text = m.encode(Format::Prometheus);
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(
+            text.contains("# TYPE compute_ctl_apply_operations_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP compute_ctl_apply_operations_total Reconciliation"),
+            "{text}"
+        );
+        assert!(
+            text.contains("compute_pg_downtime_seconds_total 2.5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("compute_pg_current_downtime_seconds 0.0\n"),
+            "{text}"
+        );
+        let typed: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        let helped: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# HELP "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(typed, helped);
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            let family = typed.iter().any(|f| {
+                name == *f
+                    || ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .any(|s| name.strip_suffix(s) == Some(f))
+            });
+            assert!(family, "{line}: no family in {typed:?}");
+        }
+        for (name, kind) in text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_once(' '))
+        {
+            assert_eq!(name.ends_with("_total"), kind == "counter", "{name} {kind}");
+            assert!(!name.contains("_ms"), "{name}: not a base unit");
+        }
+    }
+
+    #[test]
     fn migration_failures_are_counted_per_migration_id() {
         let m = Metrics::new();
         m.count_migration_failure(4);
-        let text = m.encode();
+        let text = m.encode(Format::OpenMetrics);
         assert!(
             text.contains("# TYPE compute_ctl_db_migration_failed counter"),
             "{text}"
@@ -384,7 +574,7 @@ mod tests {
             ext("plpgsql", "1.0", 3),
             ext("we\"ird\\ext\nname 🐘", "1.0\"", 1),
         ]);
-        let text = m.encode();
+        let text = m.encode(Format::OpenMetrics);
         assert_valid_openmetrics(&text);
         assert!(
             text.contains(

@@ -20,8 +20,8 @@ use futures::Stream;
 use tokio::io::AsyncReadExt;
 use tokio::process::ChildStdout;
 
-use crate::catalog;
 use crate::catalog_request::RequestError;
+use crate::catalog_sessions::CatalogSessions;
 use crate::cli::Options;
 use crate::process::{self, RunAs};
 
@@ -40,12 +40,16 @@ const CHUNK: usize = 64 * 1024;
 /// Starts a dump of `database`: answers once `pg_dump` has written its first bytes (or
 /// failed), so that a failure is an error status rather than a broken body.
 pub(crate) async fn dump(
+    sessions: &CatalogSessions,
     opts: &Options,
     run_as: Option<RunAs>,
     guards: SessionGuards,
     database: &str,
 ) -> Result<SchemaStream, RequestError> {
-    check_database(opts, guards, database).await?;
+    // The slot of the look-up's session stays taken by `pg_dump`'s connection.
+    let slot = sessions
+        .bounded(check_database(sessions, opts, guards, database))
+        .await?;
     let mut child = pg_dump_command(opts, run_as, guards, database)
         .spawn()
         .map_err(|e| RequestError::Internal(e.into()))?;
@@ -61,6 +65,7 @@ pub(crate) async fn dump(
             stdout,
             first: Some(chunk),
             deadline,
+            _slot: slot,
         }),
         Ok(Ok(_)) => Err(RequestError::Internal(failure(&mut child).await)),
         Ok(Err(e)) => Err(RequestError::Internal(
@@ -72,16 +77,16 @@ pub(crate) async fn dump(
     }
 }
 
-/// The database exists under exactly this name and accepts connections.
+/// The database exists under exactly this name and accepts connections; returns the slot of
+/// the session that looked.
 async fn check_database(
+    sessions: &CatalogSessions,
     opts: &Options,
     guards: SessionGuards,
     database: &str,
-) -> Result<(), RequestError> {
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, RequestError> {
     crate::catalog_request::check_text("database", database)?;
-    let client = catalog::connect(&opts.pg_config, guards, None)
-        .await
-        .map_err(RequestError::Internal)?;
+    let client = sessions.open(&opts.pg_config, guards, None).await?;
     let row = client
         .query_opt(
             "SELECT datallowconn, datconnlimit = -2 FROM pg_catalog.pg_database \
@@ -101,7 +106,7 @@ async fn check_database(
         Some((false, _)) => Err(RequestError::Conflict(format!(
             "database {database:?} does not allow connections"
         ))),
-        Some((true, false)) => Ok(()),
+        Some((true, false)) => Ok(client.into_slot().await),
     }
 }
 
@@ -172,6 +177,8 @@ pub(crate) struct SchemaStream {
     stdout: ChildStdout,
     first: Option<Vec<u8>>,
     deadline: tokio::time::Instant,
+    /// The catalog session slot `pg_dump`'s connection counts against.
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl std::fmt::Debug for SchemaStream {

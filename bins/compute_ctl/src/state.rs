@@ -102,6 +102,8 @@ pub(crate) struct Compute {
     pub(crate) activity: std::sync::Arc<compute_monitor::ActivityTracker>,
     /// Remote extensions: the installation's directories and the downloads done.
     pub(crate) remote_extensions: crate::remote_extensions::RemoteExtensions,
+    /// The postmaster's supervision beats this while it waits (`GET /healthz`).
+    pub(crate) supervision: crate::liveness::Heartbeat,
 }
 
 impl Compute {
@@ -129,6 +131,7 @@ impl Compute {
             metrics,
             activity: std::sync::Arc::new(compute_monitor::ActivityTracker::new()),
             remote_extensions: Default::default(),
+            supervision: Default::default(),
         }
     }
 

@@ -181,7 +181,7 @@ async fn run_compute(
             // postmaster already started gets an immediate shutdown when dropped.
             ctx.cancel.cancel();
             if let Ok(Ok(mut pm)) = tokio::time::timeout(Duration::from_secs(10), &mut start).await {
-                stop_postmaster(&mut pm, shutdown).await;
+                stop_postmaster(&mut pm, shutdown, &compute.supervision).await;
             }
             let _ = compute.transition(ComputeStatus::Terminated);
             return 0;
@@ -223,7 +223,7 @@ async fn run_compute(
         monitor_cancel.clone(),
     );
     let audit_gc = crate::audit::spawn_gc(ctx, spec, monitor_cancel.clone());
-    let exit = stop_postmaster(&mut postmaster, shutdown).await;
+    let exit = stop_postmaster(&mut postmaster, shutdown, &compute.supervision).await;
     configurator.abort();
     failed_linger.abort();
     let failed_before = compute.with(|s| s.error.is_some());
@@ -280,12 +280,25 @@ fn extension_scan_config(
 
 /// Waits for the postmaster to exit. Each stop request is passed on as a signal; a postmaster
 /// that ignores it is escalated to SIGQUIT after [`FAST_STOP_LIMIT`] and to SIGKILL after
-/// [`IMMEDIATE_STOP_LIMIT`] more.
+/// [`IMMEDIATE_STOP_LIMIT`] more. Beats `heartbeat` while it waits.
 async fn stop_postmaster(
     postmaster: &mut Postmaster,
     shutdown: &mut watch::Receiver<Option<ShutdownRequest>>,
+    heartbeat: &crate::liveness::Heartbeat,
+) -> ExitStatus {
+    let exit = watch_postmaster(postmaster, shutdown, heartbeat).await;
+    heartbeat.stop();
+    exit
+}
+
+async fn watch_postmaster(
+    postmaster: &mut Postmaster,
+    shutdown: &mut watch::Receiver<Option<ShutdownRequest>>,
+    heartbeat: &crate::liveness::Heartbeat,
 ) -> ExitStatus {
     let mut sent: Option<(Signal, tokio::time::Instant)> = None;
+    let mut beats = tokio::time::interval(crate::liveness::BEAT_EVERY);
+    beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if let Some(request) = *shutdown.borrow_and_update() {
             let signal = postgres_signal(request);
@@ -302,6 +315,7 @@ async fn stop_postmaster(
         let deadline = escalation.map(|(_, at)| at);
         tokio::select! {
             status = postmaster.wait() => return status,
+            _ = beats.tick() => heartbeat.beat(),
             changed = shutdown.changed() => {
                 if changed.is_err() {
                     return postmaster.wait().await;

@@ -790,8 +790,8 @@ async fn monitor_downtime_metrics() {
         .await
         .unwrap();
     let down = |text: &str| {
-        let current = samples(text, "compute_pg_current_downtime_ms", &[]);
-        let total = samples(text, "compute_pg_downtime_ms_total", &[]);
+        let current = samples(text, "compute_pg_current_downtime_seconds", &[]);
+        let total = samples(text, "compute_pg_downtime_seconds_total", &[]);
         (current, total)
     };
     wait_until("downtime reported", &ctl, || async {

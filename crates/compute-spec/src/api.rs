@@ -427,6 +427,17 @@ pub struct ExtensionInstallResponse {
     pub version: String,
 }
 
+/// The body of the probes `GET /healthz` (liveness) and `GET /readyz` (readiness): the
+/// compute's status and, in a refusal (503), why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ProbeResponse {
+    /// The compute's current status.
+    pub status: ComputeStatus,
+    /// Why the probe fails; absent when it passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// The body of every error answer: `{"error": "…"}`, upstream's shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {

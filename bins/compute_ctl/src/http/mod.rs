@@ -1,12 +1,15 @@
 //! The HTTP API (axum): the external router for the control plane (JWT-authenticated, except
-//! `/metrics`) and the internal router (unauthenticated: status, metrics, the catalog
+//! `/metrics` and the probes `/healthz` and `/readyz`) and the internal router
+//! (unauthenticated: status, metrics, the probes, the catalog
 //! changes `/grants` and `/extensions`, and the remote extension download
 //! `/extension_server/{filename}`); the listeners and their graceful stop; the
-//! request-id and request-span middleware. Handlers are in [`routes`], one file per route;
+//! request-id and request-span middleware. Connections are bounded in number and time
+//! ([`listener`]). Handlers are in [`routes`], one file per route;
 //! every body is a `compute_spec::api` type. The routes are listed in [`EXTERNAL_ROUTES`] and
 //! [`INTERNAL_ROUTES`], which a test checks against the router and against `openapi.json`,
 //! whose component schemas a test checks against the API types.
 
+pub(crate) mod listener;
 pub(crate) mod routes;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -24,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::auth::Authenticator;
+use crate::catalog_sessions::CatalogSessions;
 use crate::cli::Options;
 use crate::process::RunAs;
 use crate::state::Compute;
@@ -55,6 +59,8 @@ pub(crate) const EXTERNAL_ROUTES: &[Route] = &[
     route("GET", "/status", true),
     route("GET", "/metrics.json", true),
     route("GET", "/metrics", false),
+    route("GET", "/healthz", false),
+    route("GET", "/readyz", false),
     route("POST", "/configure", true),
     route("POST", "/terminate", true),
     route("POST", "/check_writability", true),
@@ -70,6 +76,8 @@ pub(crate) const INTERNAL_ROUTES: &[Route] = &[
     route("GET", "/status", false),
     route("GET", "/metrics.json", false),
     route("GET", "/metrics", false),
+    route("GET", "/healthz", false),
+    route("GET", "/readyz", false),
     route("POST", "/grants", false),
     route("POST", "/extensions", false),
     route("POST", "/extension_server/{filename}", false),
@@ -86,6 +94,8 @@ pub(crate) struct HttpState {
     pub(crate) auth: Arc<Option<Authenticator>>,
     /// The user Postgres programs (`pg_dump`) run as when compute_ctl is root.
     pub(crate) run_as: Option<RunAs>,
+    /// The catalog routes' shared session budget.
+    pub(crate) catalog: Arc<CatalogSessions>,
 }
 
 /// The external router.
@@ -109,6 +119,8 @@ pub(crate) fn external_router(state: HttpState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
     Router::new()
         .route("/metrics", get(routes::metrics::prometheus))
+        .route("/healthz", get(routes::probes::healthz))
+        .route("/readyz", get(routes::probes::readyz))
         .merge(authenticated)
         .layer(middleware::from_fn(request_span))
         .with_state(state)
@@ -120,6 +132,8 @@ pub(crate) fn internal_router(state: HttpState) -> Router {
         .route("/status", get(routes::status::get))
         .route("/metrics.json", get(routes::metrics::json))
         .route("/metrics", get(routes::metrics::prometheus))
+        .route("/healthz", get(routes::probes::healthz))
+        .route("/readyz", get(routes::probes::readyz))
         .route("/grants", post(routes::grants::post))
         .route("/extensions", post(routes::extensions::post))
         .route(
@@ -152,7 +166,7 @@ async fn request_span(request: Request, next: Next) -> Response {
     );
     let poll = matches!(
         request.uri().path(),
-        "/status" | "/metrics" | "/metrics.json"
+        "/status" | "/metrics" | "/metrics.json" | "/healthz" | "/readyz"
     );
     async move {
         let started = Instant::now();
@@ -197,9 +211,16 @@ impl Servers {
         .await
         .map_err(|e| anyhow::anyhow!("bind the internal HTTP API: {e}"))?;
         let stop = CancellationToken::new();
+        let limits = listener::ListenerLimits::from_options(opts);
         let tasks = vec![
-            serve(external, external_router(state.clone()), "external", &stop),
-            serve(internal, internal_router(state), "internal", &stop),
+            serve(
+                external,
+                external_router(state.clone()),
+                limits,
+                "external",
+                &stop,
+            ),
+            serve(internal, internal_router(state), limits, "internal", &stop),
         ];
         Ok(Servers { stop, tasks })
     }
@@ -255,21 +276,20 @@ async fn bind_dual_stack(port: u16) -> std::io::Result<tokio::net::TcpListener> 
 fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    limits: listener::ListenerLimits,
     name: &'static str,
     stop: &CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "{name} HTTP API listening");
+        tracing::info!(%addr, max_connections = limits.max_connections, "{name} HTTP API listening");
     }
-    let stop = stop.clone();
-    tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "{name} HTTP API stopped");
-        }
-    })
+    tokio::spawn(listener::serve(
+        listener,
+        router,
+        limits,
+        name,
+        stop.clone(),
+    ))
 }
 
 /// An error answer: `code` with upstream's `{"error": "…"}` body.
@@ -351,6 +371,13 @@ mod tests {
             opts: Arc::new(cli.into_options().unwrap()),
             auth: Arc::new(None),
             run_as: None,
+            catalog: Arc::new(CatalogSessions::new(
+                crate::catalog_sessions::CatalogLimits {
+                    max_sessions: 4,
+                    queue_timeout: std::time::Duration::from_secs(1),
+                    statement_timeout: std::time::Duration::from_secs(1),
+                },
+            )),
         }
     }
 
@@ -392,7 +419,10 @@ mod tests {
         for route in INTERNAL_ROUTES {
             // Reads answer; the catalog changes refuse a body without a JSON content type; the
             // extension server route refuses without a base URL.
-            let want = if route.method == "GET" {
+            let want = if route.path == "/readyz" {
+                // Status `empty`: not ready.
+                StatusCode::SERVICE_UNAVAILABLE
+            } else if route.method == "GET" {
                 StatusCode::OK
             } else if route.path.starts_with("/extension_server/") {
                 StatusCode::PRECONDITION_FAILED
@@ -499,6 +529,7 @@ mod tests {
                 derived::<ExtensionInstallResponse>(),
             ),
             ("ErrorBody", derived::<ErrorBody>()),
+            ("ProbeResponse", derived::<ProbeResponse>()),
             ("ValidationErrorBody", derived::<ValidationErrorBody>()),
             ("DroppedSetting", derived::<DroppedSetting>()),
         ];

@@ -10,7 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::http::{HttpState, error};
+use crate::http::HttpState;
 use crate::schema_dump;
 
 /// The query string.
@@ -22,6 +22,7 @@ pub(crate) struct Params {
 
 pub(crate) async fn get(State(state): State<HttpState>, Query(params): Query<Params>) -> Response {
     match schema_dump::dump(
+        &state.catalog,
         &state.opts,
         state.run_as,
         crate::catalog::guards(&state.compute),
@@ -35,6 +36,6 @@ pub(crate) async fn get(State(state): State<HttpState>, Query(params): Query<Par
             Body::from_stream(dump.into_stream()),
         )
             .into_response(),
-        Err(e) => error(e.status(), e.to_string()),
+        Err(e) => e.response(e.to_string()),
     }
 }

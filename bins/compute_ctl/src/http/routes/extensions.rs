@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use compute_spec::api::{ExtensionInstallRequest, ExtensionInstallResponse};
 
-use crate::http::{HttpState, error};
+use crate::http::HttpState;
 
 pub(crate) async fn post(
     State(state): State<HttpState>,
@@ -19,13 +19,14 @@ pub(crate) async fn post(
     if let Some(refused) = crate::http::refuse_unless_running(&state) {
         return refused;
     }
-    match crate::catalog_changes::install_extension(
+    let sessions = &state.catalog;
+    let installed = sessions.bounded(crate::catalog_changes::install_extension(
+        sessions,
         &state.opts.pg_config,
         crate::catalog::guards(&state.compute),
         &request,
-    )
-    .await
-    {
+    ));
+    match installed.await {
         Ok(version) => {
             let body = ExtensionInstallResponse {
                 extension: request.extension,
@@ -33,6 +34,6 @@ pub(crate) async fn post(
             };
             (StatusCode::CREATED, axum::Json(body)).into_response()
         }
-        Err(e) => error(e.status(), format!("failed to install extension: {e}")),
+        Err(e) => e.response(format!("failed to install extension: {e}")),
     }
 }

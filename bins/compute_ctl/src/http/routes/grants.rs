@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use compute_spec::api::{SetRoleGrantsRequest, SetRoleGrantsResponse};
 
-use crate::http::{HttpState, error};
+use crate::http::HttpState;
 
 pub(crate) async fn post(
     State(state): State<HttpState>,
@@ -17,20 +17,20 @@ pub(crate) async fn post(
     if let Some(refused) = crate::http::refuse_unless_running(&state) {
         return refused;
     }
-    match crate::catalog_changes::set_role_grants(
+    let sessions = &state.catalog;
+    let granted = sessions.bounded(crate::catalog_changes::set_role_grants(
+        sessions,
         &state.opts.pg_config,
         crate::catalog::guards(&state.compute),
         &request,
-    )
-    .await
-    {
+    ));
+    match granted.await {
         Ok(()) => {
             let body: SetRoleGrantsResponse = request;
             (StatusCode::CREATED, axum::Json(body)).into_response()
         }
-        Err(e) => error(
-            e.status(),
-            format!("failed to grant role privileges to the schema: {e}"),
-        ),
+        Err(e) => e.response(format!(
+            "failed to grant role privileges to the schema: {e}"
+        )),
     }
 }

@@ -5,19 +5,20 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
-use crate::http::{HttpState, error};
+use crate::http::HttpState;
 
 pub(crate) async fn get(State(state): State<HttpState>) -> Response {
     if let Some(refused) = crate::http::refuse_unless_running(&state) {
         return refused;
     }
-    match crate::insights::collect(
+    let sessions = &state.catalog;
+    let collected = sessions.bounded(crate::insights::collect(
+        sessions,
         &state.opts.pg_config,
         crate::catalog::guards(&state.compute),
-    )
-    .await
-    {
+    ));
+    match collected.await {
         Ok(text) => axum::Json(text).into_response(),
-        Err(e) => error(e.status(), e.to_string()),
+        Err(e) => e.response(e.to_string()),
     }
 }

@@ -10,5 +10,6 @@ pub(crate) mod grants;
 pub(crate) mod info;
 pub(crate) mod insights;
 pub(crate) mod metrics;
+pub(crate) mod probes;
 pub(crate) mod status;
 pub(crate) mod terminate;
