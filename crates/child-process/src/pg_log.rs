@@ -174,12 +174,16 @@ impl PgLogFormat {
     }
 }
 
-/// `terminating connection due to administrator command` and its siblings for autovacuum
-/// and replication workers: what every backend writes (at FATAL) when the server is shut
-/// down or the backend is terminated on purpose (SQLSTATE 57P01). An administrator's command
-/// carried out, not a failure: logged at INFO.
+/// The FATAL messages that end one client session on purpose, logged at INFO: `terminating
+/// connection due to administrator command` and its siblings for autovacuum and replication
+/// workers (SQLSTATE 57P01: the server is shut down, or the backend terminated by an
+/// administrator), and `canceling authentication due to timeout` (what a backend still
+/// waiting for its client's startup packet writes when the server shuts down, or when the
+/// client is slower than `authentication_timeout`: the client's problem). Neither is a failure
+/// of the compute.
 fn is_administrator_termination(message: &str) -> bool {
-    message.starts_with("terminating ") && message.ends_with(" due to administrator command")
+    (message.starts_with("terminating ") && message.ends_with(" due to administrator command"))
+        || message == "canceling authentication due to timeout"
 }
 
 /// `prog: error: text`: a client program's message, the program name without spaces.
@@ -379,6 +383,7 @@ mod tests {
             l("DEBUG3:  detail"),
             l("FATAL:  terminating connection due to administrator command"),
             l("FATAL:  terminating autovacuum process due to administrator command"),
+            l("FATAL:  canceling authentication due to timeout"),
             "[16242] FATAL:  no time stamp".to_owned(),
             "select 'ERROR:  outside any prefix'".to_owned(),
             format!("{TS} LOG:  extra space"),
@@ -410,6 +415,11 @@ mod tests {
                 L::INFO,
                 Some("FATAL"),
                 "terminating autovacuum process due to administrator command",
+            ),
+            (
+                L::INFO,
+                Some("FATAL"),
+                "canceling authentication due to timeout",
             ),
             (L::INFO, None, ""),
             (L::INFO, None, ""),
