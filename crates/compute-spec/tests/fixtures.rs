@@ -69,7 +69,17 @@ fn broken_specs_match_their_snapshots() {
         assert!(!rendered.is_empty(), "{}: nothing reported", path.display());
         // Messages speak JSON, not Rust: no `expected u64`, `expected a sequence`.
         for rust in [
-            "f32", "f64", "i32", "i64", "u8", "u16", "u32", "u64", "usize", "a sequence", "a map",
+            "f32",
+            "f64",
+            "i32",
+            "i64",
+            "u8",
+            "u16",
+            "u32",
+            "u64",
+            "usize",
+            "a sequence",
+            "a map",
             "struct ",
         ] {
             assert!(
