@@ -332,7 +332,9 @@ fn compile(prefix: &str) -> Vec<Piece> {
             'n' => Piece::Epoch,
             'c' | 'e' | 'v' => Piece::Word,
             'q' => Piece::SessionOnly,
-            'a' | 'u' | 'd' | 'r' | 'h' | 'b' | 'i' | 's' => Piece::Text,
+            // `%P` (a parallel worker's leader) is empty for other processes; `%L` is
+            // PostgreSQL 16's local address.
+            'a' | 'u' | 'd' | 'r' | 'h' | 'b' | 'i' | 's' | 'P' | 'L' => Piece::Text,
             // Unknown escapes print nothing.
             _ => continue,
         };
@@ -543,6 +545,8 @@ mod tests {
         check_one("100%% %p ", "100 12 LOG:  pct", None);
         check_one("%m ", "2026-12-03 10:21:40 GMT LOG:  no millis", None);
         check_one("%p ", "12x LOG:  not digits", None);
+        check_one("[%p]%P ", "[12] LOG:  no leader", Some(("LOG", "no leader")));
+        check_one("[%p]%P ", "[12]7 LOG:  a leader", Some(("LOG", "a leader")));
         check_one(
             "%Z%p ",
             "12 LOG:  unknown escape prints nothing",
