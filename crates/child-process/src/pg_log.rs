@@ -545,7 +545,11 @@ mod tests {
         check_one("100%% %p ", "100 12 LOG:  pct", None);
         check_one("%m ", "2026-12-03 10:21:40 GMT LOG:  no millis", None);
         check_one("%p ", "12x LOG:  not digits", None);
-        check_one("[%p]%P ", "[12] LOG:  no leader", Some(("LOG", "no leader")));
+        check_one(
+            "[%p]%P ",
+            "[12] LOG:  no leader",
+            Some(("LOG", "no leader")),
+        );
         check_one("[%p]%P ", "[12]7 LOG:  a leader", Some(("LOG", "a leader")));
         check_one(
             "%Z%p ",
