@@ -19,7 +19,58 @@ Standalone mode (a spec with no pageserver: initdb instead of basebackup):
   compute_ctl -D /tmp/compute -C postgresql://cloud_admin@127.0.0.1:55432/postgres \\
               -S specs/examples/standalone.json -b /usr/lib/postgresql/15/bin/postgres
 
-Every start is a fresh start: the data directory is wiped and recreated.";
+Every start is a fresh start: the data directory is wiped and recreated.
+
+Environment:
+  An option shown with [env: COMPUTE_CTL_…] reads that variable when it is not given.
+  Aliases, read only when the COMPUTE_CTL_ variable is unset:
+    POSTGRES_PATH      --pgbin (the name upstream's compute_ctl reads)
+    COMPUTE_ID         --compute-id         CONTROL_PLANE_URI  --control-plane-uri
+    VM_INFORMANT_PATH  --vm-informant       LOCAL_PROXY_DIR    --local-proxy-dir
+    PGBOUNCER_INI      --pgbouncer-ini      PGBOUNCER_CONNSTR  --pgbouncer-connstr
+    PGBOUNCER_PATH     --pgbouncer          (earlier names of this build)
+  Also read: RUST_LOG (log filter, default info), NEON_CONTROL_PLANE_TOKEN,
+  PGBOUNCER_PASSWORD, AUTOSCALING.
+
+Exit codes:
+  0      stopped: postgres shut down cleanly, or compute_ctl was stopped before it ran
+  1      the start failed (after --linger), or compute_ctl itself failed
+  2      usage: a bad option, value or combination of options
+  N      postgres exited with code N
+  128+N  postgres was killed by signal N (137: SIGKILL)";
+
+/// Environment variables read for an option when its `COMPUTE_CTL_` variable is unset:
+/// (alias, the option's field). `POSTGRES_PATH` is upstream's; the others are the names this
+/// build read before all took the `COMPUTE_CTL_` prefix.
+pub const ENV_ALIASES: &[(&str, &str)] = &[
+    ("POSTGRES_PATH", "pgbin"),
+    ("COMPUTE_ID", "compute_id"),
+    ("CONTROL_PLANE_URI", "control_plane_uri"),
+    ("VM_INFORMANT_PATH", "vm_informant"),
+    ("PGBOUNCER_INI", "pgbouncer_ini"),
+    ("PGBOUNCER_CONNSTR", "pgbouncer_connstr"),
+    ("PGBOUNCER_PATH", "pgbouncer"),
+    ("LOCAL_PROXY_DIR", "local_proxy_dir"),
+];
+
+/// `text` or `json` (no `ValueEnum`: its documented variants would turn the whole help into
+/// the long layout).
+fn log_format_parser() -> impl clap::builder::TypedValueParser<Value = LogFormat> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["text", "json"]).map(|v| match v.as_str() {
+        "json" => LogFormat::Json,
+        _ => LogFormat::Text,
+    })
+}
+
+/// compute_ctl's log format (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per record.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Supervisor of a PostgreSQL compute node: prepares the data directory, starts `postgres`,
 /// applies the cluster spec and serves an HTTP API until the postmaster exits.
@@ -37,6 +88,7 @@ pub struct Cli {
         short = 'C',
         long,
         env = "COMPUTE_CTL_CONNSTR",
+        hide_env_values = true,
         value_name = "DATABASE_URL"
     )]
     pub connstr: String,
@@ -45,7 +97,7 @@ pub struct Cli {
     #[arg(
         short = 'b',
         long,
-        env = "POSTGRES_PATH",
+        env = "COMPUTE_CTL_PGBIN",
         default_value = "postgres",
         value_name = "POSTGRES_PATH"
     )]
@@ -78,7 +130,12 @@ pub struct Cli {
 
     /// Id of this compute: checked against the `compute_id` claim of JWTs and used in the
     /// control-plane URL. Required with `--config` and `--control-plane-uri` (as upstream).
-    #[arg(short = 'i', long, env = "COMPUTE_ID", value_name = "COMPUTE_ID")]
+    #[arg(
+        short = 'i',
+        long,
+        env = "COMPUTE_CTL_COMPUTE_ID",
+        value_name = "COMPUTE_ID"
+    )]
     pub compute_id: Option<String>,
 
     /// Control plane base URL (http or https: roots from the system store, or `SSL_CERT_FILE`);
@@ -88,7 +145,7 @@ pub struct Cli {
     #[arg(
         short = 'p',
         long,
-        env = "CONTROL_PLANE_URI",
+        env = "COMPUTE_CTL_CONTROL_PLANE_URI",
         value_name = "CONTROL_PLANE",
         requires = "compute_id",
         conflicts_with_all = ["config", "spec", "spec_path"]
@@ -99,17 +156,28 @@ pub struct Cli {
     /// single-port form; upstream honours it only with `--lakebase-mode`).
     #[arg(
         long,
+        env = "COMPUTE_CTL_HTTP_PORT",
         conflicts_with_all = ["external_http_port", "internal_http_port"],
         value_name = "PORT"
     )]
     pub http_port: Option<u16>,
 
     /// Port of the external HTTP API (control plane, metrics scraper).
-    #[arg(long, default_value_t = 3080, value_name = "PORT")]
+    #[arg(
+        long,
+        env = "COMPUTE_CTL_EXTERNAL_HTTP_PORT",
+        default_value_t = 3080,
+        value_name = "PORT"
+    )]
     pub external_http_port: u16,
 
     /// Port of the internal HTTP API (status and metrics for processes inside the compute).
-    #[arg(long, default_value_t = 3081, value_name = "PORT")]
+    #[arg(
+        long,
+        env = "COMPUTE_CTL_INTERNAL_HTTP_PORT",
+        default_value_t = 3081,
+        value_name = "PORT"
+    )]
     pub internal_http_port: u16,
 
     /// Address the external HTTP API binds to. Default: `::` (IPv4 and IPv6, as upstream),
@@ -136,7 +204,7 @@ pub struct Cli {
     /// refused; only http://). With `remote_extensions` in the spec, control files are written
     /// and preload libraries fetched before Postgres starts, and
     /// `POST /extension_server/{filename}` fetches the others.
-    #[arg(short = 'r', long, value_parser = parse_remote_ext_base_url, value_name = "URL")]
+    #[arg(short = 'r', long, env = "COMPUTE_CTL_REMOTE_EXT_BASE_URL", value_parser = parse_remote_ext_base_url, value_name = "URL")]
     pub remote_ext_base_url: Option<url::Url>,
 
     /// Development mode, as upstream's: termination signals spare the services compute_ctl
@@ -155,7 +223,7 @@ pub struct Cli {
     pub drop_unsupported_settings: bool,
 
     /// Name of the privileged (non-superuser) role written as `neon.privileged_role_name`.
-    #[arg(long, default_value = "neon_superuser", value_parser = parse_role_name)]
+    #[arg(long, env = "COMPUTE_CTL_PRIVILEGED_ROLE_NAME", default_value = "neon_superuser", value_parser = parse_role_name)]
     pub privileged_role_name: String,
 
     /// Unprivileged user that runs `postgres`, `initdb` and sync-safekeepers when compute_ctl
@@ -166,17 +234,17 @@ pub struct Cli {
 
     /// How long a failed compute keeps serving `/status` before exiting 1 (and a compute
     /// stopped by `/terminate?mode=fast` before exiting), e.g. `30s`, `500ms`.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "COMPUTE_CTL_LINGER", default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub linger: Duration,
 
     /// Timeout for Postgres to report `ready` in `postmaster.pid`.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "COMPUTE_CTL_PG_READY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub pg_ready_timeout: Duration,
 
     /// How long the pageserver may send nothing during a basebackup (before the archive
     /// starts or between two chunks) before the attempt fails and is retried. Upstream waits
     /// without bound; the default is above a pageserver's own 60 s wait for the LSN.
-    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "COMPUTE_CTL_BASEBACKUP_STALL_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub basebackup_stall_timeout: Duration,
 
     /// Bound of one `postgres --sync-safekeepers` run: the child is killed after this long and
@@ -206,6 +274,7 @@ pub struct Cli {
     /// `suspend_timeout_seconds` (upstream's rule). At least 1.
     #[arg(
         long,
+        env = "COMPUTE_CTL_INSTALLED_EXTENSIONS_COLLECTION_INTERVAL",
         default_value_t = 3600,
         value_parser = clap::value_parser!(u64).range(1..),
         value_name = "SECONDS"
@@ -215,7 +284,7 @@ pub struct Cli {
     /// The vm-informant executable; started (and restarted 5 s after each exit) if it exists.
     #[arg(
         long,
-        env = "VM_INFORMANT_PATH",
+        env = "COMPUTE_CTL_VM_INFORMANT",
         default_value = "/bin/vm-informant",
         value_name = "PATH"
     )]
@@ -224,12 +293,12 @@ pub struct Cli {
     /// How long the start waits for the TLS key and certificate named by
     /// `compute_ctl_config.tls` to be readable and to match, before failing (upstream waits
     /// without bound, looking every second).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "COMPUTE_CTL_TLS_WAIT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub tls_wait_timeout: Duration,
 
     /// How often the TLS key and certificate are looked at for a renewal while postgres runs
     /// (upstream: every 60 s). Not zero.
-    #[arg(long, default_value = "60s", value_parser = parse_nonzero_duration, value_name = "DURATION")]
+    #[arg(long, env = "COMPUTE_CTL_TLS_WATCH_INTERVAL", default_value = "60s", value_parser = parse_nonzero_duration, value_name = "DURATION")]
     pub tls_watch_interval: Duration,
 
     /// Wipe the data directory even if it is non-empty and has no `PG_VERSION`.
@@ -239,20 +308,25 @@ pub struct Cli {
     /// pgbouncer's ini file, into whose `[pgbouncer]` section the spec's `pgbouncer_settings`
     /// are written (the file must exist). Default as upstream: `/etc/pgbouncer.ini` when
     /// `$AUTOSCALING` is set (a VM), else `/var/db/postgres/pgbouncer/pgbouncer.ini`.
-    #[arg(long, env = "PGBOUNCER_INI", value_name = "PATH")]
+    #[arg(long, env = "COMPUTE_CTL_PGBOUNCER_INI", value_name = "PATH")]
     pub pgbouncer_ini: Option<PathBuf>,
 
     /// Connection string of pgbouncer's admin console, where `RELOAD` is sent after the ini is
     /// written; dbname `pgbouncer` and the password `$PGBOUNCER_PASSWORD` unless it names
     /// them. Default as upstream: `host=/tmp port=6432 user=pgbouncer` when `$AUTOSCALING` is
     /// set, else `host=localhost port=6432 user=postgres sslmode=disable`.
-    #[arg(long, env = "PGBOUNCER_CONNSTR", value_name = "CONNSTR")]
+    #[arg(
+        long,
+        env = "COMPUTE_CTL_PGBOUNCER_CONNSTR",
+        hide_env_values = true,
+        value_name = "CONNSTR"
+    )]
     pub pgbouncer_connstr: Option<String>,
 
     /// A pgbouncer executable that compute_ctl starts on the ini file (as the Postgres user)
     /// once the spec is known, and stops when it exits. Without it pgbouncer is run by someone
     /// else and compute_ctl only writes its ini and sends `RELOAD`.
-    #[arg(long, env = "PGBOUNCER_PATH", value_name = "PATH")]
+    #[arg(long, env = "COMPUTE_CTL_PGBOUNCER", value_name = "PATH")]
     pub pgbouncer: Option<PathBuf>,
 
     /// local_proxy's directory: `config.json` is written there from the spec's
@@ -260,7 +334,7 @@ pub struct Cli {
     /// file's lock, gets SIGHUP.
     #[arg(
         long,
-        env = "LOCAL_PROXY_DIR",
+        env = "COMPUTE_CTL_LOCAL_PROXY_DIR",
         default_value = "/etc/local_proxy",
         value_name = "DIR"
     )]
@@ -268,23 +342,50 @@ pub struct Cli {
 
     /// rsyslog's drop-in directory: the audit forwarding (`compute_audit_rsyslog.conf`) and
     /// log export (`postgres_logs.conf`) configs are written there (upstream's path).
-    #[arg(long, default_value = "/etc/rsyslog.d", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "COMPUTE_CTL_RSYSLOG_CONFIG_DIR",
+        default_value = "/etc/rsyslog.d",
+        value_name = "DIR"
+    )]
     pub rsyslog_config_dir: PathBuf,
 
     /// rsyslog's work directory, named in the audit forwarding config (where rsyslog keeps how
     /// far it read each audit file); upstream's path.
-    #[arg(long, default_value = "/var/log/rsyslog", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "COMPUTE_CTL_RSYSLOG_WORK_DIR",
+        default_value = "/var/log/rsyslog",
+        value_name = "DIR"
+    )]
     pub rsyslog_work_dir: PathBuf,
 
     /// Program and arguments (split at spaces) run, within 5 s, after an rsyslog config was
     /// written. Default upstream's: `pkill rsyslogd`, then up to 5 s for `pgrep rsyslogd` to
     /// find it started again by its supervisor.
-    #[arg(long, value_name = "COMMAND")]
+    #[arg(
+        long,
+        env = "COMPUTE_CTL_RSYSLOG_RESTART_COMMAND",
+        value_name = "COMMAND"
+    )]
     pub rsyslog_restart_command: Option<String>,
 
     /// Limits of the HTTP listeners and of the catalog routes' sessions.
     #[command(flatten)]
     pub http_limits: HttpLimits,
+
+    /// Format of compute_ctl's log on standard error: `text` (one human-readable line per
+    /// record) or `json` (one JSON object per line: `timestamp`, `level`, `target`, `message`,
+    /// the record's fields and its spans). Postgres's lines are records too, at the level of
+    /// the severity postgres wrote, with the fields `program`, `pid` and `severity`.
+    #[arg(
+        long,
+        env = "COMPUTE_CTL_LOG_FORMAT",
+        default_value = "text",
+        value_parser = log_format_parser(),
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
 
     /// Upstream flags this build refuses.
     #[command(flatten)]
@@ -352,6 +453,47 @@ pub struct RefusedFlags {
     /// Set a disk quota from the spec's `disk_quota_bytes` on this mount point.
     #[arg(long, value_name = "MOUNTPOINT", help_heading = REFUSED)]
     pub set_disk_quota_for_fs: Option<String>,
+}
+
+impl Cli {
+    /// Parses `args` as [`clap::Parser::try_parse_from`] does, with the aliases of
+    /// [`ENV_ALIASES`] looked up through `env`: an alias's value is used for an option given
+    /// neither on the command line nor by its `COMPUTE_CTL_` variable.
+    pub fn try_parse_with_env<I, T>(
+        args: I,
+        env: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let mut command = Cli::command();
+        for (alias, id) in ENV_ALIASES {
+            let canonical = command
+                .get_arguments()
+                .find(|a| a.get_id() == *id)
+                .and_then(|a| a.get_env())
+                .map(|name| name.to_string_lossy().into_owned());
+            let Some(value) = env(alias) else { continue };
+            if canonical.is_some_and(|name| env(&name).is_some()) {
+                continue;
+            }
+            // The lowest precedence: below the command line and the canonical variable. clap
+            // keeps defaults as static text; at most one small leak per alias and parse.
+            let value: &'static std::ffi::OsStr = Box::leak(value.into_boxed_os_str());
+            command = command.mut_arg(*id, |arg| arg.default_value(value));
+        }
+        let matches = command.try_get_matches_from(args)?;
+        Cli::from_arg_matches(&matches)
+    }
+
+    /// [`Cli::try_parse_with_env`] over the process's arguments and environment; on an error
+    /// prints it and exits (2 for usage errors, 0 for `--help` and `--version`).
+    pub fn parse_with_env() -> Cli {
+        Cli::try_parse_with_env(std::env::args_os(), |name| std::env::var_os(name))
+            .unwrap_or_else(|e| e.exit())
+    }
 }
 
 impl RefusedFlags {
@@ -964,6 +1106,85 @@ mod tests {
         .unwrap();
         let err = cli.into_options().unwrap_err();
         assert!(format!("{err:#}").contains("must name a user"));
+    }
+
+    /// Every option that reads the environment reads `COMPUTE_CTL_` + its long name; only
+    /// the inline spec (secrets), the safety switches and the refused upstream flags do not.
+    #[test]
+    fn one_env_prefix_for_every_option() {
+        let without_env = [
+            "spec",
+            "allow_unauthenticated",
+            "dev",
+            "force_wipe",
+            "help",
+            "version",
+        ];
+        for arg in Cli::command().get_arguments() {
+            let id = arg.get_id().as_str();
+            let refused = arg.get_help_heading() == Some(REFUSED);
+            let long = arg.get_long().unwrap_or_default();
+            let want = format!("COMPUTE_CTL_{}", long.to_uppercase().replace('-', "_"));
+            match arg.get_env() {
+                Some(env) => assert_eq!(env.to_str(), Some(want.as_str()), "--{long}"),
+                None => assert!(refused || without_env.contains(&id), "--{long} has no env"),
+            }
+        }
+        for (_, id) in ENV_ALIASES {
+            assert!(
+                Cli::command().get_arguments().any(|a| a.get_id() == *id),
+                "{id}"
+            );
+        }
+    }
+
+    #[test]
+    fn env_aliases_are_read_below_the_canonical_names() {
+        let parse = |args: &[&str], env: &[(&str, &str)]| {
+            let env: Vec<(String, String)> = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let argv = ["compute_ctl", "-D", "/x", "-C", "postgresql://u@h/db"]
+                .iter()
+                .chain(args);
+            Cli::try_parse_with_env(argv, |name| {
+                env.iter().find(|(k, _)| k == name).map(|(_, v)| v.into())
+            })
+            .unwrap()
+        };
+        let cli = parse(&[], &[("POSTGRES_PATH", "/opt/pg/bin/postgres")]);
+        assert_eq!(cli.pgbin, Path::new("/opt/pg/bin/postgres"));
+        let cli = parse(&["-b", "/cmd/postgres"], &[("POSTGRES_PATH", "/alias")]);
+        assert_eq!(cli.pgbin, Path::new("/cmd/postgres"));
+        let cli = parse(&[], &[("COMPUTE_ID", "c-1"), ("LOCAL_PROXY_DIR", "/lp")]);
+        assert_eq!(cli.compute_id.as_deref(), Some("c-1"));
+        assert_eq!(cli.local_proxy_dir, Path::new("/lp"));
+        // Not set at all: the documented default.
+        assert_eq!(parse(&[], &[]).pgbin, Path::new("postgres"));
+        assert_eq!(parse(&[], &[]).log_format, LogFormat::Text);
+        assert_eq!(
+            parse(&["--log-format", "json"], &[]).log_format,
+            LogFormat::Json
+        );
+    }
+
+    #[test]
+    fn help_documents_defaults_environment_and_exit_codes() {
+        let help = Cli::command().render_help().to_string();
+        for needle in [
+            "[env: COMPUTE_CTL_EXTERNAL_HTTP_PORT=] [default: 3080]",
+            "[env: COMPUTE_CTL_LINGER=] [default: 30s]",
+            "[env: COMPUTE_CTL_LOG_FORMAT=] [default: text] [possible values: text, json]",
+            "POSTGRES_PATH      --pgbin",
+            "Exit codes:",
+            "128+N  postgres was killed by signal N",
+        ] {
+            assert!(help.contains(needle), "{needle:?} not in:\n{help}");
+        }
+        for (alias, _) in ENV_ALIASES {
+            assert!(help.contains(alias), "{alias}");
+        }
     }
 
     #[test]

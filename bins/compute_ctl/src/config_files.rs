@@ -45,7 +45,10 @@ impl ConfigContext<'_> {
     }
 }
 
-/// Writes `postgresql.conf` (and, for non-primaries, `standby.signal`) into `pgdata`.
+/// Writes `postgresql.conf` (and, for non-primaries, `standby.signal`) into `pgdata`, and the
+/// temporary override file, empty, if it is missing: `postgresql.conf` includes it, and
+/// postgres would say it is skipping a missing file at every read of its configuration
+/// (upstream leaves it empty after its first use).
 pub(crate) fn write_config_files(
     pgdata: &Path,
     spec: &ValidatedSpec,
@@ -58,6 +61,9 @@ pub(crate) fn write_config_files(
             &ctx.file_options(),
         )
         .with_context(|| format!("write {}", file.name))?;
+    }
+    if !pgdata.join(pg_config::TEMP_OVERRIDE_CONF).exists() {
+        write_temp_override(pgdata, "", ctx)?;
     }
     Ok(())
 }
@@ -157,6 +163,12 @@ mod tests {
         assert!(conf.contains("work_mem = '8MB'"), "{conf}");
         assert!(conf.contains("neon.extension_server_port"), "{conf}");
         assert!(dir.path().join("standby.signal").is_file());
+        let temp_override = dir.path().join(pg_config::TEMP_OVERRIDE_CONF);
+        assert_eq!(std::fs::read_to_string(&temp_override).unwrap(), "");
+        // An override in force is not cleared by writing the config again.
+        write_temp_override(dir.path(), "neon.max_cluster_size = -1\n", &ctx).unwrap();
+        write_config_files(dir.path(), &spec, &ctx).unwrap();
+        assert_ne!(std::fs::read_to_string(&temp_override).unwrap(), "");
 
         std::fs::write(dir.path().join("pg_hba.conf"), "local all all trust\n").unwrap();
         ensure_hba_line(dir.path(), &ctx).unwrap();

@@ -49,6 +49,7 @@ mod pgbouncer;
 mod pgdata;
 mod process;
 mod remote_extensions;
+mod running_report;
 mod schema_dump;
 mod signals;
 mod spec_file;

@@ -27,8 +27,10 @@ use std::path::Path;
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use child_process::pg_log::{DEFAULT_LOG_LINE_PREFIX, PgLogFormat};
 pub(crate) use child_process::postmaster_pid::ReadinessWatch;
-use child_process::{Child, Command};
+use child_process::{Child, Command, LineClassifier};
+use compute_spec::ValidatedSpec;
 use nix::sys::signal::Signal;
 use tokio_util::sync::CancellationToken;
 
@@ -84,6 +86,42 @@ pub(crate) async fn run_to_completion(
     cmd.name(program).tail_lines(5);
     cmd.run(None, cancel).await?;
     Ok(())
+}
+
+/// How the postmaster's output is read: the severity after the `log_line_prefix` the spec sets
+/// (its settings win over its `postgresql_conf` text, as in the rendered file), else
+/// PostgreSQL's default. A prefix changed later by `/configure` is not followed: lines then
+/// log at INFO.
+pub(crate) fn server_output(spec: &ValidatedSpec) -> LineClassifier {
+    let cluster = &spec.spec().cluster;
+    let from_settings = cluster
+        .settings
+        .iter()
+        .flatten()
+        .filter(|s| s.name == "log_line_prefix")
+        .filter_map(|s| s.value.clone())
+        .next_back();
+    let from_conf = || {
+        cluster
+            .postgresql_conf
+            .as_deref()
+            .map(pg_config::parse_conf)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|l| l.name == "log_line_prefix")
+            .map(|l| l.value)
+            .next_back()
+    };
+    let prefix = from_settings.or_else(from_conf);
+    PgLogFormat::new(prefix.as_deref().unwrap_or(DEFAULT_LOG_LINE_PREFIX)).classifier()
+}
+
+/// How a program that reports progress (initdb) is read: its errors and warnings at their
+/// level, the rest at DEBUG.
+pub(crate) fn chatter_output() -> LineClassifier {
+    PgLogFormat::default()
+        .other_lines(tracing::Level::DEBUG)
+        .classifier()
 }
 
 /// The running postmaster.

@@ -244,7 +244,8 @@ async fn initdb(ctx: &StartContext) -> anyhow::Result<()> {
             "--locale=C.UTF-8",
             "--no-sync",
             "--no-instructions",
-        ]);
+        ])
+        .classify_lines(process::chatter_output());
     process::run_to_completion("initdb", cmd, &ctx.cancel).await?;
     ctx.record(Phase::Initdb, t.elapsed(), |m, ms| m.initdb_ms = ms);
     Ok(())
@@ -421,7 +422,9 @@ async fn start_postgres(ctx: &StartContext, spec: &ValidatedSpec) -> anyhow::Res
     let pgdata = &ctx.opts.pgdata;
     let mut watch = ReadinessWatch::new(pgdata)?;
     let mut cmd = process::command(&ctx.opts.pgbin, ctx.run_as, pgdata);
-    cmd.arg("-D").arg(pgdata);
+    cmd.arg("-D")
+        .arg(pgdata)
+        .classify_lines(process::server_output(spec));
     if let Some(port) = ctx.opts.pg_config.get_ports().first() {
         cmd.arg("-p").arg(port.to_string());
     }

@@ -202,7 +202,7 @@ async fn run_compute(
     compute.metrics.observe_phase(Phase::Total, total);
     if compute.transition(ComputeStatus::Running).is_ok() {
         let metrics = compute.with(|s| s.startup);
-        tracing::info!(?metrics, "compute start finished");
+        crate::running_report::report_running(&metrics, &ctx.opts.pg_config);
     }
 
     let configurator = tokio::spawn(configurator(ctx.clone(), pgbouncer.handle()));
@@ -223,7 +223,7 @@ async fn run_compute(
         monitor_cancel.clone(),
     );
     let audit_gc = crate::audit::spawn_gc(ctx, spec, monitor_cancel.clone());
-    let exit = stop_postmaster(&mut postmaster, shutdown, &compute.supervision).await;
+    let exit = stop_after_monitors(&mut postmaster, shutdown, &monitor_cancel, &compute.supervision).await;
     configurator.abort();
     failed_linger.abort();
     let failed_before = compute.with(|s| s.error.is_some());
@@ -328,6 +328,33 @@ async fn watch_postmaster(
                     sent = Some((signal, tokio::time::Instant::now()));
                 }
             }
+        }
+    }
+}
+
+/// [`stop_postmaster`], with the background tasks' token cancelled as soon as a stop is
+/// requested, before postgres is signalled: the activity monitor then ends instead of
+/// reporting the connection postgres closes as a failure.
+async fn stop_after_monitors(
+    postmaster: &mut Postmaster,
+    shutdown: &mut watch::Receiver<Option<ShutdownRequest>>,
+    monitors: &CancellationToken,
+    heartbeat: &crate::liveness::Heartbeat,
+) -> ExitStatus {
+    let mut early = shutdown.clone();
+    let cancel_monitors = async {
+        requested(&mut early).await;
+        monitors.cancel();
+        std::future::pending::<()>().await;
+    };
+    tokio::pin!(cancel_monitors);
+    let stop = stop_postmaster(postmaster, shutdown, heartbeat);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut cancel_monitors => {}
+            status = &mut stop => return status,
         }
     }
 }

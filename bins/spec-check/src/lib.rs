@@ -89,8 +89,13 @@ pub struct Cli {
 pub enum Format {
     /// `file:line:col: severity[code]: message (at /pointer)`, one per line.
     Human,
-    /// One JSON document with every file's diagnostics.
+    /// One JSON document with every file's diagnostics (and, for a file that could not be
+    /// read, its `error`).
     Json,
+    /// GitHub Actions workflow commands, one per line:
+    /// `::error file=F,line=L,col=C,title=CODE::message` (`::warning …` for warnings), shown as
+    /// annotations on the file in a pull request.
+    Github,
 }
 
 /// The diagnostics of one input.
@@ -100,6 +105,9 @@ pub struct FileReport {
     pub file: String,
     /// Every finding, in source order.
     pub diagnostics: Vec<Diagnostic>,
+    /// Why the file could not be checked (it could not be read); then it has no diagnostics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Exit status: no findings.
@@ -161,6 +169,11 @@ fn run_inner(
             Err(e) => {
                 writeln!(err, "{name}: cannot read: {e}")?;
                 trouble = true;
+                reports.push(FileReport {
+                    file: name,
+                    diagnostics: Vec::new(),
+                    error: Some(format!("cannot read: {e}")),
+                });
                 continue;
             }
         };
@@ -169,6 +182,7 @@ fn run_inner(
         reports.push(FileReport {
             file: name,
             diagnostics,
+            error: None,
         });
     }
     let (errors, _) = render::counts(&reports);
@@ -178,6 +192,7 @@ fn run_inner(
     match cli.format {
         Format::Human => render::human(&reports, out)?,
         Format::Json => render::json(&reports, out)?,
+        Format::Github => render::github(&reports, out)?,
     }
     let (errors, warnings) = render::counts(&reports);
     if cli.format == Format::Human && (errors > 0 || warnings > 0) {

@@ -395,3 +395,63 @@ fn plan_against_a_live_server_changes_nothing() {
     // --plan needs --connstr.
     assert_eq!(spec_check(&["--plan", &file], None).status.code(), Some(2));
 }
+
+/// `--format github`: one workflow command per finding, located, escaped; a file that cannot
+/// be read is an `io-error` annotation too.
+#[test]
+fn github_annotations() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = write_temp(
+        &dir,
+        "owner.json",
+        br#"{"format_version": 1.0,
+  "cluster": {"roles": [], "databases": [{"name": "app", "owner": "nobody"}]}}"#,
+    );
+    let negative = write_temp(
+        &dir,
+        "negative,swap.json",
+        br#"{"format_version": 1.0, "cluster": {"roles": [], "databases": []},
+  "swap_size_bytes": -5}"#,
+    );
+    let out = spec_check(
+        &[
+            "--format",
+            "github",
+            &owner,
+            &negative,
+            "/nonexistent/x.json",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let escaped = negative.replace(',', "%2C");
+    let expected = format!(
+        "::error file={owner},line=2,col=67,title=unknown-owner::owner \"nobody\" of database \"app\" \
+         is neither a role of the spec nor a role the compute provides (at /cluster/databases/0/owner)\n\
+         ::error file={escaped},line=2,col=22,title=invalid-type::invalid value: integer `-5`, \
+         expected a non-negative integer (at /swap_size_bytes)\n\
+         ::error file=/nonexistent/x.json,title=io-error::cannot read: No such file or directory (os error 2)\n"
+    );
+    assert_eq!(stdout(&out), expected);
+}
+
+/// With `--format json`, a file that cannot be read is in the report (with its `error`), beside
+/// the others' diagnostics; exit 2.
+#[test]
+fn json_reports_unreadable_files() {
+    let out = spec_check(
+        &["--format", "json", "/nonexistent/x.json", "-"],
+        Some(GOOD.as_bytes()),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let files = report["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{report}");
+    assert_eq!(files[0]["file"], "/nonexistent/x.json");
+    assert_eq!(
+        files[0]["error"],
+        "cannot read: No such file or directory (os error 2)"
+    );
+    assert_eq!(files[1]["file"], "<stdin>");
+    assert!(files[1].get("error").is_none(), "{report}");
+}

@@ -75,6 +75,7 @@ impl Command {
         let name: Arc<str> = Arc::from(self.name.as_str());
         let kept = SharedKept::new(std::sync::Mutex::new(Kept {
             tail_lines: self.tail_lines,
+            classifier: self.classifier.clone(),
             ..Kept::default()
         }));
         let mut readers = Vec::new();

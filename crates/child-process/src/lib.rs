@@ -12,8 +12,10 @@
 //!   environment inherited, a program path with a `/` made absolute.
 //! - [`Command::spawn`] → [`Child`]: a supervised child. Its stdout and stderr are logged line
 //!   by line under the target `postgres` (the `program` and `pid` fields tell children apart),
-//!   at ERROR for `FATAL:`/`PANIC:` lines, WARN for `ERROR:`/`WARNING:`, INFO otherwise; the
-//!   last lines and the last FATAL/PANIC message are kept ([`Child::captured`]). Dropping a
+//!   at the level a [`LineClassifier`] gives ([`Command::classify_lines`]; by default
+//!   [`pg_log`]'s reading of the severity PostgreSQL writes after its line prefix: ERROR for
+//!   `FATAL`/`PANIC`, WARN for `ERROR`/`WARNING`, INFO otherwise); the last lines and the
+//!   last fatal message are kept ([`Child::captured`]). Dropping a
 //!   `Child` that still runs sends it [`Command::on_drop`]'s signal (SIGKILL unless told
 //!   otherwise) and reaps it in the background; [`Child::stop`] signals, waits with a bound,
 //!   then kills.
@@ -63,6 +65,7 @@
 mod blocking;
 mod child;
 mod output;
+pub mod pg_log;
 pub mod postmaster_pid;
 pub mod reaper;
 mod spawner;
@@ -76,6 +79,7 @@ use std::time::Duration;
 pub use blocking::BlockingChild;
 pub use child::{Captured, Child};
 pub use nix::sys::signal::Signal;
+pub use output::{LineClass, LineClassifier};
 
 /// The user and primary group to run a child as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,6 +226,7 @@ pub struct Command {
     stdout: StdoutMode,
     tail_lines: usize,
     on_drop: Signal,
+    classifier: LineClassifier,
 }
 
 impl Command {
@@ -249,6 +254,7 @@ impl Command {
             stdout: StdoutMode::Forward,
             tail_lines: DEFAULT_TAIL_LINES,
             on_drop: Signal::SIGKILL,
+            classifier: LineClassifier::default(),
         }
     }
 

@@ -1,13 +1,78 @@
-//! A child's output: each line logged with a level from its Postgres severity word, the last
-//! lines and the last FATAL/PANIC message kept; or standard output captured.
+//! A child's output: each line logged at the level its [`LineClassifier`] gives it (by
+//! default [`PgLogFormat::default`]: the severity PostgreSQL programs write), the last lines
+//! and the last fatal message kept; or standard output captured.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::task::JoinHandle;
+use tracing::Level;
 
-use crate::STDOUT_LIMIT;
+use crate::pg_log::PgLogFormat;
+use crate::{Command, STDOUT_LIMIT};
+
+/// How one line of a child's output is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineClass {
+    /// The level it is logged at.
+    pub level: Level,
+    /// A fatal message: kept as [`crate::Captured::last_fatal`].
+    pub fatal: bool,
+    /// The severity word the program wrote (`LOG`, `FATAL`, `error`), logged as the field
+    /// `severity`.
+    pub severity: Option<&'static str>,
+    /// Where the message starts in the line (after a prefix and the severity word).
+    pub message_start: usize,
+}
+
+type Classify = dyn Fn(&str, Option<&LineClass>) -> LineClass + Send + Sync;
+
+/// Decides how each output line of a child is logged, given the class of the line before
+/// it from the same stream. Set with [`Command::classify_lines`].
+#[derive(Clone)]
+pub struct LineClassifier(Arc<Classify>);
+
+impl LineClassifier {
+    /// A classifier from a function of the line and the previous line's class.
+    pub fn new(
+        classify: impl Fn(&str, Option<&LineClass>) -> LineClass + Send + Sync + 'static,
+    ) -> LineClassifier {
+        LineClassifier(Arc::new(classify))
+    }
+
+    /// The class of `line`.
+    pub fn classify(&self, line: &str, previous: Option<&LineClass>) -> LineClass {
+        let class = (self.0)(line, previous);
+        LineClass {
+            message_start: class.message_start.min(line.len()),
+            ..class
+        }
+    }
+}
+
+impl Default for LineClassifier {
+    /// PostgreSQL programs' output with the default `log_line_prefix`
+    /// ([`PgLogFormat::default`]).
+    fn default() -> LineClassifier {
+        PgLogFormat::default().classifier()
+    }
+}
+
+impl std::fmt::Debug for LineClassifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LineClassifier")
+    }
+}
+
+impl Command {
+    /// How the child's output lines are logged and which are fatal (default
+    /// [`LineClassifier::default`]).
+    pub fn classify_lines(&mut self, classifier: LineClassifier) -> &mut Command {
+        self.classifier = classifier;
+        self
+    }
+}
 
 /// What the readers of one child keep.
 #[derive(Debug, Default)]
@@ -20,6 +85,8 @@ pub(crate) struct Kept {
     pub(crate) last_fatal: Option<String>,
     /// Captured standard output (at most [`STDOUT_LIMIT`] bytes).
     pub(crate) stdout: Vec<u8>,
+    /// How lines are logged.
+    pub(crate) classifier: LineClassifier,
 }
 
 /// Shared between a child's handle and its reader tasks.
@@ -39,10 +106,11 @@ pub(crate) fn forward_lines<R>(
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
+    let classifier = lock(&kept).classifier.clone();
     tokio::spawn(async move {
         let mut reader = BufReader::new(stream);
         let mut buf = Vec::new();
-        let mut previous = String::new();
+        let mut previous: Option<(String, LineClass)> = None;
         loop {
             buf.clear();
             match reader.read_until(b'\n', &mut buf).await {
@@ -52,16 +120,29 @@ where
             // Not UTF-8 is no reason to stop reading: the child would block on a full pipe.
             let line = String::from_utf8_lossy(&buf);
             let line = line.trim_end_matches(['\n', '\r']).to_owned();
-            let program = &*program;
-            match Severity::of(&line) {
-                Severity::Fatal => tracing::error!(target: "postgres", program, pid, "{line}"),
-                Severity::Warning => tracing::warn!(target: "postgres", program, pid, "{line}"),
-                Severity::Info => tracing::info!(target: "postgres", program, pid, "{line}"),
-            }
-            lock(&kept).record(&previous, &line);
-            previous = line;
+            let class = classifier.classify(&line, previous.as_ref().map(|(_, c)| c));
+            log_line(&program, pid, &line, &class);
+            // Only a program's message is context for a fatal line after it.
+            let message = match class.severity {
+                Some(_) => line[class.message_start..].to_owned(),
+                None => String::new(),
+            };
+            lock(&kept).record(previous.as_ref().map(|(m, _)| m.as_str()), &line, &class);
+            previous = Some((message, class));
         }
     })
+}
+
+/// Logs one line under the target `postgres` at its class's level.
+fn log_line(program: &str, pid: u32, line: &str, class: &LineClass) {
+    let severity = class.severity;
+    match class.level {
+        Level::ERROR => tracing::error!(target: "postgres", program, pid, severity, "{line}"),
+        Level::WARN => tracing::warn!(target: "postgres", program, pid, severity, "{line}"),
+        Level::INFO => tracing::info!(target: "postgres", program, pid, severity, "{line}"),
+        Level::DEBUG => tracing::debug!(target: "postgres", program, pid, severity, "{line}"),
+        Level::TRACE => tracing::trace!(target: "postgres", program, pid, severity, "{line}"),
+    }
 }
 
 /// Keeps the first [`STDOUT_LIMIT`] bytes of `stream`, reading (and dropping) the rest so
@@ -87,12 +168,15 @@ where
 }
 
 impl Kept {
-    fn record(&mut self, previous: &str, line: &str) {
-        if Severity::of(line) == Severity::Fatal {
-            // The FATAL line is often a summary ("configuration file contains errors"); the
+    /// Keeps `line` in the tail and, when fatal, its message (after the message of the line
+    /// before it, `previous`) as the last fatal message.
+    fn record(&mut self, previous: Option<&str>, line: &str, class: &LineClass) {
+        if class.fatal {
+            // The fatal line is often a summary ("configuration file contains errors"); the
             // line before it says what is wrong.
+            let message = &line[class.message_start..];
             self.last_fatal = Some(
-                format!("{} {}", message(previous), message(line))
+                format!("{} {}", previous.unwrap_or(""), message.trim())
                     .trim()
                     .to_owned(),
             );
@@ -107,39 +191,6 @@ impl Kept {
     }
 }
 
-/// The log level of a line, from the Postgres severity word in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Severity {
-    /// `PANIC:` or `FATAL:`.
-    Fatal,
-    /// `ERROR:` or `WARNING:`.
-    Warning,
-    /// Anything else.
-    Info,
-}
-
-impl Severity {
-    fn of(line: &str) -> Severity {
-        if ["PANIC:", "FATAL:"].iter().any(|w| line.contains(w)) {
-            Severity::Fatal
-        } else if ["ERROR:", "WARNING:"].iter().any(|w| line.contains(w)) {
-            Severity::Warning
-        } else {
-            Severity::Info
-        }
-    }
-}
-
-/// The text after the severity word of a Postgres log line (`... LOG:  text` → `text`).
-fn message(line: &str) -> &str {
-    [
-        "PANIC:", "FATAL:", "ERROR:", "WARNING:", "LOG:", "DETAIL:", "HINT:",
-    ]
-    .iter()
-    .find_map(|w| line.split_once(w).map(|(_, rest)| rest.trim()))
-    .unwrap_or("")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,10 +201,13 @@ mod tests {
             tail_lines,
             ..Kept::default()
         };
-        let mut previous = "";
+        let classifier = LineClassifier::default();
+        let mut previous: Option<(String, LineClass)> = None;
         for line in lines {
-            kept.record(previous, line);
-            previous = line;
+            let class = classifier.classify(line, previous.as_ref().map(|(_, c)| c));
+            kept.record(previous.as_ref().map(|(m, _)| m.as_str()), line, &class);
+            let message = class.severity.map_or("", |_| &line[class.message_start..]);
+            previous = Some((message.to_owned(), class));
         }
         assert_eq!(kept.tail, tail, "{lines:?}");
         assert_eq!(kept.last_fatal.as_deref(), fatal, "{lines:?}");
@@ -184,6 +238,17 @@ mod tests {
             1,
             &["ERROR:  not fatal"],
             None,
+        );
+        // The severity is read after the prefix, not anywhere in the line.
+        check(
+            &[
+                "2026-12-03 10:21:40.178 GMT [7] LOG:  statement: select 'FATAL:  just a string'",
+                "chatter",
+                "2026-12-03 10:21:40.179 GMT [7] FATAL:  could not bind",
+            ],
+            0,
+            &[],
+            Some("could not bind"),
         );
     }
 }

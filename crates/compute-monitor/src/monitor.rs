@@ -90,7 +90,10 @@ pub async fn run(config: MonitorConfig, tracker: Arc<ActivityTracker>, cancel: C
     let mut backoff = config.interval;
     loop {
         let check = check_once(&connection, &config, &mut session);
+        // Cancellation first: a check that fails because postgres is being stopped after the
+        // token was cancelled is no failure to report.
         let result = tokio::select! {
+            biased;
             () = cancel.cancelled() => return,
             result = tokio::time::timeout(config.check_timeout, check) => result,
         };

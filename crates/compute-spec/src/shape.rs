@@ -76,9 +76,50 @@ fn check<T: DeserializeOwned>(value: &Value) -> Result<(), (String, String)> {
                     | serde_path_to_error::Segment::Unknown => {}
                 }
             }
-            Err((pointer, e.into_inner().to_string()))
+            Err((pointer, plain_message(&e.into_inner().to_string())))
         }
     }
+}
+
+/// A deserializer's message in the words of JSON rather than Rust: `expected i64` →
+/// `expected an integer`, `expected a sequence` → `expected an array`, `invalid type: map` →
+/// `invalid type: an object`.
+pub(crate) fn plain_message(message: &str) -> String {
+    let (head, expected) = match message.rsplit_once(", expected ") {
+        Some((head, expected)) => (head, Some(expected)),
+        None => (message, None),
+    };
+    let head = [
+        ("invalid type: map", "invalid type: an object"),
+        ("invalid type: sequence", "invalid type: an array"),
+        ("invalid type: floating point", "invalid type: number"),
+        ("invalid value: floating point", "invalid value: number"),
+    ]
+    .iter()
+    .find_map(|(rust, json)| head.strip_prefix(rust).map(|rest| format!("{json}{rest}")))
+    .unwrap_or_else(|| head.to_owned());
+    match expected {
+        Some(expected) => format!("{head}, expected {}", plain_expectation(expected)),
+        None => head,
+    }
+}
+
+/// What a deserializer expected, in JSON's words.
+fn plain_expectation(expected: &str) -> String {
+    let plain = match expected {
+        "f32" | "f64" => "a number",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "an integer",
+        "u8" => "an integer from 0 to 255",
+        "u16" => "an integer from 0 to 65535",
+        "u32" => "an integer from 0 to 4294967295",
+        "u64" | "u128" | "usize" => "a non-negative integer",
+        "a sequence" => "an array",
+        "a map" => "an object",
+        "a borrowed string" => "a string",
+        other if other.starts_with("struct ") => "an object",
+        other => return other.to_owned(),
+    };
+    plain.to_owned()
 }
 
 /// Escapes one JSON-pointer reference token (`~` → `~0`, `/` → `~1`).
@@ -433,6 +474,53 @@ pub(crate) fn kind_of(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod plain_message_tests {
+    use super::plain_message;
+
+    #[test]
+    fn rust_type_names_become_json_words() {
+        for (serde, plain) in [
+            (
+                "invalid type: string \"1.0\", expected f32",
+                "invalid type: string \"1.0\", expected a number",
+            ),
+            (
+                "invalid value: integer `-5`, expected u64",
+                "invalid value: integer `-5`, expected a non-negative integer",
+            ),
+            (
+                "invalid type: floating point `1.5`, expected i64",
+                "invalid type: number `1.5`, expected an integer",
+            ),
+            (
+                "invalid value: integer `70000`, expected u16",
+                "invalid value: integer `70000`, expected an integer from 0 to 65535",
+            ),
+            (
+                "invalid type: null, expected a sequence",
+                "invalid type: null, expected an array",
+            ),
+            (
+                "invalid type: map, expected a string",
+                "invalid type: an object, expected a string",
+            ),
+            (
+                "invalid type: sequence, expected struct GenericOption",
+                "invalid type: an array, expected an object",
+            ),
+            (
+                "unknown variant `Standby`, expected one of `Primary`, `Static`",
+                "unknown variant `Standby`, expected one of `Primary`, `Static`",
+            ),
+            ("missing field `name`", "missing field `name`"),
+            ("invalid LSN \"x\"", "invalid LSN \"x\""),
+        ] {
+            assert_eq!(plain_message(serde), plain, "{serde}");
+        }
     }
 }
 

@@ -67,6 +67,27 @@ fn broken_specs_match_their_snapshots() {
         let text = std::fs::read_to_string(&path).unwrap();
         let rendered = render(&text);
         assert!(!rendered.is_empty(), "{}: nothing reported", path.display());
+        // Messages speak JSON, not Rust: no `expected u64`, `expected a sequence`.
+        for rust in [
+            "f32",
+            "f64",
+            "i32",
+            "i64",
+            "u8",
+            "u16",
+            "u32",
+            "u64",
+            "usize",
+            "a sequence",
+            "a map",
+            "struct ",
+        ] {
+            assert!(
+                !rendered.contains(&format!("expected {rust}")),
+                "{}: {rendered}",
+                path.display()
+            );
+        }
         expect_test::expect_file![path.with_extension("expected")].assert_eq(&rendered);
         // Every broken fixture still round-trips when it parses at all.
         if let Ok(spec) = serde_json::from_str::<ComputeSpec>(&text) {

@@ -22,6 +22,7 @@ use crate::tarball::{HostileEntry, append_hostile};
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "test-ext-server",
+    version,
     about = "A stand-in Neon remote extension server (HTTP GET of .tar.zst archives)"
 )]
 pub struct ExtServerConfig {

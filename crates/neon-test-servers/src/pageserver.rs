@@ -42,11 +42,75 @@ pub enum Fault {
     Slow(Duration),
 }
 
+/// The spellings of [`Fault`] on the command line, each with what it does: `--fault`'s
+/// possible values, and the list an unknown fault is answered with.
+pub const FAULT_VALUES: &[(&str, &str)] = &[
+    (
+        "close-after=N",
+        "close the connection after N bytes of archive data",
+    ),
+    (
+        "corrupt",
+        "flip bytes of the stream after its first KiB (not with --archive)",
+    ),
+    ("dotdot", "put an entry ../escape in the archive"),
+    (
+        "absolute=/PATH",
+        "put an entry with this absolute path in the archive",
+    ),
+    (
+        "symlink-escape",
+        "put a symlink escape_link -> .. and a file under it in the archive",
+    ),
+    (
+        "error-before",
+        "answer with an ErrorResponse instead of the data",
+    ),
+    (
+        "error-after",
+        "send all the data, then an ErrorResponse instead of CopyDone",
+    ),
+    ("slow=MS", "sleep MS milliseconds between chunks"),
+];
+
+/// `--fault`'s parser: [`Fault::from_str`], with [`FAULT_VALUES`] as the possible values
+/// `--help` lists.
+#[derive(Debug, Clone, Copy)]
+pub struct FaultParser;
+
+impl clap::builder::TypedValueParser for FaultParser {
+    type Value = Fault;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Fault, clap::Error> {
+        let text = value.to_string_lossy();
+        text.parse().map_err(|message: String| {
+            let arg = arg.map_or_else(|| "--fault".to_owned(), ToString::to_string);
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("invalid value for {arg}: {message}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(FAULT_VALUES.iter().map(|(value, help)| {
+            clap::builder::PossibleValue::new(*value).help(*help)
+        })))
+    }
+}
+
 impl FromStr for Fault {
     type Err = String;
 
-    /// `close-after=N`, `corrupt`, `dotdot`, `absolute=/PATH`, `symlink-escape`,
-    /// `error-before`, `error-after`, `slow=MS`.
+    /// One of [`FAULT_VALUES`].
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (name, value) = s.split_once('=').unwrap_or((s, ""));
         let number = |v: &str| v.parse::<u64>().map_err(|e| format!("fault {s:?}: {e}"));
@@ -59,7 +123,13 @@ impl FromStr for Fault {
             "error-before" => Fault::ErrorBefore,
             "error-after" => Fault::ErrorAfter,
             "slow" => Fault::Slow(Duration::from_millis(number(value)?)),
-            _ => return Err(format!("unknown fault {s:?}")),
+            _ => {
+                let known: Vec<&str> = FAULT_VALUES.iter().map(|(v, _)| *v).collect();
+                return Err(format!(
+                    "unknown fault {s:?} (one of: {})",
+                    known.join(", ")
+                ));
+            }
         })
     }
 }
@@ -81,6 +151,7 @@ pub enum CompressionMode {
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "test-pageserver",
+    version,
     about = "A stand-in Neon pageserver serving basebackups"
 )]
 pub struct PageserverConfig {
@@ -105,8 +176,8 @@ pub struct PageserverConfig {
     /// Compression of the answers.
     #[arg(long, value_enum, default_value = "auto")]
     pub compression: CompressionMode,
-    /// Fault to inject (see `Fault`).
-    #[arg(long)]
+    /// Fault to inject in basebackup answers.
+    #[arg(long, value_parser = FaultParser, value_name = "FAULT")]
     pub fault: Option<Fault>,
     /// Inject the fault in the first N basebackups only (0: in all).
     #[arg(long, default_value_t = 0)]
@@ -120,9 +191,16 @@ pub struct PageserverConfig {
     /// Leases of LSNs below this are refused (NULL), as below the pageserver's GC cutoff.
     #[arg(long)]
     pub gc_cutoff: Option<Lsn>,
-    /// Fault to inject in `lease lsn` answers: `error` or `stall`.
-    #[arg(long)]
+    /// Fault to inject in `lease lsn` answers: `error` (an ErrorResponse) or `stall` (no
+    /// answer).
+    #[arg(long, value_parser = lease_fault_parser())]
     pub lease_fault: Option<LeaseFault>,
+}
+
+fn lease_fault_parser() -> impl clap::builder::TypedValueParser<Value = LeaseFault> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["error", "stall"])
+        .try_map(|v| v.parse::<LeaseFault>())
 }
 
 fn parse_millis(text: &str) -> Result<Duration, String> {

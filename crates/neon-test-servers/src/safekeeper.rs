@@ -16,6 +16,7 @@ use crate::wire::Conn;
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "test-safekeeper",
+    version,
     about = "A stand-in Neon safekeeper answering TIMELINE_STATUS"
 )]
 pub struct SafekeeperConfig {

@@ -19,6 +19,49 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// `test-sync-safekeepers --help`.
+pub const HELP: &str = "\
+A stand-in for `postgres --sync-safekeepers`: prints a configured LSN (or fails); any other
+invocation execs the real postgres, so it can be compute_ctl's Postgres binary (-b).
+
+Usage: test-sync-safekeepers --sync-safekeepers
+       test-sync-safekeepers [POSTGRES ARGUMENTS]...   (the real postgres)
+       test-sync-safekeepers --help | --version
+
+Configuration, from the environment or from the file named by TEST_SYNC_SK_CONFIG
+(key=value lines; the environment wins):
+  TEST_SYNC_SK_LSN           lsn=X/Y          the LSN to print
+  TEST_SYNC_SK_FAIL          fail=MESSAGE     print MESSAGE on stderr and exit 1
+  TEST_SYNC_SK_FAIL_FIRST    fail_first=N     fail the first N runs (counted in the record file,
+                                              which must be set)
+  TEST_SYNC_SK_DELAY_MS      delay_ms=N       sleep first
+  TEST_SYNC_SK_EXPECT_TOKEN  expect_token=T   fail unless NEON_AUTH_TOKEN is T
+  TEST_SYNC_SK_RECORD        record=PATH      append one line per run (PGDATA=...)
+  TEST_SYNC_SK_POSTGRES      postgres=PATH    the real postgres (default $PG_BIN_DIR/postgres,
+                                              else /usr/lib/postgresql/15/bin/postgres)
+";
+
+/// Arguments the stand-in answers itself instead of passing them to postgres: its own help
+/// and version (only as the sole argument).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnFlag {
+    /// `--help`, `-h` or `-?` (postgres's own spelling).
+    Help,
+    /// `--version` or `-V`.
+    Version,
+}
+
+impl OwnFlag {
+    /// The flag `args` (without the program name) consist of, if any.
+    pub fn of(args: &[OsString]) -> Option<OwnFlag> {
+        match args {
+            [one] if one == "--help" || one == "-h" || one == "-?" => Some(OwnFlag::Help),
+            [one] if one == "--version" || one == "-V" => Some(OwnFlag::Version),
+            _ => None,
+        }
+    }
+}
+
 /// What the stand-in does for one invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -58,6 +101,7 @@ impl StandinConfig {
         for key in [
             "lsn",
             "fail",
+            "fail_first",
             "delay_ms",
             "expect_token",
             "record",
@@ -165,5 +209,29 @@ mod tests {
             config(&[("postgres", "/x/postgres")]).decide(&["-D".into(), "/d".into()], None, 0),
             Action::Exec("/x/postgres".into())
         );
+    }
+
+    #[test]
+    fn own_flags_only_alone() {
+        let of = |args: &[&str]| OwnFlag::of(&args.iter().map(OsString::from).collect::<Vec<_>>());
+        assert_eq!(of(&["--help"]), Some(OwnFlag::Help));
+        assert_eq!(of(&["-?"]), Some(OwnFlag::Help));
+        assert_eq!(of(&["-V"]), Some(OwnFlag::Version));
+        assert_eq!(of(&["--sync-safekeepers"]), None);
+        assert_eq!(of(&["-D", "--help"]), None);
+        assert_eq!(of(&[]), None);
+        for key in [
+            "lsn",
+            "fail",
+            "fail_first",
+            "delay_ms",
+            "expect_token",
+            "record",
+            "postgres",
+        ] {
+            let var = format!("TEST_SYNC_SK_{}", key.to_uppercase());
+            assert!(HELP.contains(&format!("{var} ")), "{var} undocumented");
+            assert!(HELP.contains(&format!("{key}=")), "{key} undocumented");
+        }
     }
 }

@@ -193,9 +193,120 @@ fn standin_prints_the_lsn_or_execs_postgres() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("FATAL: boom"));
 
     // Anything else runs the real postgres.
-    let out = Command::new(standin).arg("--version").output().unwrap();
+    let out = Command::new(standin)
+        .arg("--describe-config")
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("postgres (PostgreSQL) 15"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("shared_buffers\t"));
+}
+
+/// `--help` and `--version` are the stand-in's own; every test server has `--version`; the
+/// pageserver's `--help` lists the faults, and an unknown fault is refused with the list.
+#[test]
+fn help_and_version_of_every_test_server() {
+    let run = |program: &str, args: &[&str]| {
+        let out = Command::new(program).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let version = env!("CARGO_PKG_VERSION");
+    for (program, name) in [
+        (env!("CARGO_BIN_EXE_test-pageserver"), "test-pageserver"),
+        (env!("CARGO_BIN_EXE_test-safekeeper"), "test-safekeeper"),
+        (env!("CARGO_BIN_EXE_test-ext-server"), "test-ext-server"),
+        (
+            env!("CARGO_BIN_EXE_test-sync-safekeepers"),
+            "test-sync-safekeepers",
+        ),
+    ] {
+        let (code, out, err) = run(program, &["--version"]);
+        assert_eq!(
+            (code, out),
+            (Some(0), format!("{name} {version}\n")),
+            "{err}"
+        );
+        let (code, out, err) = run(program, &["--help"]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains("Usage: test-"), "{name}: {out}");
+        assert!(!out.contains("PostgreSQL server"), "{name}: {out}");
+    }
+    let standin = env!("CARGO_BIN_EXE_test-sync-safekeepers");
+    let (_, help, _) = run(standin, &["--help"]);
+    assert!(help.contains("TEST_SYNC_SK_FAIL_FIRST"), "{help}");
+
+    let pageserver = env!("CARGO_BIN_EXE_test-pageserver");
+    let (_, help, _) = run(pageserver, &["--help"]);
+    for value in [
+        "close-after=N",
+        "corrupt",
+        "dotdot",
+        "absolute=/PATH",
+        "error-after",
+        "slow=MS",
+    ] {
+        assert!(help.contains(&format!("- {value}:")), "{value}: {help}");
+    }
+    assert!(!help.contains("see `Fault`"), "{help}");
+    let zero = "00000000000000000000000000000000";
+    let (code, _, err) = run(
+        pageserver,
+        &[
+            "--tenant",
+            zero,
+            "--timeline",
+            zero,
+            "--archive",
+            "/nonexistent",
+            "--fault",
+            "bogus",
+        ],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("unknown fault \"bogus\" (one of: close-after=N, corrupt,"),
+        "{err}"
+    );
+}
+
+/// `TEST_SYNC_SK_FAIL_FIRST` (the environment, as documented) fails the first N runs counted
+/// in the record file, then the LSN is printed.
+#[test]
+fn standin_fails_the_first_runs_from_the_environment() {
+    let standin = env!("CARGO_BIN_EXE_test-sync-safekeepers");
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("runs");
+    let run = || {
+        Command::new(standin)
+            .arg("--sync-safekeepers")
+            .env("TEST_SYNC_SK_LSN", "0/16B3748")
+            .env("TEST_SYNC_SK_FAIL_FIRST", "2")
+            .env("TEST_SYNC_SK_RECORD", &record)
+            .env_remove("TEST_SYNC_SK_CONFIG")
+            .output()
+            .unwrap()
+    };
+    for attempt in 1..=2 {
+        let out = run();
+        assert!(!out.status.success(), "attempt {attempt}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains(&format!("injected failure {attempt} of 2")),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0/16B3748\n");
+    assert_eq!(std::fs::read_to_string(&record).unwrap().lines().count(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,15 +1,27 @@
 //! `test-sync-safekeepers`: prints a configured LSN for `--sync-safekeepers`, execs the real
-//! postgres otherwise (see `neon_test_servers::sync_standin`).
+//! postgres otherwise (see `neon_test_servers::sync_standin`); its own `--help` and
+//! `--version`.
 
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
-use neon_test_servers::sync_standin::{Action, StandinConfig};
+use neon_test_servers::sync_standin::{Action, HELP, OwnFlag, StandinConfig};
 
 fn main() -> ExitCode {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
+    match OwnFlag::of(&args) {
+        Some(OwnFlag::Help) => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Some(OwnFlag::Version) => {
+            println!("test-sync-safekeepers {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        None => {}
+    }
     let config = match StandinConfig::from_env() {
         Ok(c) => c,
         Err(e) => {
