@@ -221,6 +221,15 @@ fn yaml(name: &str) -> serde_json::Value {
     serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// The entries of a list of objects with a `name` (env, ports, mounts), by name.
+fn by_name(list: &serde_json::Value) -> BTreeMap<&str, &serde_json::Value> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| (entry["name"].as_str().unwrap(), entry))
+        .collect()
+}
+
 /// Kubernetes' `$(NAME)` expansion of container arguments from the container's env.
 fn expand(arg: &str, env: &BTreeMap<String, String>) -> String {
     env.iter()
@@ -246,14 +255,9 @@ fn kubernetes_manifests_agree_with_the_code_and_the_image() {
     assert_eq!(security["runAsGroup"], 999);
 
     let container = &pod["containers"][0];
-    let env: BTreeMap<String, String> = container["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let value = e["value"].as_str().unwrap();
-            (e["name"].as_str().unwrap().to_owned(), value.to_owned())
-        })
+    let env: BTreeMap<String, String> = by_name(&container["env"])
+        .into_iter()
+        .map(|(name, e)| (name.to_owned(), e["value"].as_str().unwrap().to_owned()))
         .collect();
     // The image's ENTRYPOINT, then these arguments: a valid command line.
     let mut argv: Vec<String> = vec![
@@ -272,19 +276,10 @@ fn kubernetes_manifests_agree_with_the_code_and_the_image() {
     assert!(!argv.iter().any(|a| a.contains("$(")), "{argv:?}");
     let opts = options(&argv);
 
-    let ports: BTreeMap<&str, u64> = container["ports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["name"].as_str().unwrap(),
-                p["containerPort"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(ports["http"], u64::from(opts.external_http_port));
-    assert_eq!(ports["postgres"], u64::from(opts.pg_config.get_ports()[0]));
+    let ports = by_name(&container["ports"]);
+    let port = |name: &str| ports[name]["containerPort"].as_u64().unwrap();
+    assert_eq!(port("http"), u64::from(opts.external_http_port));
+    assert_eq!(port("postgres"), u64::from(opts.pg_config.get_ports()[0]));
     for (probe, path) in [
         ("startupProbe", "/healthz"),
         ("livenessProbe", "/healthz"),
@@ -302,16 +297,9 @@ fn kubernetes_manifests_agree_with_the_code_and_the_image() {
     // PGDATA lies below the emptyDir (compute_ctl removes and recreates it), the spec file in
     // the Secret's mount, and /tmp (the socket) is writable on the read-only root.
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
-    let mounts: BTreeMap<&str, &str> = container["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["name"].as_str().unwrap(),
-                m["mountPath"].as_str().unwrap(),
-            )
-        })
+    let mounts: BTreeMap<&str, &str> = by_name(&container["volumeMounts"])
+        .into_iter()
+        .map(|(name, m)| (name, m["mountPath"].as_str().unwrap()))
         .collect();
     assert!(
         opts.pgdata.starts_with(mounts["pgdata"]) && opts.pgdata != Path::new(mounts["pgdata"])
