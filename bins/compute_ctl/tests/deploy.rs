@@ -367,9 +367,10 @@ fn flag_value<'a>(argv: &'a [String], flag: &str) -> &'a str {
 /// Runs README's quick start (ports and data directory swapped for free ones; the binary
 /// and the example spec copied to a scratch directory as README's non-root recipe does) as
 /// `user` (`None`: root, as the test runs), and checks what README says: `running`, the
-/// example's roles over `psql`'s connection, a clean Ctrl-C. Returns the socket directory
-/// postgres used.
-async fn quick_start_as(user: Option<&str>) -> String {
+/// example's roles over `psql`'s connection, a clean Ctrl-C. With `via_socket`, `-C` names a
+/// Unix socket directory in the scratch directory instead of README's TCP address. Returns
+/// the socket directory postgres used.
+async fn quick_start_as(user: Option<&str>, via_socket: bool) -> String {
     let scratch = tempfile::Builder::new()
         .prefix("compute-ctl-quick-start-")
         .tempdir()
@@ -382,17 +383,24 @@ async fn quick_start_as(user: Option<&str>) -> String {
     std::fs::copy(repo_file(&spec), dir.join("standalone.json")).unwrap();
     let account = user.map(|name| nix::unistd::User::from_name(name).unwrap().unwrap());
     let owner = account.as_ref().map(|u| (u.uid, u.gid));
-    match owner {
-        Some((uid, gid)) => nix::unistd::chown(dir, Some(uid), Some(gid)).unwrap(),
-        None => test_postgres::chown_to_pg_user(dir).unwrap(),
-    }
+    let give = |path: &Path| match owner {
+        Some((uid, gid)) => nix::unistd::chown(path, Some(uid), Some(gid)).unwrap(),
+        None => test_postgres::chown_to_pg_user(path).unwrap(),
+    };
+    give(dir);
 
     let pg_port = test_postgres::free_port();
     let http_port = test_postgres::free_port();
     let pgdata = dir.join("compute");
     let readme_connstr = flag_value(&argv, "-C").to_owned();
+    let socket_dir = dir.join("sock");
+    std::fs::create_dir(&socket_dir).unwrap();
+    give(&socket_dir);
     for arg in &mut argv {
-        if *arg == readme_connstr {
+        if *arg == readme_connstr && via_socket {
+            let dir = socket_dir.display();
+            *arg = format!("host={dir} port={pg_port} user=cloud_admin dbname=postgres");
+        } else if *arg == readme_connstr {
             *arg = arg.replace(":55432/", &format!(":{pg_port}/"));
         } else if *arg == spec {
             *arg = "standalone.json".into();
@@ -435,6 +443,12 @@ async fn quick_start_as(user: Option<&str>) -> String {
         log()
     );
 
+    // compute_ctl's own connection (through the socket, with `via_socket`) works.
+    let (code, _, body) = http_request(&addr, "POST", "/check_writability", "", &[])
+        .await
+        .unwrap();
+    assert_eq!((code, body.as_str()), (200, "true"), "{}", log());
+
     // README: `psql -h 127.0.0.1 -p 55432 -U cloud_admin -d postgres -c '\du'`.
     let readme = std::fs::read_to_string(repo_file("README.md")).unwrap();
     assert!(
@@ -465,6 +479,8 @@ async fn quick_start_as(user: Option<&str>) -> String {
         .unwrap()
         .get(0);
     drop(client);
+    let socket = Path::new(&socket_dir).join(format!(".s.PGSQL.{pg_port}"));
+    assert!(socket.exists(), "no {}", socket.display());
 
     // Ctrl-C.
     nix::sys::signal::kill(
@@ -490,14 +506,21 @@ async fn quick_start_as(user: Option<&str>) -> String {
             .await
             .is_empty()
     );
-    let socket = Path::new(&socket_dir).join(format!(".s.PGSQL.{pg_port}"));
     assert!(!socket.exists(), "{} left", socket.display());
     socket_dir
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn readme_quick_start_works_as_root() {
-    assert_eq!(quick_start_as(None).await, "/tmp");
+    assert_eq!(quick_start_as(None, false).await, "/tmp");
+}
+
+/// A `-C` through a Unix socket directory: postgres puts its socket there, and compute_ctl's
+/// own sessions go through it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_socket_connstr_puts_the_socket_where_it_looks() {
+    let used = quick_start_as(Some("nobody"), true).await;
+    assert!(used.ends_with("/sock"), "{used}");
 }
 
 /// `nobody` cannot write Debian's `/var/run/postgresql` (which only Debian's `postgres` user
@@ -505,7 +528,7 @@ async fn readme_quick_start_works_as_root() {
 /// create lock file "/var/run/postgresql/.s.PGSQL.N.lock": Permission denied`.
 #[tokio::test(flavor = "multi_thread")]
 async fn readme_quick_start_works_as_an_unprivileged_user() {
-    assert_eq!(quick_start_as(Some("nobody")).await, "/tmp");
+    assert_eq!(quick_start_as(Some("nobody"), false).await, "/tmp");
 }
 
 /// README's "Signals and exit codes": a command line compute_ctl refuses exits 2.
