@@ -81,7 +81,8 @@ pub struct Cli {
     #[arg(short = 'i', long, env = "COMPUTE_ID", value_name = "COMPUTE_ID")]
     pub compute_id: Option<String>,
 
-    /// Control plane base URL (http only); the spec is fetched from
+    /// Control plane base URL (http or https: roots from the system store, or `SSL_CERT_FILE`);
+    /// the spec is fetched from
     /// `{uri}/compute/api/v2/computes/{id}/spec` with `Authorization: Bearer
     /// $NEON_CONTROL_PLANE_TOKEN`.
     #[arg(
@@ -177,6 +178,28 @@ pub struct Cli {
     /// without bound; the default is above a pageserver's own 60 s wait for the LSN.
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub basebackup_stall_timeout: Duration,
+
+    /// Bound of one `postgres --sync-safekeepers` run: the child is killed after this long and
+    /// the start fails (a run that hung this long is not run again). Upstream waits without
+    /// bound; the default leaves a sync that must recover WAL from the safekeepers time to do
+    /// it.
+    #[arg(long, env = "COMPUTE_CTL_SYNC_SAFEKEEPERS_TIMEOUT", default_value = "300s", value_parser = parse_nonzero_duration, value_name = "DURATION")]
+    pub sync_safekeepers_timeout: Duration,
+
+    /// Total time the basebackup's retries may take: no attempt starts (and no wait before one)
+    /// past it, and the last error is reported. Upstream's 10 retries, 500 ms × 1.5ⁿ apart,
+    /// take about a minute.
+    #[arg(long, env = "COMPUTE_CTL_STORAGE_RETRY_DEADLINE", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub storage_retry_deadline: Duration,
+
+    /// Connect timeout of the control-plane request (`-p`).
+    #[arg(long, env = "COMPUTE_CTL_CONTROL_PLANE_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_nonzero_duration, value_name = "DURATION")]
+    pub control_plane_connect_timeout: Duration,
+
+    /// Total timeout of one control-plane request (`-p`), connection, TLS and body included;
+    /// 3 attempts are made, as upstream (whose client has the same 30 s timeout).
+    #[arg(long, env = "COMPUTE_CTL_CONTROL_PLANE_TIMEOUT", default_value = "30s", value_parser = parse_nonzero_duration, value_name = "DURATION")]
+    pub control_plane_timeout: Duration,
 
     /// Installed-extensions statistics (`compute_installed_extensions` in `/metrics`): scanned
     /// when a Primary starts, then every 2 × this many seconds, or 2 × the spec's positive
@@ -422,6 +445,14 @@ pub struct Options {
     pub pg_ready_timeout: Duration,
     /// Stall bound of a basebackup transfer.
     pub basebackup_stall_timeout: Duration,
+    /// Bound of one `--sync-safekeepers` run.
+    pub sync_safekeepers_timeout: Duration,
+    /// Total time the basebackup's retries may take.
+    pub storage_retry_deadline: Duration,
+    /// Connect timeout of the control-plane request.
+    pub control_plane_connect_timeout: Duration,
+    /// Total timeout of one control-plane request.
+    pub control_plane_timeout: Duration,
     /// Half the default time between installed-extensions scans.
     pub installed_extensions_collection_interval: Duration,
     /// vm-informant executable.
@@ -530,6 +561,10 @@ impl Cli {
             linger: self.linger,
             pg_ready_timeout: self.pg_ready_timeout,
             basebackup_stall_timeout: self.basebackup_stall_timeout,
+            sync_safekeepers_timeout: self.sync_safekeepers_timeout,
+            storage_retry_deadline: self.storage_retry_deadline,
+            control_plane_connect_timeout: self.control_plane_connect_timeout,
+            control_plane_timeout: self.control_plane_timeout,
             installed_extensions_collection_interval: Duration::from_secs(
                 self.installed_extensions_collection_interval,
             ),
@@ -781,6 +816,55 @@ mod tests {
         assert_eq!(o.basebackup_stall_timeout, Duration::from_secs(120));
         let o = options(&["--basebackup-stall-timeout", "750ms"]).unwrap();
         assert_eq!(o.basebackup_stall_timeout, Duration::from_millis(750));
+    }
+
+    /// The bounds of the start's network waits: defaults, and a zero timeout refused.
+    #[test]
+    fn network_bounds() {
+        let o = options(&[]).unwrap();
+        let secs = |d: Duration| d.as_secs();
+        assert_eq!(
+            [
+                o.sync_safekeepers_timeout,
+                o.storage_retry_deadline,
+                o.control_plane_connect_timeout,
+                o.control_plane_timeout
+            ]
+            .map(secs),
+            [300, 60, 10, 30]
+        );
+        let o = options(&[
+            "--sync-safekeepers-timeout",
+            "2s",
+            "--storage-retry-deadline",
+            "0s",
+            "--control-plane-connect-timeout",
+            "1s",
+            "--control-plane-timeout",
+            "3s",
+        ])
+        .unwrap();
+        assert_eq!(
+            [
+                o.sync_safekeepers_timeout,
+                o.storage_retry_deadline,
+                o.control_plane_connect_timeout,
+                o.control_plane_timeout
+            ]
+            .map(secs),
+            [2, 0, 1, 3]
+        );
+        for flag in [
+            "--sync-safekeepers-timeout",
+            "--control-plane-connect-timeout",
+            "--control-plane-timeout",
+        ] {
+            assert!(
+                options(&[flag, "0s"])
+                    .unwrap_err()
+                    .contains("more than zero")
+            );
+        }
     }
 
     #[test]

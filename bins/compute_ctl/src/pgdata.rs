@@ -1,8 +1,24 @@
-//! Data-directory safety: every start wipes PGDATA, so first make sure the path looks like a
-//! data directory this compute owns. Refused: `/`, top-level system directories, any user's
-//! home directory, a directory a live postmaster uses, and a non-empty directory without
-//! `PG_VERSION` (unless forced).
+//! Data-directory safety: every start wipes PGDATA, so first make sure the path is a data
+//! directory this compute may wipe. The rule, in order; `--force-wipe` lifts only the last:
+//!
+//! 1. never `/` or system content: anything at or under `/bin`, `/boot`, `/dev`, `/etc`,
+//!    `/lib`, `/lib32`, `/lib64`, `/libx32`, `/proc`, `/run`, `/sbin`, `/snap`, `/sys`,
+//!    `/usr`, `/var/backups`, `/var/cache`, `/var/lib`, `/var/log`, `/var/mail`,
+//!    `/var/spool` — except strictly below `/var/lib/postgresql` and `/usr/local/pgsql`,
+//!    PostgreSQL's customary data-directory parents — nor the shared top-level directories
+//!    themselves (`/home`, `/media`, `/mnt`, `/opt`, `/root`, `/srv`, `/tmp`, `/var`,
+//!    `/var/db`, `/var/tmp`);
+//! 2. never a home directory of a user of the passwd database or `$HOME`, nor a directory
+//!    holding one; symlinks are resolved on both sides (a `$HOME` that links to PGDATA, a
+//!    PGDATA that links to a home);
+//! 3. never a directory a live postmaster uses (its `postmaster.pid`);
+//! 4. unless forced, never a non-empty directory without `PG_VERSION`, or one holding a
+//!    top-level entry neither PostgreSQL nor compute_ctl makes (a planted `PG_VERSION` does
+//!    not make `/some/dir` a data directory).
+//!
+//! The decision is pure ([`protected`], [`foreign_entries`]) over what [`survey`] reads.
 
+use std::ffi::OsString;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -11,7 +27,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub(crate) enum PgdataError {
-    /// The path is `/`, a system directory or a home directory.
+    /// The path is `/`, system content or a home directory (`--force-wipe` does not help).
     #[error("refusing to wipe {path}: it is {what}, not a compute data directory")]
     Protected {
         /// The directory.
@@ -27,6 +43,18 @@ pub(crate) enum PgdataError {
     NotADataDirectory {
         /// The directory.
         path: PathBuf,
+    },
+    /// A directory with `PG_VERSION` that also holds what PostgreSQL would not have made.
+    #[error(
+        "refusing to wipe {path}: it holds files PostgreSQL and compute_ctl do not make \
+         ({entries}), so it does not look like a data directory (pass --force-wipe to wipe it \
+         anyway)"
+    )]
+    ForeignFiles {
+        /// The directory.
+        path: PathBuf,
+        /// The first few foreign entries, comma-separated.
+        entries: String,
     },
     /// A postmaster is alive in it.
     #[error("refusing to wipe {path}: postmaster pid {pid} from postmaster.pid is alive")]
@@ -76,57 +104,280 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Pgdata
     }
 }
 
-const SYSTEM_DIRS: &[&str] = &[
-    "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root", "/run",
-    "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/db",
+/// System content: these directories and everything below them (rule 1).
+const SYSTEM_TREES: &[&str] = &[
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/proc",
+    "/run",
+    "/sbin",
+    "/snap",
+    "/sys",
+    "/usr",
+    "/var/backups",
+    "/var/cache",
+    "/var/lib",
+    "/var/log",
+    "/var/mail",
+    "/var/spool",
 ];
+
+/// Below these (not at them), a system tree may hold data directories.
+const DATA_PARENTS: &[&str] = &["/var/lib/postgresql", "/usr/local/pgsql"];
+
+/// Shared directories that are never a data directory themselves (rule 1).
+const SHARED_DIRS: &[&str] = &[
+    "/home", "/media", "/mnt", "/opt", "/root", "/srv", "/tmp", "/var", "/var/db", "/var/tmp",
+];
+
+/// Top-level entries PostgreSQL 15 (initdb, the server, a base backup, recovery, a crash's
+/// core file aside) or compute_ctl and the pageserver's basebackup make in a data directory.
+const DATA_DIRECTORY_ENTRIES: &[&str] = &[
+    "PG_VERSION",
+    "base",
+    "global",
+    "pg_commit_ts",
+    "pg_dynshmem",
+    "pg_logical",
+    "pg_multixact",
+    "pg_notify",
+    "pg_replslot",
+    "pg_serial",
+    "pg_snapshots",
+    "pg_stat",
+    "pg_stat_tmp",
+    "pg_subtrans",
+    "pg_tblspc",
+    "pg_twophase",
+    "pg_wal",
+    "pg_xact",
+    "pg_hba.conf",
+    "pg_ident.conf",
+    "postgresql.conf",
+    "postgresql.auto.conf",
+    "postgresql.auto.conf.tmp",
+    "postmaster.opts",
+    "postmaster.pid",
+    "current_logfiles",
+    "current_logfiles.tmp",
+    "log",
+    "backup_label",
+    "backup_label.old",
+    "tablespace_map",
+    "tablespace_map.old",
+    "standby.signal",
+    "recovery.signal",
+    "core",
+    // compute_ctl's own (pg-config's names) and the pageserver's basebackup.
+    pg_config::TEMP_OVERRIDE_CONF,
+    pg_config::SERVER_CRT,
+    pg_config::SERVER_KEY,
+    "zenith.signal",
+    "neon.signal",
+];
+
+/// Why `canonical` (symlinks resolved) may never be wiped, if so: rules 1 and 2. `homes` are
+/// the users' home directories, resolved too.
+fn protected(canonical: &Path, homes: &[PathBuf]) -> Option<String> {
+    if canonical.parent().is_none() {
+        return Some("the root directory".to_owned());
+    }
+    let below_data_parent = DATA_PARENTS
+        .iter()
+        .any(|p| canonical.starts_with(p) && canonical != Path::new(p));
+    if let Some(tree) = SYSTEM_TREES.iter().find(|t| canonical.starts_with(t))
+        && !below_data_parent
+    {
+        return Some(if canonical == Path::new(tree) {
+            "a system directory".to_owned()
+        } else {
+            format!("system content (under {tree})")
+        });
+    }
+    if SHARED_DIRS.iter().any(|d| canonical == Path::new(d)) {
+        return Some("a system directory".to_owned());
+    }
+    let real_homes = homes.iter().filter(|h| h.parent().is_some());
+    for home in real_homes {
+        if home == canonical {
+            return Some("a home directory".to_owned());
+        }
+        if home.starts_with(canonical) {
+            return Some(format!(
+                "a directory holding a home directory ({})",
+                home.display()
+            ));
+        }
+    }
+    None
+}
+
+/// The top-level entries of a data directory that neither PostgreSQL nor compute_ctl makes
+/// (rule 4), sorted. compute_ctl's interrupted atomic writes (`.NAME.PID.tmp`) and core
+/// files (`core.PID`) are its own.
+fn foreign_entries(names: &[OsString]) -> Vec<String> {
+    let ours = |name: &str| {
+        if DATA_DIRECTORY_ENTRIES.contains(&name) {
+            return true;
+        }
+        if let Some(pid) = name.strip_prefix("core.") {
+            return !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
+        }
+        let temp = name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .and_then(|n| n.rsplit_once('.'));
+        temp.is_some_and(|(file, pid)| {
+            DATA_DIRECTORY_ENTRIES.contains(&file) && pid.bytes().all(|b| b.is_ascii_digit())
+        })
+    };
+    let mut foreign: Vec<String> = names
+        .iter()
+        .map(|n| n.to_string_lossy())
+        .filter(|n| !ours(n))
+        .map(|n| n.into_owned())
+        .collect();
+    foreign.sort();
+    foreign
+}
+
+/// What the decision looks at, read from the filesystem.
+#[derive(Debug)]
+struct Survey {
+    /// The data directory, symlinks resolved (a missing tail appended as given).
+    canonical: PathBuf,
+    /// The home directory of every user in the passwd database, and `$HOME`, resolved.
+    homes: Vec<PathBuf>,
+    /// What is at the path.
+    found: Found,
+    /// Whether it holds a regular file `PG_VERSION`.
+    has_pg_version: bool,
+}
+
+/// What is at a data directory's path.
+#[derive(Debug)]
+enum Found {
+    /// Nothing.
+    Missing,
+    /// Something that is not a directory.
+    NotADirectory,
+    /// A directory with these names at its top.
+    Directory(Vec<OsString>),
+}
+
+/// Reads what [`check_wipe_allowed`] decides on.
+fn survey(path: &Path) -> Result<Survey, PgdataError> {
+    let canonical = resolve(path).map_err(io_err("resolve", path))?;
+    let mut homes: Vec<PathBuf> = passwd_homes().iter().map(|h| resolve_lossy(h)).collect();
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        homes.push(resolve_lossy(Path::new(&home)));
+    }
+    let found = match std::fs::symlink_metadata(&canonical) {
+        Ok(meta) if !meta.is_dir() => Found::NotADirectory,
+        Ok(_) => Found::Directory(
+            std::fs::read_dir(&canonical)
+                .map_err(io_err("read", path))?
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(io_err("read", path))?,
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Found::Missing,
+        Err(e) => return Err(io_err("stat", path)(e)),
+    };
+    Ok(Survey {
+        has_pg_version: canonical.join("PG_VERSION").is_file(),
+        canonical,
+        homes,
+        found,
+    })
+}
 
 /// Checks that `path` may be wiped. `path` must be absolute.
 pub(crate) fn check_wipe_allowed(path: &Path, force: bool) -> Result<(), PgdataError> {
-    let protected = |what: &str| PgdataError::Protected {
-        path: path.to_owned(),
-        what: what.to_owned(),
-    };
-    let canonical = match std::fs::canonicalize(path) {
-        Ok(p) => p,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => normalize(path),
-        Err(e) => return Err(io_err("resolve", path)(e)),
-    };
-    if canonical.parent().is_none() {
-        return Err(protected("the root directory"));
-    }
-    if SYSTEM_DIRS.iter().any(|d| canonical == Path::new(d)) {
-        return Err(protected("a system directory"));
-    }
-    if is_home_directory(&canonical) {
-        return Err(protected("a home directory"));
-    }
-    let meta = match std::fs::symlink_metadata(&canonical) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_err("stat", path)(e)),
-    };
-    if !meta.is_dir() {
-        return Err(PgdataError::NotADirectory {
+    let survey = survey(path)?;
+    if let Some(what) = protected(&survey.canonical, &survey.homes) {
+        return Err(PgdataError::Protected {
             path: path.to_owned(),
+            what,
         });
     }
-    if let Some(pid) = live_postmaster(&canonical) {
+    let entries = match survey.found {
+        Found::Missing => return Ok(()),
+        Found::NotADirectory => {
+            return Err(PgdataError::NotADirectory {
+                path: path.to_owned(),
+            });
+        }
+        Found::Directory(entries) => entries,
+    };
+    if let Some(pid) = live_postmaster(&survey.canonical) {
         return Err(PgdataError::InUse {
             path: path.to_owned(),
             pid,
         });
     }
-    let empty = std::fs::read_dir(&canonical)
-        .map_err(io_err("read", path))?
-        .next()
-        .is_none();
-    if !empty && !canonical.join("PG_VERSION").is_file() && !force {
+    if entries.is_empty() || force {
+        return Ok(());
+    }
+    if !survey.has_pg_version {
         return Err(PgdataError::NotADataDirectory {
             path: path.to_owned(),
         });
     }
+    let foreign = foreign_entries(&entries);
+    if !foreign.is_empty() {
+        let shown = foreign
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = foreign.len().saturating_sub(5);
+        return Err(PgdataError::ForeignFiles {
+            path: path.to_owned(),
+            entries: if more > 0 {
+                format!("{shown} and {more} more")
+            } else {
+                shown
+            },
+        });
+    }
     Ok(())
+}
+
+/// `path` with symlinks resolved: its longest existing prefix canonicalized, the rest (`.`
+/// and `..` removed) appended.
+fn resolve(path: &Path) -> io::Result<PathBuf> {
+    let path = normalize(path);
+    let mut existing = path.as_path();
+    loop {
+        match std::fs::canonicalize(existing) {
+            Ok(real) => {
+                let rest = path.strip_prefix(existing).unwrap_or(Path::new(""));
+                return Ok(if rest.as_os_str().is_empty() {
+                    real
+                } else {
+                    real.join(rest)
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match existing.parent() {
+                Some(parent) => existing = parent,
+                None => return Ok(path),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// [`resolve`], or the path as given when it cannot be resolved.
+fn resolve_lossy(path: &Path) -> PathBuf {
+    resolve(path).unwrap_or_else(|_| normalize(path))
 }
 
 /// Removes `.` and `..` without touching the filesystem.
@@ -144,18 +395,17 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-fn is_home_directory(path: &Path) -> bool {
-    if std::env::var_os("HOME").is_some_and(|h| Path::new(&h) == path) {
-        return true;
-    }
+/// The home directories of the passwd database (absolute ones only).
+fn passwd_homes() -> Vec<PathBuf> {
     let Ok(passwd) = std::fs::read_to_string("/etc/passwd") else {
-        return false;
+        return Vec::new();
     };
     passwd
         .lines()
         .filter_map(|line| line.split(':').nth(5))
-        .filter(|home| !home.is_empty() && *home != "/" && *home != "/nonexistent")
-        .any(|home| Path::new(home) == path)
+        .filter(|home| home.starts_with('/'))
+        .map(PathBuf::from)
+        .collect()
 }
 
 fn live_postmaster(pgdata: &Path) -> Option<i32> {
@@ -265,6 +515,10 @@ mod tests {
         std::fs::create_dir(dir.join("pg")).unwrap();
         std::fs::write(dir.join("pg/PG_VERSION"), "15\n").unwrap();
         check(&dir.join("pg"), false, "ok");
+        // A planted PG_VERSION beside what postgres would not make: refused unless forced.
+        std::fs::write(dir.join("stuff/PG_VERSION"), "15\n").unwrap();
+        check(&dir.join("stuff"), false, "do not make (notes.txt)");
+        check(&dir.join("stuff"), true, "ok");
         // Our own pid is certainly alive.
         std::fs::write(
             dir.join("pg/postmaster.pid"),
@@ -272,6 +526,158 @@ mod tests {
         )
         .unwrap();
         check(&dir.join("pg"), true, "is alive");
+    }
+
+    /// Rules 1 and 2 over plain paths: what is refused whatever the flags say, and why.
+    #[test]
+    fn system_content_and_homes_are_protected() {
+        let homes: Vec<PathBuf> = [
+            "/",
+            "/root",
+            "/home/alice",
+            "/var/lib/postgresql",
+            "/srv/bob",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        let cases = [
+            ("/", Some("the root directory")),
+            ("/usr", Some("a system directory")),
+            ("/usr/local/lib", Some("system content (under /usr)")),
+            ("/etc/ssh", Some("system content (under /etc)")),
+            ("/var/log", Some("a system directory")),
+            (
+                "/var/log/postgresql",
+                Some("system content (under /var/log)"),
+            ),
+            ("/var/lib/docker", Some("system content (under /var/lib)")),
+            ("/proc/self", Some("system content (under /proc)")),
+            ("/lib64/x", Some("system content (under /lib64)")),
+            ("/run/postgresql", Some("system content (under /run)")),
+            ("/usr/local/pgsql", Some("system content (under /usr)")),
+            ("/usr/local", Some("system content (under /usr)")),
+            ("/tmp", Some("a system directory")),
+            ("/var/db", Some("a system directory")),
+            (
+                "/var/lib/postgresql",
+                Some("system content (under /var/lib)"),
+            ),
+            ("/home/alice", Some("a home directory")),
+            ("/root", Some("a system directory")),
+            ("/srv/bob", Some("a home directory")),
+            ("/home", Some("a system directory")),
+            ("/srv", Some("a system directory")),
+            ("/data", None),
+            ("/data/..", Some("the root directory")),
+            ("/var/lib/postgresql/15/main", None),
+            ("/usr/local/pgsql/data", None),
+            ("/var/db/postgres/compute", None),
+            ("/home/alice/pgdata", None),
+            ("/tmp/compute", None),
+            ("/usrdata", None),
+        ];
+        for (path, want) in cases {
+            let got = protected(&normalize(Path::new(path)), &homes);
+            assert_eq!(got.as_deref(), want, "{path}");
+        }
+        // A directory holding a home: wiping it wipes the home.
+        let homes = [PathBuf::from("/data/users/carol")];
+        assert_eq!(
+            protected(Path::new("/data/users"), &homes).as_deref(),
+            Some("a directory holding a home directory (/data/users/carol)")
+        );
+        assert_eq!(protected(Path::new("/data/users/carol/pg"), &homes), None);
+    }
+
+    /// Rule 4's list: what initdb, a running server and compute_ctl leave is ours.
+    #[test]
+    fn entries_postgres_would_not_make_are_foreign() {
+        let names = |list: &[&str]| -> Vec<OsString> { list.iter().map(OsString::from).collect() };
+        let initdb = [
+            "PG_VERSION",
+            "base",
+            "global",
+            "pg_commit_ts",
+            "pg_dynshmem",
+            "pg_hba.conf",
+            "pg_ident.conf",
+            "pg_logical",
+            "pg_multixact",
+            "pg_notify",
+            "pg_replslot",
+            "pg_serial",
+            "pg_snapshots",
+            "pg_stat",
+            "pg_stat_tmp",
+            "pg_subtrans",
+            "pg_tblspc",
+            "pg_twophase",
+            "pg_wal",
+            "pg_xact",
+            "postgresql.auto.conf",
+            "postgresql.conf",
+        ];
+        assert!(foreign_entries(&names(&initdb)).is_empty());
+        let ours = [
+            "postmaster.pid",
+            "postmaster.opts",
+            "log",
+            "current_logfiles",
+            "standby.signal",
+            "compute_ctl_temp_override.conf",
+            "server.key",
+            "server.crt",
+            "zenith.signal",
+            ".postgresql.conf.1234.tmp",
+            "core",
+            "core.4242",
+        ];
+        assert!(foreign_entries(&names(&ours)).is_empty());
+        let planted = [
+            "PG_VERSION",
+            "syslog",
+            "auth.log",
+            "core.x",
+            ".bashrc.1.tmp",
+            ".postgresql.conf.tmp",
+            "apt",
+        ];
+        assert_eq!(
+            foreign_entries(&names(&planted)),
+            [
+                ".bashrc.1.tmp",
+                ".postgresql.conf.tmp",
+                "apt",
+                "auth.log",
+                "core.x",
+                "syslog"
+            ]
+        );
+    }
+
+    /// Symlinks are resolved on both sides: a home that links to the data directory, a data
+    /// directory that links to a home, and paths below a linked parent that do not exist yet.
+    #[test]
+    fn symlinks_are_resolved_before_deciding() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let real = resolve(&real).unwrap();
+        assert_eq!(resolve(&link).unwrap(), real);
+        assert_eq!(resolve(&link.join("new/../pg")).unwrap(), real.join("pg"));
+        // $HOME (or a passwd home) is the link, -D the directory; and the other way round.
+        assert!(protected(&real, &[resolve_lossy(&link)]).is_some());
+        assert!(protected(&resolve(&link).unwrap(), std::slice::from_ref(&real)).is_some());
+        // A link into a system tree is system content.
+        let etc = tmp.path().join("etc-link");
+        std::os::unix::fs::symlink("/etc", &etc).unwrap();
+        assert_eq!(
+            protected(&resolve(&etc.join("ssh")).unwrap(), &[]).as_deref(),
+            Some("system content (under /etc)")
+        );
     }
 
     #[test]

@@ -344,7 +344,10 @@ async fn write_control_files(remote: &RemoteExtSpec, installation: &Installation
             }
             tracing::info!(written = done.written.len(), "control files written");
         }
-        Ok(Err(e)) => tracing::error!(error = %e, "remote extensions: control files"),
+        Ok(Err(e)) => tracing::error!(
+            error = %neon_clients::Chain(&e),
+            "remote extensions: control files"
+        ),
         Err(e) => tracing::error!(error = %e, "remote extensions: control files task"),
     }
 }

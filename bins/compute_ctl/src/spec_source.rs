@@ -1,15 +1,11 @@
 //! Obtaining the spec and compute_ctl's own config at start: inline JSON, a spec file, a
 //! ComputeConfig file, or the control plane (`status: empty` means: wait for `/configure`).
 
-use std::time::Duration;
-
 use anyhow::{Context, bail};
 use compute_spec::{
     ComputeCtlConfig, ComputeSpec, ControlPlaneComputeStatus, ControlPlaneConfigResponse,
     ValidatedSpec, ValidationOptions, ValidationReport,
 };
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
 
 use crate::cli::{Options, SpecSource};
 
@@ -22,16 +18,19 @@ pub(crate) struct Loaded {
     pub(crate) ctl: ComputeCtlConfig,
 }
 
-/// The validation options of this compute: the default provided roles plus the user of
-/// `--connstr` and the privileged role, which compute_ctl itself provides.
+/// The validation options of this compute: the default provided roles plus the privileged
+/// role, which compute_ctl itself provides, and its admin path from `--connstr`: the user it
+/// connects as (a provided role whose login a spec must not change, whether it logs in with a
+/// password) and the database it connects to (a system database).
 pub(crate) fn validation_options(opts: &Options) -> ValidationOptions {
     let mut options = ValidationOptions::default();
     if let Some(user) = opts.pg_config.get_user() {
-        options = options.with_provided_role(user);
+        options = options.with_admin_user(user);
     }
     if let Some(db) = opts.pg_config.get_dbname() {
-        options = options.with_system_database(db);
+        options = options.with_admin_database(db);
     }
+    options.admin_password_login = opts.pg_config.get_password().is_some();
     options.with_provided_role(&opts.privileged_role_name)
 }
 
@@ -183,107 +182,36 @@ pub(crate) async fn load(opts: &Options) -> Result<Loaded, LoadError> {
             Ok(loaded)
         }
         SpecSource::File(path) | SpecSource::ConfigFile(path) => {
-            let text = tokio::fs::read_to_string(path)
+            let options = validation_options(opts);
+            let text = crate::spec_file::read_spec_file(path, options.max_bytes)
                 .await
-                .with_context(|| format!("read {}", path.display()))?;
-            parse_document(
-                &text,
-                &path.display().to_string(),
-                &validation_options(opts),
-            )
+                .map_err(anyhow::Error::from)?;
+            parse_document(&text, &path.display().to_string(), &options)
         }
         SpecSource::ControlPlane {
             base_url,
             compute_id,
-        } => Ok(fetch_from_control_plane(base_url, compute_id, &validation_options(opts)).await?),
+        } => Ok(fetch_from_control_plane(base_url, compute_id, opts).await?),
         SpecSource::None => Ok(Loaded::default()),
     }
 }
 
-/// How long one control-plane request may take, connection included (upstream's client has
-/// the same 30 s total timeout).
-const CONTROL_PLANE_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// `GET {base}/compute/api/v2/computes/{id}/spec` with `Authorization: Bearer
-/// $NEON_CONTROL_PLANE_TOKEN`, as upstream: 3 attempts 100 ms apart for network errors, an
-/// unparsable 200 body, 502 and 503; any other status than 200 is refused at once.
+/// The spec from the control plane (`control_plane::fetch_config`), accepted as every spec
+/// is.
 async fn fetch_from_control_plane(
     base_url: &str,
     compute_id: &str,
-    options: &ValidationOptions,
+    opts: &Options,
 ) -> anyhow::Result<Loaded> {
-    let url = format!(
-        "{}/compute/api/v2/computes/{compute_id}/spec",
-        base_url.trim_end_matches('/')
-    );
-    let uri: hyper::Uri = url
-        .parse()
-        .with_context(|| format!("parse control plane URL {url}"))?;
-    if uri.scheme_str() != Some("http") {
-        bail!("control plane URL {url}: only http:// is supported");
-    }
     let token = std::env::var("NEON_CONTROL_PLANE_TOKEN").ok();
-    let mut last_error = None;
-    for attempt in 0..3 {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        match get_config(&uri, token.as_deref()).await {
-            Ok(parsed) => return loaded_from(parsed, options),
-            Err(Attempt::Retry(e)) => last_error = Some(anyhow::anyhow!("GET {url}: {e}")),
-            Err(Attempt::Final(e)) => bail!("GET {url}: {e}"),
-        }
-    }
-    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("GET {url} failed")))
-}
-
-/// Why one control-plane request did not give a config.
-enum Attempt {
-    /// Worth another try (network, timeout, 502/503, an unparsable body).
-    Retry(String),
-    /// Not: any status other than 200, 502 and 503.
-    Final(String),
-}
-
-/// One `GET` of the config, bounded by [`CONTROL_PLANE_REQUEST_TIMEOUT`].
-async fn get_config(
-    uri: &hyper::Uri,
-    token: Option<&str>,
-) -> Result<ControlPlaneConfigResponse, Attempt> {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<Bytes>>();
-    let mut request = hyper::Request::get(uri.clone());
-    if let Some(token) = token {
-        request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    let request = request
-        .body(Empty::new())
-        .map_err(|e| Attempt::Final(format!("build the request: {e}")))?;
-    let exchange = async {
-        let response = client.request(request).await.map_err(|e| e.to_string())?;
-        let status = response.status();
-        let body = response.into_body().collect().await;
-        let body = body.map_err(|e| format!("read the body: {e}"))?.to_bytes();
-        Ok::<_, String>((status, body))
+    let timeouts = crate::control_plane::Timeouts {
+        connect: opts.control_plane_connect_timeout,
+        request: opts.control_plane_timeout,
     };
-    let (status, body) = match tokio::time::timeout(CONTROL_PLANE_REQUEST_TIMEOUT, exchange).await {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(e)) => return Err(Attempt::Retry(e)),
-        Err(_) => {
-            return Err(Attempt::Retry(format!(
-                "no answer within {CONTROL_PLANE_REQUEST_TIMEOUT:?}"
-            )));
-        }
-    };
-    match status.as_u16() {
-        200 => serde_json::from_slice(&body)
-            .map_err(|e| Attempt::Retry(format!("parse response: {e}"))),
-        502 | 503 => Err(Attempt::Retry(status.to_string())),
-        _ => Err(Attempt::Final(format!(
-            "unexpected control plane response status code: {status}: {}",
-            String::from_utf8_lossy(&body)
-        ))),
-    }
+    let parsed =
+        crate::control_plane::fetch_config(base_url, compute_id, token.as_deref(), timeouts)
+            .await?;
+    loaded_from(parsed, &validation_options(opts))
 }
 
 /// What the control plane's answer means: `empty` (start empty), or `attached` with a spec,
@@ -314,6 +242,65 @@ fn loaded_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn options_for(connstr: &str) -> ValidationOptions {
+        use clap::Parser;
+        let argv = ["compute_ctl", "-D", "/x", "-C", connstr, "-b", "/p"];
+        validation_options(&crate::cli::Cli::parse_from(argv).into_options().unwrap())
+    }
+
+    /// The admin path comes from `-C`: a spec may not make its user NOLOGIN, rename onto it,
+    /// or delete its database; its password only when `-C` logs in with one.
+    #[test]
+    fn the_admin_path_is_the_connection_of_connstr() {
+        let spec = |user: &str, db: &str| {
+            format!(
+                r#"{{"format_version": 1.0, "cluster": {{"roles": [{{"name": "{user}",
+                   "encrypted_password": "md5b2ad3f0a1c4e3e8e0d0f4c8ac2a1d9e7"}}], "databases": []}},
+                   "delta_operations": [{{"action": "rename_role", "name": "x", "new_name": "{user}"}},
+                                        {{"action": "delete_db", "name": "{db}"}}]}}"#
+            )
+        };
+        let errors = |connstr: &str, user: &str, db: &str| -> Vec<(&'static str, String)> {
+            accept_json(&spec(user, db), &options_for(connstr))
+                .map(|_| Vec::new())
+                .unwrap_or_else(|report| {
+                    report
+                        .diagnostics
+                        .into_iter()
+                        .filter(|d| d.severity == compute_spec::Severity::Error)
+                        .map(|d| (d.code, d.pointer))
+                        .collect()
+                })
+        };
+        use compute_spec::codes::{ADMIN_ROLE_CHANGED, DELTA_PROVIDED_ROLE, SYSTEM_DATABASE};
+        let refused = |password: bool| {
+            let mut all = vec![
+                (
+                    DELTA_PROVIDED_ROLE,
+                    "/delta_operations/0/new_name".to_owned(),
+                ),
+                (SYSTEM_DATABASE, "/delta_operations/1/name".to_owned()),
+            ];
+            if password {
+                all.insert(
+                    0,
+                    (
+                        ADMIN_ROLE_CHANGED,
+                        "/cluster/roles/0/encrypted_password".into(),
+                    ),
+                );
+            }
+            all
+        };
+        let connstr = "postgresql://web_admin@127.0.0.1/app_db";
+        assert_eq!(errors(connstr, "web_admin", "app_db"), refused(false));
+        let connstr = "postgresql://web_admin:secret@127.0.0.1/app_db";
+        assert_eq!(errors(connstr, "web_admin", "app_db"), refused(true));
+        // Another user's password and database are the spec's business.
+        let errors_other = errors(connstr, "someone", "other_db");
+        assert!(errors_other.is_empty(), "{errors_other:?}");
+    }
 
     /// A spec the reconciler would refuse half-way is refused whole, located, in either shape;
     /// the connstr user and the privileged role count as provided roles.

@@ -285,16 +285,13 @@ fn tenant_and_timeline(
     }
 }
 
-/// Limit of one `--sync-safekeepers` run.
-const SYNC_SAFEKEEPERS_TIMEOUT: Duration = Duration::from_secs(300);
-
 fn sync_config(ctx: &StartContext, spec: &ValidatedSpec) -> neon_clients::SyncSafekeepersConfig {
     neon_clients::SyncSafekeepersConfig {
         pgbin: ctx.opts.pgbin.clone(),
         pgdata: ctx.opts.pgdata.clone(),
         auth_token: spec.spec().storage_auth_token.clone(),
         run_as: ctx.owner(),
-        timeout: SYNC_SAFEKEEPERS_TIMEOUT,
+        timeout: ctx.opts.sync_safekeepers_timeout,
     }
 }
 
@@ -356,6 +353,7 @@ async fn basebackup(ctx: &StartContext, spec: &ValidatedSpec, lsn: Lsn) -> anyho
     let config = neon_clients::BasebackupConfig {
         owner: ctx.owner(),
         stall_timeout: ctx.opts.basebackup_stall_timeout,
+        retry_deadline: ctx.opts.storage_retry_deadline,
         ..neon_clients::BasebackupConfig::default()
     };
     let stats = neon_clients::fetch_basebackup(
@@ -399,7 +397,7 @@ pub(crate) async fn shutdown_sync(
             Some(lsn)
         }
         Err(e) => {
-            tracing::warn!(error = %e, "sync safekeepers after shutdown");
+            tracing::warn!(error = %neon_clients::Chain(&e), "sync safekeepers after shutdown");
             None
         }
     }

@@ -178,8 +178,8 @@ impl Compute {
     }
 
     /// Asks the compute to stop: moves to the termination status of `mode` when legal (a
-    /// second request may escalate fast to immediate) and wakes the main task. In `Failed` or
-    /// `Terminated` only the wake-up happens (a lingering compute exits early).
+    /// second request may escalate fast to immediate) and wakes the main task. In `Terminated`
+    /// only the wake-up happens (a lingering compute exits early).
     pub(crate) fn request_shutdown(&self, mode: ShutdownMode, from_http: bool) {
         let mode = self.with(|s| match (s.shutdown, mode) {
             (Some(ShutdownMode::Immediate), _) => ShutdownMode::Immediate,

@@ -55,7 +55,7 @@ pub(crate) async fn requested(
 }
 
 /// Fails the compute with `error`, then serves `/status` for the linger time (cut short by a
-/// termination request) and returns exit code 1.
+/// termination request, which then gets its answer: `Terminated`) and returns exit code 1.
 pub(crate) async fn fail_and_linger(
     ctx: &StartContext,
     error: &anyhow::Error,
@@ -65,9 +65,33 @@ pub(crate) async fn fail_and_linger(
     ctx.compute.fail(format!("{error:#}"));
     tokio::select! {
         () = tokio::time::sleep(ctx.opts.linger) => {}
-        _ = requested(shutdown) => {}
+        _ = requested(shutdown) => {
+            let _ = ctx.compute.transition(ComputeStatus::Terminated);
+            tokio::time::sleep(RESPONSE_GRACE).await;
+        }
     }
     1
+}
+
+/// A compute that fails while Postgres runs (a reconfiguration) serves its error for the
+/// linger time, then is stopped as a signal would stop it (fast, escalated when ignored):
+/// `failed` is never a dead end. Ends early when the status moves on (`/terminate`).
+async fn stop_after_failed_linger(ctx: StartContext) {
+    let mut status = ctx.compute.subscribe();
+    if status
+        .wait_for(|s| *s == ComputeStatus::Failed)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    tracing::error!(linger = ?ctx.opts.linger, "compute failed: postgres is stopped after the linger time");
+    tokio::select! {
+        () = tokio::time::sleep(ctx.opts.linger) => {
+            ctx.compute.request_shutdown(ShutdownMode::Fast, false);
+        }
+        _ = status.wait_for(|s| *s != ComputeStatus::Failed) => {}
+    }
 }
 
 /// Runs the compute from the spec given at start, or waits in `Empty` for one from
@@ -182,6 +206,7 @@ async fn run_compute(
     }
 
     let configurator = tokio::spawn(configurator(ctx.clone(), pgbouncer.handle()));
+    let failed_linger = tokio::spawn(stop_after_failed_linger(ctx.clone()));
     let monitor_cancel = CancellationToken::new();
     let tls_watcher = ctx
         .tls
@@ -200,6 +225,8 @@ async fn run_compute(
     let audit_gc = crate::audit::spawn_gc(ctx, spec, monitor_cancel.clone());
     let exit = stop_postmaster(&mut postmaster, shutdown).await;
     configurator.abort();
+    failed_linger.abort();
+    let failed_before = compute.with(|s| s.error.is_some());
     pgbouncer.stop().await;
     monitor_cancel.cancel();
     let _ = monitor.await;
@@ -213,7 +240,12 @@ async fn run_compute(
     let request = *shutdown.borrow();
     after_postgres_exit(ctx, spec, request, exit).await;
     linger_after_terminate(ctx, request).await;
-    process::exit_code(exit)
+    match process::exit_code(exit) {
+        // A compute that had failed ends in 1, as after a failed start, even when Postgres
+        // then stopped cleanly.
+        0 if failed_before => 1,
+        code => code,
+    }
 }
 
 /// The compute monitor's settings: compute_ctl's connection; the `pg_stat_database` counters

@@ -57,6 +57,18 @@ pub struct Cli {
     /// zenith_admin, pg_* predefined roles); may be repeated.
     #[arg(long = "provided-role", value_name = "NAME")]
     pub provided_roles: Vec<String>,
+    /// The user compute_ctl connects as (its `-C` user): a spec must not make it NOLOGIN,
+    /// expire it, limit its connections, or rename another role onto it.
+    #[arg(long, value_name = "NAME", default_value = "cloud_admin")]
+    pub admin_user: String,
+    /// The database compute_ctl connects to (its `-C` database): a spec must not delete,
+    /// rename or close it.
+    #[arg(long, value_name = "NAME", default_value = "postgres")]
+    pub admin_database: String,
+    /// compute_ctl logs in with a password (its `-C` has one): a spec that sets the admin
+    /// user's password is then an error, not a warning.
+    #[arg(long)]
+    pub admin_password_login: bool,
     /// Print the JSON Schema of a spec document and exit.
     #[arg(long, conflicts_with_all = ["files", "pgbin", "deny_warnings"])]
     pub print_schema: bool,
@@ -124,8 +136,11 @@ fn run_inner(
     }
     let mut options = ValidationOptions {
         max_bytes: cli.max_bytes,
+        admin_password_login: cli.admin_password_login,
         ..ValidationOptions::default()
-    };
+    }
+    .with_admin_user(&cli.admin_user)
+    .with_admin_database(&cli.admin_database);
     for role in &cli.provided_roles {
         options.provided_roles.insert(role.clone());
     }

@@ -313,6 +313,80 @@ fn options_off_the_reconcile_allow_list_are_errors() {
     );
 }
 
+/// The admin path (compute_ctl's `-C` user and database) is guarded with upstream's defaults
+/// or the flags that name another: located errors, as compute_ctl reports them.
+#[test]
+fn specs_that_lock_compute_ctl_out_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = |user: &str, db: &str| {
+        format!(
+            r#"{{"format_version": 1.0, "cluster": {{
+  "roles": [{{"name": "{user}", "encrypted_password": "md5b2ad3f0a1c4e3e8e0d0f4c8ac2a1d9e7",
+    "options": [{{"name": "NOLOGIN", "vartype": "bool"}}]}}], "databases": []}},
+  "delta_operations": [{{"action": "rename_role", "name": "alice", "new_name": "{user}"}},
+                       {{"action": "rename_db", "name": "{db}", "new_name": "elsewhere"}}]}}"#
+        )
+    };
+    let defaults = write_temp(
+        &dir,
+        "defaults.json",
+        text("cloud_admin", "postgres").as_bytes(),
+    );
+    let out = spec_check(&[&defaults], None);
+    assert_eq!(out.status.code(), Some(1));
+    let codes = |out: &Output| -> Vec<String> {
+        stdout(out)
+            .lines()
+            .map(|l| {
+                let (at, rest) = l.split_once(": ").unwrap();
+                let at = at.rsplit_once(".json:").unwrap().1;
+                format!("{at} {}", rest.split(':').next().unwrap())
+            })
+            .collect()
+    };
+    let expected = [
+        "2:59 warning[admin-role-changed]",
+        "3:17 error[admin-role-changed]",
+        "4:79 error[delta-provided-role]",
+        "5:56 error[system-database]",
+        "5:80 warning[delta-rename-target-undeclared]",
+    ];
+    assert_eq!(codes(&out), expected, "{}", stdout(&out));
+
+    // The same spec for another admin (names of the same lengths, so the same columns):
+    // clean of the admin findings under the defaults,
+    // refused under the flags (the password then too, when compute_ctl logs in with one).
+    let custom = write_temp(
+        &dir,
+        "custom.json",
+        text("cloud_owner", "admin_db").as_bytes(),
+    );
+    let out = spec_check(&[&custom], None);
+    assert!(
+        !stdout(&out).contains("admin-role-changed"),
+        "{}",
+        stdout(&out)
+    );
+    let flags = [
+        "--admin-user",
+        "cloud_owner",
+        "--admin-database",
+        "admin_db",
+    ];
+    let out = spec_check(&[&flags[..], &[&custom]].concat(), None);
+    assert_eq!(codes(&out), expected, "{}", stdout(&out));
+    let out = spec_check(
+        &[&flags[..], &["--admin-password-login", &custom]].concat(),
+        None,
+    );
+    assert_eq!(
+        codes(&out)[0],
+        "2:59 error[admin-role-changed]",
+        "{}",
+        stdout(&out)
+    );
+}
+
 /// `--plan --connstr` prints what would run against a live server, and changes nothing.
 #[test]
 fn plan_against_a_live_server_changes_nothing() {

@@ -36,10 +36,10 @@ use crate::{Diagnostic, Lsn};
 ///   Init ◄────────────────────────────────────┼── Configuration   Init
 ///     │ ok        │ error                     │      │ ok / error
 ///     ▼           ▼                           │      ▼
-///   Running ───► Failed (terminal: linger, exit 1)   Running | Failed
+///   Running ───► Failed (linger, then exit 1)        Running | Failed
 ///     │  └───────── POST /configure ──────────┘
 ///     │
-///     ▼  POST /terminate, a signal, or postgres stopped from outside
+///     ▼  POST /terminate, a signal, or postgres stopped from outside (from Failed too)
 ///   TerminationPendingFast ──(second signal)──► TerminationPendingImmediate
 ///     │                                               │
 ///     └──────────────► Terminated (postgres exited) ◄─┘
@@ -47,8 +47,9 @@ use crate::{Diagnostic, Lsn};
 ///
 /// `Empty → Failed` happens when the spec given at start cannot be read or is invalid. Every
 /// other move is refused by [`ComputeStatus::can_become`]. `Empty`, `Init`,
-/// `ConfigurationPending`, `Configuration` and `Running` may all go to a termination state
-/// (signals can arrive at any time; `/terminate` accepts only `Empty` and `Running`).
+/// `ConfigurationPending`, `Configuration`, `Running` and `Failed` may all go to a termination
+/// state (signals can arrive at any time; `/terminate` accepts `Empty`, `Running` and, unlike
+/// upstream, `Failed`, so that a failed compute is never a dead end).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ComputeStatus {
@@ -62,7 +63,8 @@ pub enum ComputeStatus {
     Running,
     /// Applying a new spec to a running compute.
     Configuration,
-    /// Start or configuration failed; see the error.
+    /// Start or configuration failed; see the error. After `--linger` (or at `/terminate`, a
+    /// signal) compute_ctl stops Postgres, if it runs, and exits 1.
     Failed,
     /// A fast stop was requested; Postgres is shutting down.
     TerminationPendingFast,
@@ -111,7 +113,7 @@ impl ComputeStatus {
             Init => matches!(to, Running | Failed) || terminating,
             Running => matches!(to, ConfigurationPending | Failed) || terminating,
             Configuration => matches!(to, Running | Failed) || terminating,
-            Failed => false,
+            Failed => terminating,
             TerminationPendingFast => matches!(to, TerminationPendingImmediate | Terminated),
             TerminationPendingImmediate => to == Terminated,
             Terminated => false,
@@ -542,7 +544,7 @@ configuration_pending -> init, configuration, termination_pending_fast, terminat
 init -> running, failed, termination_pending_fast, termination_pending_immediate
 running -> configuration_pending, failed, termination_pending_fast, termination_pending_immediate
 configuration -> running, failed, termination_pending_fast, termination_pending_immediate
-failed -> 
+failed -> termination_pending_fast, termination_pending_immediate
 termination_pending_fast -> termination_pending_immediate, terminated
 termination_pending_immediate -> terminated
 terminated -> 

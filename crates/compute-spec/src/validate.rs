@@ -43,9 +43,15 @@ pub mod codes {
     /// A spec role (or a role's new name) that PostgreSQL reserves: `pg_*`, `public`, `none`,
     /// or one that SQL spells as a keyword (`current_user`, `session_user`, `current_role`).
     pub const RESERVED_ROLE_NAME: &str = "reserved-role-name";
-    /// A delta operation deletes or renames a database the compute needs: `template0`,
-    /// `template1`, or the one compute_ctl connects to (`postgres` by default).
+    /// A delta operation deletes or renames a database the compute needs (`template0`,
+    /// `template1`, or the one compute_ctl connects to: `postgres` by default) or renames
+    /// another onto one; or the spec closes compute_ctl's database (`ALLOW_CONNECTIONS false`).
     pub const SYSTEM_DATABASE: &str = "system-database";
+    /// A spec role that is the user compute_ctl connects as (`cloud_admin` by default) sets
+    /// `NOLOGIN`, `VALID UNTIL` or `CONNECTION LIMIT`, or a password while compute_ctl logs in
+    /// with one: compute_ctl would lock itself out. A password while compute_ctl logs in
+    /// without one (trusted loopback, as upstream's docker-compose specs do it) is a warning.
+    pub const ADMIN_ROLE_CHANGED: &str = "admin-role-changed";
     /// An empty role, database or owner name.
     pub const EMPTY_IDENTIFIER: &str = "empty-identifier";
     /// An identifier longer than 63 bytes (PostgreSQL would truncate it).
@@ -76,7 +82,8 @@ pub mod codes {
     pub const DELTA_RENAME_TARGET_UNDECLARED: &str = "delta-rename-target-undeclared";
     /// A deletion of a name the spec declares: it is dropped and created again.
     pub const DELTA_DELETES_DECLARED: &str = "delta-deletes-declared";
-    /// A delta operation deleting or renaming a role the compute provides (`cloud_admin`, …).
+    /// A delta operation deleting or renaming a role the compute provides (`cloud_admin`, …),
+    /// or renaming another role onto one.
     pub const DELTA_PROVIDED_ROLE: &str = "delta-provided-role";
     /// `delete_role` of a role that owns a spec database.
     pub const DELETE_ROLE_OWNS_DATABASE: &str = "delete-role-owns-database";
@@ -259,6 +266,19 @@ pub struct ValidationOptions {
     /// compute_ctl connects to. Defaults to [`SYSTEM_DATABASES`]; compute_ctl adds its
     /// connection's database.
     pub system_databases: BTreeSet<String>,
+    /// The user compute_ctl connects as (`cloud_admin` by default; compute_ctl's `-C` user):
+    /// a spec must not make it `NOLOGIN`, set its password, `VALID UNTIL` or `CONNECTION
+    /// LIMIT`. Set it with [`ValidationOptions::with_admin_user`], which also makes it a
+    /// provided role.
+    pub admin_user: String,
+    /// The database compute_ctl connects to (`postgres` by default; compute_ctl's `-C`
+    /// database): a spec must not close it to connections. Set it with
+    /// [`ValidationOptions::with_admin_database`], which also makes it a system database.
+    pub admin_database: String,
+    /// Whether compute_ctl logs in with a password (its `-C` carries one): then a spec that
+    /// sets the admin user's password is refused; otherwise (trusted loopback or socket, the
+    /// default) it is a warning.
+    pub admin_password_login: bool,
 }
 
 /// The databases every compute needs: `CREATE DATABASE` copies `template1`, `template0` is
@@ -283,6 +303,9 @@ impl Default for ValidationOptions {
                 .collect(),
             max_bytes: 64 << 20,
             system_databases: SYSTEM_DATABASES.iter().map(|d| (*d).to_owned()).collect(),
+            admin_user: "cloud_admin".to_owned(),
+            admin_database: "postgres".to_owned(),
+            admin_password_login: false,
         }
     }
 }
@@ -297,6 +320,20 @@ impl ValidationOptions {
     /// Adds a role the compute provides.
     pub fn with_provided_role(mut self, name: impl Into<String>) -> Self {
         self.provided_roles.insert(name.into());
+        self
+    }
+
+    /// Names the user compute_ctl connects as; it is also a provided role.
+    pub fn with_admin_user(mut self, name: impl Into<String>) -> Self {
+        self.admin_user = name.into();
+        self.provided_roles.insert(self.admin_user.clone());
+        self
+    }
+
+    /// Names the database compute_ctl connects to; it is also a system database.
+    pub fn with_admin_database(mut self, name: impl Into<String>) -> Self {
+        self.admin_database = name.into();
+        self.system_databases.insert(self.admin_database.clone());
         self
     }
 }

@@ -157,7 +157,7 @@ pub enum LeaseError {
         reason: String,
     },
     /// Connecting or querying failed.
-    #[error("lease lsn on pageserver {addr}: {source}")]
+    #[error("lease lsn on pageserver {addr}")]
     Connection {
         /// `host:port` of the pageserver.
         addr: String,
@@ -371,7 +371,8 @@ pub async fn keep_lease(
                 warn!(
                     attempt = failures,
                     retry_in_ms = delay.as_millis() as u64,
-                    "lsn lease failed: {e}"
+                    "lsn lease failed: {}",
+                    crate::Chain(&e)
                 );
                 delay
             }

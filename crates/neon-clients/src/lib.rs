@@ -7,8 +7,11 @@
 //!   and `-c neon.compute_mode=…`; the `basebackup <tenant> <timeline> [<lsn>] [--gzip]
 //!   [--replica]` command run as COPY OUT; the stream, plain tar, gzip or zstd (recognised by
 //!   its magic bytes), unpacked into PGDATA while it arrives through a bounded channel, each
-//!   entry checked first ([`unpack`]); retries with exponential backoff ([`RetryConfig`]);
-//!   [`BasebackupStats`] (connect µs, bytes, duration).
+//!   entry checked first ([`unpack`]); retries with exponential backoff ([`RetryConfig`])
+//!   within a total deadline, only for faults another attempt may cure
+//!   ([`BasebackupError::is_retryable`]); [`BasebackupStats`] (connect µs, bytes, duration).
+//! - error reports ([`Chain`]): a variant that wraps an error exposes it as its source and
+//!   does not repeat it in its message; [`Chain`] prints the whole chain once.
 //! - the **safekeeper** sync ([`sync_safekeepers_fast_then_full`]): the `TIMELINE_STATUS`
 //!   fast path to every safekeeper in parallel ([`check_safekeepers_synced`]), then if needed
 //!   the `<pgbin> --sync-safekeepers` child ([`sync_safekeepers`]) with a timeout and
@@ -70,6 +73,7 @@
 pub mod lease;
 pub mod pageserver;
 pub mod remote_ext;
+pub mod report;
 pub mod retry;
 pub mod safekeeper;
 pub mod unpack;
@@ -82,6 +86,7 @@ pub use pageserver::{
     BasebackupConfig, BasebackupError, BasebackupRequest, BasebackupStats, ServerErrorKind,
     fetch_basebackup, pageserver_config, shard0_connstr,
 };
+pub use report::Chain;
 pub use retry::RetryConfig;
 pub use safekeeper::{
     FAST_PATH_TIMEOUT, FastPathConfig, SafekeeperSync, SyncError, SyncMethod,

@@ -58,6 +58,10 @@ pub struct BasebackupConfig {
     pub connect_timeout: Duration,
     /// Attempts and delays.
     pub retry: RetryConfig,
+    /// Total time the retries may take: no wait and no new attempt goes past it (the attempt
+    /// in flight is bounded by the connect and stall timeouts). Default 60 s, about what
+    /// upstream's 10 retries 500 ms × 1.5ⁿ apart take.
+    pub retry_deadline: Duration,
     /// Interval of the progress log lines during a transfer.
     pub progress_interval: Duration,
     /// How long the pageserver may send nothing (before the archive starts, or between two
@@ -76,6 +80,7 @@ impl Default for BasebackupConfig {
         BasebackupConfig {
             connect_timeout: Duration::from_secs(10),
             retry: RetryConfig::BASEBACKUP,
+            retry_deadline: Duration::from_secs(60),
             progress_interval: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(120),
             buffered_messages: 32,
@@ -116,7 +121,7 @@ pub enum BasebackupError {
     #[error("no libpq pageserver address for shard 0 in pageserver_connection_info")]
     NoPageserver,
     /// Connecting failed (refused, timed out, closed during startup).
-    #[error("connect to pageserver {addr}: {source}")]
+    #[error("connect to pageserver {addr}")]
     Connect {
         /// `host:port` of the pageserver.
         addr: String,
@@ -168,7 +173,7 @@ pub enum BasebackupError {
         message: String,
     },
     /// The connection failed during the transfer.
-    #[error("basebackup stream from {addr} broken after {bytes} bytes: {source}")]
+    #[error("basebackup stream from {addr} broken after {bytes} bytes")]
     Stream {
         /// `host:port` of the pageserver.
         addr: String,
@@ -189,7 +194,7 @@ pub enum BasebackupError {
         after: Duration,
     },
     /// The archive could not be unpacked (refused entry, corrupt data, disk error).
-    #[error("unpack basebackup into {pgdata}: {source}")]
+    #[error("unpack basebackup into {pgdata}")]
     Unpack {
         /// The data directory.
         pgdata: PathBuf,
@@ -197,7 +202,7 @@ pub enum BasebackupError {
         source: UnpackError,
     },
     /// Emptying or reading PGDATA failed.
-    #[error("prepare data directory {path}: {source}")]
+    #[error("prepare data directory {path}")]
     Pgdata {
         /// The path involved.
         path: PathBuf,
@@ -210,18 +215,21 @@ pub enum BasebackupError {
 }
 
 impl BasebackupError {
-    /// Whether another attempt may succeed: connection problems, server errors and corrupt
-    /// or cut streams are retried; authentication failures, unknown tenants or timelines,
-    /// refused archive entries, disk errors and bad configuration are not.
+    /// Whether another attempt may succeed. Retried: what the network or the pageserver's
+    /// state explains (refused, reset or timed-out connections, a stalled stream, an error the
+    /// pageserver sends before any data, e.g. while it waits for the LSN or shuts down).
+    /// Not retried: what another attempt would repeat (a refused token, an unknown tenant or
+    /// timeline, an archive that is corrupt or holds a refused entry, an error the pageserver
+    /// sends once the data flowed, a disk error in PGDATA, bad configuration).
     pub fn is_retryable(&self) -> bool {
         match self {
             BasebackupError::Connect { .. }
             | BasebackupError::ConnectTimeout { .. }
-            | BasebackupError::Server { .. }
             | BasebackupError::Stream { .. }
             | BasebackupError::Stalled { .. } => true,
-            BasebackupError::Unpack { source, .. } => matches!(source, UnpackError::Corrupt { .. }),
-            BasebackupError::InvalidConnstr { .. }
+            BasebackupError::Server { bytes, code, .. } => *bytes == 0 || transient_sqlstate(code),
+            BasebackupError::Unpack { .. }
+            | BasebackupError::InvalidConnstr { .. }
             | BasebackupError::NoPageserver
             | BasebackupError::Auth { .. }
             | BasebackupError::NotFound { .. }
@@ -229,6 +237,14 @@ impl BasebackupError {
             | BasebackupError::Cancelled => false,
         }
     }
+}
+
+/// SQLSTATEs of a server that is going away or overloaded (classes 08, 53 and 57): worth
+/// another attempt whenever they come.
+fn transient_sqlstate(code: &str) -> bool {
+    ["08", "53", "57"]
+        .iter()
+        .any(|class| code.starts_with(class))
 }
 
 /// The kind of an error sent by a pageserver or safekeeper, from its SQLSTATE and message.
@@ -363,12 +379,18 @@ pub async fn fetch_basebackup(
                 );
                 return Ok(stats);
             }
-            Err(e) if e.is_retryable() && attempt < config.retry.attempts => {
+            Err(e)
+                if e.is_retryable()
+                    && attempt < config.retry.attempts
+                    && started.elapsed() + config.retry.delay_before(attempt + 1)
+                        < config.retry_deadline =>
+            {
                 let delay = config.retry.delay_before(attempt + 1);
                 warn!(
                     attempt,
                     delay_ms = delay.as_millis() as u64,
-                    "basebackup failed, retrying: {e}"
+                    "basebackup failed, retrying: {}",
+                    crate::Chain(&e)
                 );
                 tokio::select! {
                     _ = cancel.cancelled() => {
@@ -380,6 +402,14 @@ pub async fn fetch_basebackup(
                 attempt += 1;
             }
             Err(e) => {
+                if e.is_retryable() {
+                    warn!(
+                        attempts = attempt,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        deadline_ms = config.retry_deadline.as_millis() as u64,
+                        "basebackup: no attempt left within the retry limits"
+                    );
+                }
                 if let Err(clean) = remove_new_entries(pgdata, &callers_entries) {
                     warn!(
                         "could not clean {} after a failed basebackup: {clean}",
@@ -812,6 +842,79 @@ mod tests {
             "port=6400",
             None,
             expect!["invalid pageserver connection string: no host"],
+        );
+    }
+
+    /// What is retried, and each error's chain printed once: a wrapped error is the source,
+    /// never repeated in the message.
+    #[test]
+    fn classification_and_chains() {
+        let denied = || io::Error::from_raw_os_error(13);
+        let server = |bytes: u64, code: &str| BasebackupError::Server {
+            lsn: Lsn(0x16B3748),
+            bytes,
+            code: code.to_owned(),
+            message: "boom".to_owned(),
+        };
+        let check = |err: BasebackupError, retryable: bool, expect: expect_test::Expect| {
+            assert_eq!(err.is_retryable(), retryable, "{err}");
+            expect.assert_eq(&crate::Chain(&err).to_string());
+        };
+        check(
+            BasebackupError::Unpack {
+                pgdata: "/pgdata".into(),
+                source: UnpackError::Write {
+                    entry: "base/1".to_owned(),
+                    source: denied(),
+                },
+            },
+            false,
+            expect![[
+                r#"unpack basebackup into /pgdata: unpack entry "base/1": Permission denied (os error 13)"#
+            ]],
+        );
+        check(
+            BasebackupError::Pgdata {
+                path: "/pgdata".into(),
+                source: denied(),
+            },
+            false,
+            expect!["prepare data directory /pgdata: Permission denied (os error 13)"],
+        );
+        check(
+            BasebackupError::Unpack {
+                pgdata: "/pgdata".into(),
+                source: UnpackError::Corrupt {
+                    compression: Compression::Gzip,
+                    bytes_in: 1024,
+                    source: io::Error::new(io::ErrorKind::InvalidData, "invalid gzip header"),
+                },
+            },
+            false,
+            expect![
+                "unpack basebackup into /pgdata: corrupt Gzip basebackup stream after 1024 bytes: invalid gzip header"
+            ],
+        );
+        check(
+            server(0, "XX000"),
+            true,
+            expect![
+                "pageserver error in basebackup at LSN 0/16B3748 after 0 bytes (SQLSTATE XX000): boom"
+            ],
+        );
+        check(
+            server(4096, "XX000"),
+            false,
+            expect![
+                "pageserver error in basebackup at LSN 0/16B3748 after 4096 bytes (SQLSTATE XX000): boom"
+            ],
+        );
+        check(
+            server(4096, "57P01"),
+            true,
+            expect![
+                "pageserver error in basebackup at LSN 0/16B3748 after 4096 bytes (SQLSTATE 57P01): boom"
+            ],
         );
     }
 

@@ -26,7 +26,7 @@ pub struct SyncSafekeepersConfig {
     pub auth_token: Option<String>,
     /// Run the child as this uid and gid (Postgres programs refuse to run as root).
     pub run_as: Option<(u32, u32)>,
-    /// The child is killed after this long.
+    /// The child is killed after this long, and the run is not retried.
     pub timeout: Duration,
 }
 
@@ -35,7 +35,7 @@ pub struct SyncSafekeepersConfig {
 #[non_exhaustive]
 pub enum SyncError {
     /// The program could not be started.
-    #[error("start {program} --sync-safekeepers: {source}")]
+    #[error("start {program} --sync-safekeepers")]
     Spawn {
         /// The program.
         program: PathBuf,
@@ -43,7 +43,7 @@ pub enum SyncError {
         source: std::io::Error,
     },
     /// Waiting for the child failed.
-    #[error("wait for {program} --sync-safekeepers: {source}")]
+    #[error("wait for {program} --sync-safekeepers")]
     Wait {
         /// The program.
         program: PathBuf,
@@ -61,7 +61,7 @@ pub enum SyncError {
         stderr_tail: String,
     },
     /// The child succeeded but did not print an LSN.
-    #[error("{program} --sync-safekeepers printed {output:?}, not an LSN: {source}")]
+    #[error("{program} --sync-safekeepers printed {output:?}, not an LSN")]
     BadOutput {
         /// The program.
         program: PathBuf,
@@ -88,10 +88,11 @@ pub enum SyncError {
 }
 
 impl SyncError {
-    /// Whether running it again may succeed (failures and timeouts; not a missing program, a
-    /// garbled output or a cancellation).
+    /// Whether running it again may succeed: a failed run. Not a run that hung for the whole
+    /// timeout (another would most likely hang as long: retrying multiplies the wait), a
+    /// missing program, a garbled output or a cancellation.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, SyncError::Failed { .. } | SyncError::Timeout { .. })
+        matches!(self, SyncError::Failed { .. })
     }
 }
 
@@ -169,7 +170,7 @@ pub enum TimelineStatusError {
         reason: String,
     },
     /// Connecting or querying failed.
-    #[error("TIMELINE_STATUS on safekeeper {addr}: {source}")]
+    #[error("TIMELINE_STATUS on safekeeper {addr}")]
     Query {
         /// The `host:port`.
         addr: String,
@@ -346,7 +347,7 @@ pub async fn check_safekeepers_synced(config: &FastPathConfig) -> Option<Lsn> {
         match reply {
             Ok(status) => replies.push(status),
             Err(e) => {
-                info!("safekeeper fast path: {e}");
+                info!("safekeeper fast path: {}", crate::Chain(&e));
                 failures += 1;
             }
         }
@@ -403,7 +404,8 @@ pub async fn sync_safekeepers_with_retries(
                 warn!(
                     attempt,
                     delay_ms = delay.as_millis() as u64,
-                    "sync-safekeepers failed, retrying: {e}"
+                    "sync-safekeepers failed, retrying: {}",
+                    crate::Chain(&e)
                 );
                 tokio::select! {
                     _ = cancel.cancelled() => return Err(SyncError::Cancelled),
@@ -452,7 +454,7 @@ pub async fn sync_safekeepers_fast_then_full_with_retries(
     let sync_started = Instant::now();
     let lsn = sync_safekeepers_with_retries(full, retry, cancel)
         .await
-        .inspect_err(|e| warn!("{e}"))?;
+        .inspect_err(|e| warn!("{}", crate::Chain(e)))?;
     let sync_duration = sync_started.elapsed();
     info!(%lsn, sync_ms = sync_duration.as_millis() as u64, "safekeepers synced (full sync)");
     Ok(SafekeeperSync {

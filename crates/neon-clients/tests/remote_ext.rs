@@ -153,7 +153,12 @@ async fn server_faults_are_errors_that_change_nothing() {
     // Absent archive: the server's 404.
     let err = download(&s, "missing", &quick).await.unwrap_err();
     assert_eq!(err.http_status(), Some(404), "{err}");
-    assert!(err.to_string().contains("answered 404"), "{err}");
+    assert!(
+        neon_clients::Chain(&err)
+            .to_string()
+            .contains("answered 404"),
+        "{err}"
+    );
     for (fault, status) in [
         (ExtFault::Status(500), Some(500)),
         (ExtFault::Status(503), Some(503)),
@@ -185,7 +190,12 @@ async fn server_faults_are_errors_that_change_nothing() {
         ..FetchConfig::default()
     };
     let err = download(&s, "hstore", &small).await.unwrap_err();
-    assert!(err.to_string().contains("larger than 100 bytes"), "{err}");
+    assert!(
+        neon_clients::Chain(&err)
+            .to_string()
+            .contains("larger than 100 bytes"),
+        "{err}"
+    );
     let cancel = CancellationToken::new();
     cancel.cancel();
     let err = download_extension(
@@ -197,7 +207,12 @@ async fn server_faults_are_errors_that_change_nothing() {
     )
     .await
     .unwrap_err();
-    assert!(err.to_string().ends_with("download cancelled"), "{err}");
+    assert!(
+        neon_clients::Chain(&err)
+            .to_string()
+            .ends_with("download cancelled"),
+        "{err}"
+    );
     assert_eq!(tree(s.dir.path()), before);
     // Not http.
     let https = url::Url::parse("https://127.0.0.1:1/").unwrap();
@@ -210,7 +225,12 @@ async fn server_faults_are_errors_that_change_nothing() {
     )
     .await
     .unwrap_err();
-    assert!(err.to_string().contains("only http://"), "{err}");
+    assert!(
+        neon_clients::Chain(&err)
+            .to_string()
+            .contains("only http://"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -253,7 +273,10 @@ async fn hostile_archives_are_refused_and_write_nothing() {
             ),
             "{entry:?}: {err}"
         );
-        assert!(err.to_string().contains(message), "{entry:?}: {err}");
+        assert!(
+            neon_clients::Chain(&err).to_string().contains(message),
+            "{entry:?}: {err}"
+        );
         assert_eq!(tree(s.dir.path()), before, "{entry:?}");
     }
     // A link that stays inside the archive unpacks, but is not installed: nothing moves.
@@ -263,7 +286,7 @@ async fn hostile_archives_are_refused_and_write_nothing() {
         .await
         .unwrap_err();
     assert!(
-        err.to_string()
+        neon_clients::Chain(&err).to_string()
             .ends_with("archive entry \"lib/alias.so\" refused: only regular files and directories are installed"),
         "{err}"
     );

@@ -311,6 +311,28 @@ async fn full_sync_times_out_or_is_cancelled_and_the_child_is_killed() {
     assert!(started.elapsed() < Duration::from_secs(5));
     // Both children were started and killed before printing anything.
     assert_eq!(setup.runs().len(), 2);
+
+    // A run that hangs for the whole timeout is not run again: the retries would multiply
+    // the wait (issue 14: 6 × 300 s).
+    let retry = RetryConfig {
+        attempts: 6,
+        initial_delay: Duration::from_millis(10),
+        multiplier: 1.0,
+        max_delay: Duration::from_millis(10),
+    };
+    let started = Instant::now();
+    let err = sync_safekeepers_with_retries(
+        &setup.full(Duration::from_millis(500)),
+        &retry,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, SyncError::Timeout { .. }), "{err}");
+    assert!(!err.is_retryable());
+    assert!(err.to_string().contains("timed out after 500ms"), "{err}");
+    assert_eq!(setup.runs().len(), 3, "one more run, not six");
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,6 +57,7 @@ pub(super) fn check_delta_operations(
             }
             DeltaAction::RenameRole | DeltaAction::RenameDb => {
                 check_rename(r, &mut names, op, action, i);
+                check_rename_target(r, op, action, i, options);
             }
         }
     }
@@ -150,6 +151,45 @@ fn check_delete<'s>(
     }
     names.gone[kind].insert(&op.name, i);
     names.produced[kind].remove(op.name.as_str());
+}
+
+/// A rename onto a name the compute provides: a provided role (`cloud_admin`, the privileged
+/// role, …; reserved `pg_*` names are reported as such) or a system database. PostgreSQL
+/// refuses it, or, when the target does not exist yet, the compute's role or database would
+/// then be the renamed one.
+fn check_rename_target(
+    r: &mut Rules<'_>,
+    op: &DeltaOp,
+    action: DeltaAction,
+    i: usize,
+    options: &ValidationOptions,
+) {
+    let Some(new_name) = op.new_name.as_deref() else {
+        return;
+    };
+    let at = format!("/delta_operations/{i}/new_name");
+    let old = &op.name;
+    if action == DeltaAction::RenameRole
+        && options.provided_roles.contains(new_name)
+        && !new_name.starts_with("pg_")
+    {
+        r.error(
+            codes::DELTA_PROVIDED_ROLE,
+            &at,
+            format!(
+                "role {old:?} is renamed to {new_name:?}, a role the compute provides itself; a delta operation must not rename onto it"
+            ),
+        );
+    }
+    if action == DeltaAction::RenameDb && options.system_databases.contains(new_name) {
+        r.error(
+            codes::SYSTEM_DATABASE,
+            &at,
+            format!(
+                "database {old:?} is renamed to {new_name:?}, a database the compute needs; a delta operation must not rename onto it"
+            ),
+        );
+    }
 }
 
 /// `rename_role` / `rename_db` (operation `i`).

@@ -1,9 +1,11 @@
 //! The semantic rules over a typed [`ComputeSpec`]: names, owners, password hashes and the
-//! option allow-lists (from [`crate::options`]) here; delta operations, settings and storage in
-//! the submodules. Each finding has a stable code (see [`crate::validate::codes`]) and a JSON
-//! pointer below `prefix` (`""` or `"/spec"`). Besides findings, [`check`] returns what it
-//! typed on the way ([`Typed`]), so nothing is parsed twice.
+//! option allow-lists (from [`crate::options`]) here; the admin path (what compute_ctl needs
+//! to keep connecting), delta operations, settings and storage in the submodules. Each
+//! finding has a stable code (see [`crate::validate::codes`]) and a JSON pointer below
+//! `prefix` (`""` or `"/spec"`). Besides findings, [`check`] returns what it typed on the way
+//! ([`Typed`]), so nothing is parsed twice.
 
+mod admin;
 mod delta;
 mod not_acted_on;
 mod settings;
@@ -139,6 +141,7 @@ pub(crate) fn check(
     let mut typed = Typed::default();
     let roles = check_roles(&mut r, spec, &mut typed.roles);
     check_databases(&mut r, spec, &roles, options, &mut typed.databases);
+    admin::check_admin_path(&mut r, spec, options);
     delta::check_delta_operations(&mut r, spec, options);
     settings::check_settings(&mut r, spec);
     storage::check_storage(&mut r, spec);

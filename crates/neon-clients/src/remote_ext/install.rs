@@ -31,7 +31,7 @@ pub struct InstallDirs {
 #[non_exhaustive]
 pub enum InstallError {
     /// Creating, reading or removing a staging directory failed.
-    #[error("staging directory {path}: {source}")]
+    #[error("staging directory {path}")]
     Staging {
         /// The path involved.
         path: PathBuf,
@@ -39,7 +39,7 @@ pub enum InstallError {
         source: io::Error,
     },
     /// The archive was refused or could not be unpacked.
-    #[error("unpack the archive of extension {extension:?}: {source}")]
+    #[error("unpack the archive of extension {extension:?}")]
     Unpack {
         /// The extension.
         extension: String,
@@ -55,7 +55,7 @@ pub enum InstallError {
         reason: &'static str,
     },
     /// Writing a file in its final place failed.
-    #[error("install {path}: {source}")]
+    #[error("install {path}")]
     Write {
         /// The file's final path.
         path: PathBuf,

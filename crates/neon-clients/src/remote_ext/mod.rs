@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 #[non_exhaustive]
 pub enum DownloadError {
     /// The archive could not be fetched.
-    #[error("download extension {extension:?}: {source}")]
+    #[error("download extension {extension:?}")]
     Fetch {
         /// The extension.
         extension: String,
@@ -31,7 +31,7 @@ pub enum DownloadError {
         source: FetchError,
     },
     /// The archive could not be put in place.
-    #[error("install extension {extension:?}: {source}")]
+    #[error("install extension {extension:?}")]
     Install {
         /// The extension.
         extension: String,

@@ -1,7 +1,9 @@
 //! `POST /terminate[?mode=fast|immediate]`: stops Postgres and answers the shutdown LSN
 //! ([`TerminateResponse`]) once `terminated`; 201 when already terminated, 412 unless `empty`
 //! or `running`, as upstream, except that a call made while another is stopping the compute
-//! waits and gets the same answer.
+//! waits and gets the same answer, and that a `failed` compute is stopped too (upstream
+//! answers 412 there, leaving a compute whose reconfiguration failed running until a signal);
+//! compute_ctl then exits 1.
 
 use std::collections::HashMap;
 
@@ -41,7 +43,11 @@ pub(crate) async fn post(
         status,
         ComputeStatus::TerminationPendingFast | ComputeStatus::TerminationPendingImmediate
     );
-    if !already_stopping && !matches!(status, ComputeStatus::Empty | ComputeStatus::Running) {
+    let stoppable = matches!(
+        status,
+        ComputeStatus::Empty | ComputeStatus::Running | ComputeStatus::Failed
+    );
+    if !already_stopping && !stoppable {
         return crate::http::invalid_status(status);
     }
     let mut rx = state.compute.subscribe();
