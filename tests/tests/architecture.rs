@@ -143,6 +143,7 @@ fn pg_config_writes_each_name_once() {
         extension_server_port: Some(3081),
         strict_overcommit: true,
         tls: true,
+        unix_socket_directories: Some("/tmp".to_owned()),
         ..pg_config::ConfigOptions::default()
     };
     let mut rendered = 0;

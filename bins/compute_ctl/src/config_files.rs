@@ -22,6 +22,24 @@ pub(crate) struct ConfigContext<'a> {
     pub(crate) drop_unsupported: Option<&'a ServerSupport>,
     /// compute_ctl installs TLS files (`compute_ctl_config.tls`): `ssl = on` and their names.
     pub(crate) tls: bool,
+    /// compute_ctl's own connection (`-C`): its Unix socket directory, if it names one, is
+    /// where postgres puts its socket by default ([`socket_directory`]).
+    pub(crate) connstr: &'a tokio_postgres::Config,
+}
+
+/// Where postgres puts its Unix socket unless the spec says (`unix_socket_directories`): the
+/// directory `-C` connects through, if it names one, else `/tmp` — PostgreSQL's own default
+/// and upstream's, writable by any user (Debian's build defaults to `/var/run/postgresql`,
+/// where only Debian's `postgres` user can create the socket's lock file).
+pub(crate) fn socket_directory(connstr: &tokio_postgres::Config) -> String {
+    connstr
+        .get_hosts()
+        .iter()
+        .find_map(|host| match host {
+            tokio_postgres::config::Host::Unix(dir) => Some(dir.display().to_string()),
+            tokio_postgres::config::Host::Tcp(_) => None,
+        })
+        .unwrap_or_else(|| "/tmp".to_owned())
 }
 
 impl ConfigContext<'_> {
@@ -33,6 +51,7 @@ impl ConfigContext<'_> {
                 .is_ok_and(|v| v.trim() == "2"),
             drop_unsupported: self.drop_unsupported.cloned(),
             tls: self.tls,
+            unix_socket_directories: Some(socket_directory(self.connstr)),
             ..ConfigOptions::default()
         }
     }
@@ -117,7 +136,27 @@ mod tests {
             owner: None,
             drop_unsupported: None,
             tls: false,
+            connstr: Box::leak(Box::new(tokio_postgres::Config::new())),
         }
+    }
+
+    #[test]
+    fn the_socket_goes_where_the_connstr_looks_or_to_tmp() {
+        let check = |connstr: &str, expect: &str| {
+            let config: tokio_postgres::Config = connstr.parse().unwrap();
+            assert_eq!(socket_directory(&config), expect, "{connstr}");
+        };
+        check("postgresql://cloud_admin@127.0.0.1:55432/postgres", "/tmp");
+        check(
+            "host=/run/compute port=55432 user=cloud_admin",
+            "/run/compute",
+        );
+        check(
+            "postgresql://cloud_admin@%2Fsrv%2Fsock:55432/postgres",
+            "/srv/sock",
+        );
+        check("host=localhost,/run/b port=1", "/run/b");
+        check("user=cloud_admin", "/tmp");
     }
 
     #[test]

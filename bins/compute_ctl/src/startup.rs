@@ -57,6 +57,7 @@ impl StartContext {
             owner: self.owner(),
             drop_unsupported: self.server_support.as_deref(),
             tls: self.tls.is_some(),
+            connstr: &self.opts.pg_config,
         }
     }
 

@@ -69,7 +69,7 @@ async fn standalone_spec_file_runs_and_sigterm_exits_cleanly() {
     );
 
     let roles = role_names(&ctl).await;
-    for role in ["alice", "readonly", "cloud_admin"] {
+    for role in ["alice", "cloud_admin"] {
         assert!(roles.contains(&role.to_owned()), "{roles:?}");
     }
     let listing = ctl.get_json("/dbs_and_roles").await;

@@ -234,6 +234,35 @@ fn pgbin_checks_settings_against_the_real_postgres() {
     .assert_eq(&stdout(&out));
 }
 
+/// README's quick start lints its example spec with the real PostgreSQL 15: not one finding,
+/// warnings included.
+#[test]
+fn example_specs_are_clean_for_the_real_postgres() {
+    let postgres = Path::new(
+        &std::env::var("PG_BIN_DIR").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_owned()),
+    )
+    .join("postgres");
+    let mut examples: Vec<String> = std::fs::read_dir(repo().join("specs/examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| p.display().to_string())
+        .collect();
+    examples.sort();
+    assert!(!examples.is_empty());
+    let mut args = vec!["--deny-warnings", "--pgbin", postgres.to_str().unwrap()];
+    args.extend(examples.iter().map(String::as_str));
+    let out = spec_check(&args, None);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout(&out), "", "{examples:?}");
+}
+
 #[test]
 fn print_schema_describes_the_spec() {
     let out = spec_check(&["--print-schema"], None);

@@ -11,7 +11,8 @@
 //!    `neon.branch_id`, `neon.endpoint_id`), TLS, locale, `neon.compute_mode` and the mode
 //!    lines (`hot_standby`, `recovery_target_lsn`), `dynamic_shared_memory_type`,
 //!    `neon.privileged_role_name`, the extension server port, subscriber and log-export lines,
-//!    and the pgaudit block (upstream's order);
+//!    and the pgaudit block (upstream's order); `unix_socket_directories` only as a default,
+//!    left out when the spec names it ([`ConfigOptions::unix_socket_directories`]);
 //! 3. `cluster.settings` between [`MANAGED_BEGIN`] and [`MANAGED_END`] (unsupported ones
 //!    replaced by comments, as in part 1);
 //! 4. `include_if_exists = 'compute_ctl_temp_override.conf'` ([`TEMP_OVERRIDE_CONF`]).
@@ -88,6 +89,12 @@ pub struct ConfigOptions {
     /// support, each replaced by a comment; see [`unsupported_settings`] for what is dropped
     /// and for the list to report. Default `None`: everything is written.
     pub drop_unsupported: Option<ServerSupport>,
+    /// Written as `unix_socket_directories` unless the spec names that setting (in
+    /// `cluster.settings` or `cluster.postgresql_conf`), whose value then stands alone. For a
+    /// default that works for any user: Debian's build puts the socket in
+    /// `/var/run/postgresql`, where only its `postgres` user may create the lock file, and
+    /// PostgreSQL's own default (upstream's build) is `/tmp`. Default `None`: not written.
+    pub unix_socket_directories: Option<String>,
 }
 
 impl Default for ConfigOptions {
@@ -99,6 +106,7 @@ impl Default for ConfigOptions {
             tls: false,
             strict_overcommit: false,
             drop_unsupported: None,
+            unix_socket_directories: None,
         }
     }
 }
@@ -215,6 +223,11 @@ fn render_compute_settings(conf: &mut Conf, spec: &ValidatedSpec, options: &Conf
     if options.strict_overcommit {
         conf.owned_token("dynamic_shared_memory_type", "mmap");
     }
+    if let Some(dirs) = &options.unix_socket_directories
+        && !spec_names_setting(spec, "unix_socket_directories")
+    {
+        conf.owned_string("unix_socket_directories", dirs);
+    }
     conf.owned_string("neon.privileged_role_name", &options.privileged_role_name);
     if let Some(port) = options.extension_server_port {
         conf.owned_token("neon.extension_server_port", &port.to_string());
@@ -231,6 +244,23 @@ fn render_compute_settings(conf: &mut Conf, spec: &ValidatedSpec, options: &Conf
     if compute.logs_export_host.is_some() {
         conf.owned_string("log_destination", "stderr,syslog");
     }
+}
+
+/// Whether `cluster.settings` or `cluster.postgresql_conf` sets `name` (compared as
+/// PostgreSQL compares names, ignoring case).
+fn spec_names_setting(spec: &ValidatedSpec, name: &str) -> bool {
+    let cluster = &spec.spec().cluster;
+    let in_settings = cluster
+        .settings
+        .iter()
+        .flatten()
+        .any(|o| o.name.eq_ignore_ascii_case(name));
+    let in_verbatim = cluster.postgresql_conf.as_deref().is_some_and(|text| {
+        crate::parse_conf(text)
+            .iter()
+            .any(|l| l.name.eq_ignore_ascii_case(name))
+    });
+    in_settings || in_verbatim
 }
 
 /// `cluster.postgresql_conf` with the `dropped` lines replaced by comments (followed by the
@@ -628,6 +658,43 @@ mod tests {
             "string",
             &directive("include_if_exists"),
         );
+    }
+
+    #[test]
+    fn the_socket_directory_is_a_default_the_spec_overrides() {
+        let check = |settings: &str, verbatim: Option<&str>, expect: &[&str]| {
+            let verbatim = verbatim.map_or("null".to_owned(), |v| format!("{v:?}"));
+            let spec = ValidatedSpec::from_json(&format!(
+                r#"{{"format_version":1.0,"cluster":{{"roles":[],"databases":[],
+                   "postgresql_conf":{verbatim},"settings":[{settings}]}}}}"#
+            ))
+            .unwrap();
+            let options = ConfigOptions {
+                unix_socket_directories: Some("/tmp".to_owned()),
+                ..ConfigOptions::default()
+            };
+            let conf = render_postgresql_conf(&spec, &options);
+            let values: Vec<String> = crate::parse_conf(&conf)
+                .into_iter()
+                .filter(|l| l.name.eq_ignore_ascii_case("unix_socket_directories"))
+                .map(|l| l.value)
+                .collect();
+            assert_eq!(values, expect, "{conf}");
+        };
+        check("", None, &["/tmp"]);
+        let spec_dir = r#"{"name":"Unix_Socket_Directories","value":"/run/x","vartype":"string"}"#;
+        check(spec_dir, None, &["/run/x"]);
+        check(
+            "",
+            Some("unix_socket_directories = '/srv/s'\n"),
+            &["/srv/s"],
+        );
+        let spec = ValidatedSpec::from_json(
+            r#"{"format_version":1.0,"cluster":{"roles":[],"databases":[]}}"#,
+        )
+        .unwrap();
+        let conf = render_postgresql_conf(&spec, &ConfigOptions::default());
+        assert!(!conf.contains("unix_socket_directories"), "{conf}");
     }
 
     #[test]

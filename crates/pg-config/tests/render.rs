@@ -164,6 +164,7 @@ fn modes() {
         tls: true,
         strict_overcommit: true,
         drop_unsupported: None,
+        unix_socket_directories: Some("/run/compute".to_owned()),
     };
     check(
         &storage_spec(
@@ -191,6 +192,7 @@ fn modes() {
             hot_standby = on
             recovery_target_lsn = '1/A0B0C0'
             dynamic_shared_memory_type = mmap
+            unix_socket_directories = '/run/compute'
             neon.privileged_role_name = 'my''admin'
             neon.extension_server_port = 3081
             neon.disable_logical_replication_subscribers = true
