@@ -223,7 +223,13 @@ async fn run_compute(
         monitor_cancel.clone(),
     );
     let audit_gc = crate::audit::spawn_gc(ctx, spec, monitor_cancel.clone());
-    let exit = stop_after_monitors(&mut postmaster, shutdown, &monitor_cancel, &compute.supervision).await;
+    let exit = stop_after_monitors(
+        &mut postmaster,
+        shutdown,
+        &monitor_cancel,
+        &compute.supervision,
+    )
+    .await;
     configurator.abort();
     failed_linger.abort();
     let failed_before = compute.with(|s| s.error.is_some());
