@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use harness::{Args, Ctl};
+use harness::{Args, Ctl, TENANT, TIMELINE};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -457,9 +457,6 @@ async fn a_spec_piped_into_standard_input_is_read() {
     assert_eq!(exit.code(), Some(0));
 }
 
-const TENANT: &str = "b0554b632bd4d547a63b86c3630317e8";
-const TIMELINE: &str = "a1c33a4e8f0e4b3c9f5d2e7f3a9b1c2d";
-
 fn storage_spec(pageserver: &str, safekeeper: &str) -> String {
     json!({
         "safekeeper_connstrings": [safekeeper],
@@ -474,18 +471,7 @@ fn storage_spec(pageserver: &str, safekeeper: &str) -> String {
 }
 
 async fn pageserver(fault: Option<neon_test_servers::Fault>) -> neon_test_servers::TestPageserver {
-    let source = tokio::task::spawn_blocking(|| {
-        neon_test_servers::fixture::filled_pgdata("bounded-fetches")
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let mut config = neon_test_servers::PageserverConfig::new(
-        source,
-        TENANT.parse().unwrap(),
-        TIMELINE.parse().unwrap(),
-    );
-    config.token = Some("storage-token".into());
+    let mut config = harness::pageserver_config("bounded-fetches", "storage-token").await;
     config.compression = neon_test_servers::CompressionMode::Gzip;
     config.fault = fault;
     neon_test_servers::TestPageserver::start(config)

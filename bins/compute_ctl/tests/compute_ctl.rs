@@ -474,18 +474,7 @@ async fn safekeeper(token: Option<&str>) -> neon_test_servers::TestSafekeeper {
 }
 
 async fn pageserver(fault: Option<neon_test_servers::Fault>) -> neon_test_servers::TestPageserver {
-    let source = tokio::task::spawn_blocking(|| {
-        neon_test_servers::fixture::filled_pgdata("compute-ctl-tests")
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let mut config = neon_test_servers::PageserverConfig::new(
-        source,
-        "b0554b632bd4d547a63b86c3630317e8".parse().unwrap(),
-        "a1c33a4e8f0e4b3c9f5d2e7f3a9b1c2d".parse().unwrap(),
-    );
-    config.token = Some("storage-token".into());
+    let mut config = harness::pageserver_config("compute-ctl-tests", "storage-token").await;
     config.fault = fault;
     neon_test_servers::TestPageserver::start(config)
         .await

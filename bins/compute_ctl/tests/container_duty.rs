@@ -16,7 +16,7 @@ mod harness;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use harness::{Args, Ctl, eventually, processes_mentioning, read_pid_file};
+use harness::{Args, Ctl, TENANT, TIMELINE, eventually, processes_mentioning, read_pid_file};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::json;
@@ -162,8 +162,6 @@ fn standalone_spec(databases: usize) -> String {
     .to_string()
 }
 
-const TENANT: &str = "b0554b632bd4d547a63b86c3630317e8";
-const TIMELINE: &str = "a1c33a4e8f0e4b3c9f5d2e7f3a9b1c2d";
 const SAFEKEEPER_LSN: &str = "0/16B3748";
 
 fn storage_spec(pageserver: &str, safekeeper: &str) -> String {
@@ -184,18 +182,7 @@ fn storage_spec(pageserver: &str, safekeeper: &str) -> String {
 }
 
 async fn pageserver(fault: Option<neon_test_servers::Fault>) -> neon_test_servers::TestPageserver {
-    let source = tokio::task::spawn_blocking(|| {
-        neon_test_servers::fixture::filled_pgdata("compute-ctl-tests")
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let mut config = neon_test_servers::PageserverConfig::new(
-        source,
-        TENANT.parse().unwrap(),
-        TIMELINE.parse().unwrap(),
-    );
-    config.token = Some("storage-token".into());
+    let mut config = harness::pageserver_config("compute-ctl-tests", "storage-token").await;
     config.fault = fault;
     neon_test_servers::TestPageserver::start(config)
         .await

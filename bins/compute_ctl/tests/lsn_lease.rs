@@ -13,12 +13,10 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::{Args, Ctl, eventually};
+use harness::{Args, Ctl, TENANT, TIMELINE, eventually};
 use neon_test_servers::{LeaseAnswer, LeaseFault, TestPageserver};
 use serde_json::json;
 
-const TENANT: &str = "b0554b632bd4d547a63b86c3630317e8";
-const TIMELINE: &str = "a1c33a4e8f0e4b3c9f5d2e7f3a9b1c2d";
 const TOKEN: &str = "lease-storage-token";
 const LSN: &str = "0/16B3748";
 
@@ -45,18 +43,7 @@ fn static_spec(pageserver: &str) -> String {
 }
 
 async fn pageserver(lease_length: Duration) -> TestPageserver {
-    let source = tokio::task::spawn_blocking(|| {
-        neon_test_servers::fixture::filled_pgdata("compute-ctl-lease-tests")
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let mut config = neon_test_servers::PageserverConfig::new(
-        source,
-        TENANT.parse().unwrap(),
-        TIMELINE.parse().unwrap(),
-    );
-    config.token = Some(TOKEN.into());
+    let mut config = harness::pageserver_config("compute-ctl-lease-tests", TOKEN).await;
     config.lease_length = lease_length;
     TestPageserver::start(config).await.unwrap()
 }

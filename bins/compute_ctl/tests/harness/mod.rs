@@ -526,3 +526,28 @@ pub(crate) fn relocated_installation(removed: &[&str]) -> Installation {
         pkglibdir,
     }
 }
+
+/// The tenant the stand-in pageservers of the end-to-end tests serve.
+pub(crate) const TENANT: &str = "b0554b632bd4d547a63b86c3630317e8";
+/// The timeline the stand-in pageservers of the end-to-end tests serve.
+pub(crate) const TIMELINE: &str = "a1c33a4e8f0e4b3c9f5d2e7f3a9b1c2d";
+
+/// A stand-in pageserver's settings: [`TENANT`]/[`TIMELINE`] backed by a filled data
+/// directory (the fixture `name`, made once per name), asking for `token`.
+pub(crate) async fn pageserver_config(
+    name: &'static str,
+    token: &str,
+) -> neon_test_servers::PageserverConfig {
+    let source =
+        tokio::task::spawn_blocking(move || neon_test_servers::fixture::filled_pgdata(name))
+            .await
+            .unwrap()
+            .unwrap();
+    let mut config = neon_test_servers::PageserverConfig::new(
+        source,
+        TENANT.parse().unwrap(),
+        TIMELINE.parse().unwrap(),
+    );
+    config.token = Some(token.to_owned());
+    config
+}
