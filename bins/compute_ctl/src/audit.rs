@@ -103,12 +103,10 @@ async fn check_libraries(ctx: &StartContext, level: ComputeAudit) -> anyhow::Res
     if libraries.is_empty() {
         return Ok(());
     }
-    let support = match &ctx.server_support {
-        Some(support) => support.as_ref().clone(),
-        None => crate::startup::probe_server_support(&ctx.opts, ctx.run_as)
-            .await
-            .with_context(|| format!("audit_log_level {level:?}: find the audit libraries"))?,
-    };
+    let support = ctx
+        .support()
+        .await
+        .with_context(|| format!("audit_log_level {level:?}: find the audit libraries"))?;
     for library in libraries {
         if support.has_library(library) != Some(true) {
             bail!(

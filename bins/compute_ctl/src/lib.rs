@@ -166,7 +166,7 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
         run_as,
         cancel: CancellationToken::new(),
         server_support,
-        neon_library: Arc::default(),
+        probed: Arc::default(),
         tls,
     };
     let code = match prepared {

@@ -35,9 +35,9 @@ pub(crate) struct StartContext {
     pub(crate) cancel: CancellationToken,
     /// What the postgres binary supports, kept with `--drop-unsupported-settings`.
     pub(crate) server_support: Option<Arc<pg_config::ServerSupport>>,
-    /// Whether the binary's library directory has `neon` (then the reconciler manages the
-    /// extension): found on the first catalog configuration, from `server_support` or a probe.
-    pub(crate) neon_library: Arc<tokio::sync::OnceCell<bool>>,
+    /// What the binary supports when `server_support` was not probed at launch: probed once,
+    /// on first need (the audit libraries, the `neon` library), and shared by every user.
+    pub(crate) probed: Arc<tokio::sync::OnceCell<Result<Arc<pg_config::ServerSupport>, String>>>,
     /// Postgres's TLS files (`compute_ctl_config.tls`), when configured.
     pub(crate) tls: Option<TlsSettings>,
 }
@@ -66,25 +66,37 @@ impl StartContext {
         self.run_as.map(|u| (u.uid, u.gid))
     }
 
-    /// Whether the `neon` library exists, probed once; a failed probe counts as no (vanilla).
-    async fn neon_library(&self) -> bool {
+    /// What the postgres binary supports: `server_support`, or one probe shared by every
+    /// caller of the start (a failed probe is remembered, not repeated).
+    pub(crate) async fn support(&self) -> anyhow::Result<Arc<pg_config::ServerSupport>> {
+        if let Some(support) = &self.server_support {
+            return Ok(support.clone());
+        }
         let probe = || async {
-            let support = match &self.server_support {
-                Some(support) => return support.has_library("neon") == Some(true),
-                None => probe_server_support(&self.opts, self.run_as).await,
-            };
-            match support {
-                Ok(support) => support.has_library("neon") == Some(true),
-                Err(e) => {
-                    tracing::warn!(
-                        error = format!("{e:#}"),
-                        "the neon extension is not managed"
-                    );
-                    false
-                }
-            }
+            probe_server_support(&self.opts, self.run_as)
+                .await
+                .map(Arc::new)
+                .map_err(|e| format!("{e:#}"))
         };
-        *self.neon_library.get_or_init(probe).await
+        match self.probed.get_or_init(probe).await {
+            Ok(support) => Ok(support.clone()),
+            Err(e) => Err(anyhow::anyhow!("{e}")),
+        }
+    }
+
+    /// Whether the `neon` library exists (then the reconciler manages the extension); a failed
+    /// probe counts as no (vanilla).
+    async fn neon_library(&self) -> bool {
+        match self.support().await {
+            Ok(support) => support.has_library("neon") == Some(true),
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "the neon extension is not managed"
+                );
+                false
+            }
+        }
     }
 }
 
