@@ -528,30 +528,6 @@ async fn permanent_pageserver_faults_fail_at_once_with_the_chain_printed_once() 
     }
 }
 
-/// A `-b` directory whose `postgres` hangs in `--sync-safekeepers` and is the real postgres
-/// otherwise.
-fn hanging_sync_bindir(dir: &Path) -> PathBuf {
-    let bin = dir.join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    let real = test_postgres::pg_bin_dir();
-    for tool in ["initdb", "pg_ctl"] {
-        std::os::unix::fs::symlink(real.join(tool), bin.join(tool)).unwrap();
-    }
-    let script = format!(
-        "#!/bin/sh\nif [ \"$1\" = --sync-safekeepers ]; then echo $$ > {}/sync.pid; echo syncing >&2; exec sleep 600; fi\nexec {} \"$@\"\n",
-        dir.display(),
-        real.join("postgres").display()
-    );
-    std::fs::write(bin.join("postgres"), script).unwrap();
-    std::fs::set_permissions(
-        bin.join("postgres"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    test_postgres::chown_to_pg_user(dir).unwrap();
-    bin.join("postgres")
-}
-
 /// A `--sync-safekeepers` that hangs is killed at `--sync-safekeepers-timeout` and the start
 /// fails with that reason, not retried (issue 14: still `init` after 60 s, 6 × 300 s allowed).
 #[tokio::test(flavor = "multi_thread")]
@@ -559,7 +535,7 @@ async fn a_hanging_sync_safekeepers_fails_at_its_bound() {
     let ps = pageserver(None).await;
     let sk = safekeeper(true).await;
     let scratch = tempfile::tempdir().unwrap();
-    let pgbin = hanging_sync_bindir(scratch.path());
+    let pgbin = harness::hanging_sync_bindir(scratch.path());
     let started = Instant::now();
     let mut ctl = Ctl::start(Args {
         extra: vec![

@@ -33,17 +33,6 @@ fn spec(roles: &[String], databases: &[(String, String)], settings: &[Value]) ->
     })
 }
 
-async fn start(spec: &Value, extra: &[&str]) -> Ctl {
-    let mut args = vec!["-s".to_owned(), spec.to_string()];
-    args.extend(extra.iter().map(|a| (*a).to_owned()));
-    let mut ctl = Ctl::start(Args {
-        extra: args,
-        ..Args::default()
-    });
-    ctl.wait_status("running").await;
-    ctl
-}
-
 /// A connection as compute_ctl's user to `db`; the name goes through the connection config.
 async fn connect(ctl: &Ctl, db: &str) -> tokio_postgres::Client {
     let mut config = tokio_postgres::Config::new();
@@ -159,7 +148,7 @@ async fn catalog_routes_need_a_running_compute() {
 async fn grants_and_extensions_with_hostile_names() {
     let names = test_postgres::hostile_names();
     let databases: Vec<(String, String)> = names.iter().map(|n| (n.clone(), n.clone())).collect();
-    let ctl = start(&spec(&names, &databases, &[]), &[]).await;
+    let ctl = Ctl::start_running(&spec(&names, &databases, &[]), &[]).await;
 
     for name in &names {
         let client = connect(&ctl, name).await;
@@ -355,7 +344,7 @@ async fn database_schema_streams_and_a_departed_client_stops_pg_dump() {
         (big.clone(), "owner".to_owned()),
         ("closed".to_owned(), "owner".to_owned()),
     ];
-    let ctl = start(&spec(&roles, &databases, &[]), &[]).await;
+    let ctl = Ctl::start_running(&spec(&roles, &databases, &[]), &[]).await;
     let admin = ctl.pg("postgres").await;
     admin
         .batch_execute(
@@ -461,7 +450,7 @@ async fn database_schema_reports_a_missing_or_failing_pg_dump() {
         }
     }
     let postgres = bin.path().join("postgres").display().to_string();
-    let ctl = start(&spec(&[], &[], &[]), &["-b", &postgres]).await;
+    let ctl = Ctl::start_running(&spec(&[], &[], &[]), &["-b", &postgres]).await;
     let (code, body) = ctl
         .request("GET", "/database_schema?database=postgres", "", None)
         .await;
@@ -489,7 +478,7 @@ async fn database_schema_reports_a_missing_or_failing_pg_dump() {
 /// top statements as a JSON string, compute_ctl's own left out.
 #[tokio::test(flavor = "multi_thread")]
 async fn insights_from_pg_stat_statements() {
-    let ctl = start(&spec(&[], &[], &[]), &[]).await;
+    let ctl = Ctl::start_running(&spec(&[], &[], &[]), &[]).await;
     let (code, body) = ctl.request("GET", "/insights", "", None).await;
     assert_eq!(code, 404, "{body}");
     assert!(
@@ -510,7 +499,7 @@ async fn insights_from_pg_stat_statements() {
     drop(ctl);
 
     let preload = json!({"name": "shared_preload_libraries", "value": "pg_stat_statements", "vartype": "string"});
-    let ctl = start(&spec(&["app".to_owned()], &[], &[preload]), &[]).await;
+    let ctl = Ctl::start_running(&spec(&["app".to_owned()], &[], &[preload]), &[]).await;
     let admin = ctl.pg("postgres").await;
     // Preloaded, so the reconciler created it (in `public`); moved to a hostile schema here.
     admin
@@ -567,7 +556,7 @@ async fn insights_from_pg_stat_statements() {
 async fn installed_extensions_are_rescanned_periodically() {
     let name = test_postgres::hostile_names()[3].clone();
     let autovacuum_off = json!({"name": "autovacuum", "value": "off", "vartype": "bool"});
-    let mut ctl = start(
+    let mut ctl = Ctl::start_running(
         &spec(
             &["app".to_owned()],
             &[(name.clone(), "app".to_owned())],

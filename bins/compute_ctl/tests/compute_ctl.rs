@@ -573,30 +573,6 @@ async fn pageserver_fault_fails_the_compute_with_the_error() {
     );
 }
 
-/// A `-b` directory whose `postgres` hangs in `--sync-safekeepers` (recording its pid) and is
-/// the real postgres otherwise; `initdb` and `pg_ctl` are the real ones.
-fn hanging_sync_bindir(dir: &std::path::Path) -> std::path::PathBuf {
-    let bin = dir.join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    let real = test_postgres::pg_bin_dir();
-    for tool in ["initdb", "pg_ctl"] {
-        std::os::unix::fs::symlink(real.join(tool), bin.join(tool)).unwrap();
-    }
-    let script = format!(
-        "#!/bin/sh\nif [ \"$1\" = --sync-safekeepers ]; then echo $$ > {}/sync.pid; exec sleep 600; fi\nexec {} \"$@\"\n",
-        dir.display(),
-        real.join("postgres").display()
-    );
-    std::fs::write(bin.join("postgres"), script).unwrap();
-    std::fs::set_permissions(
-        bin.join("postgres"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    test_postgres::chown_to_pg_user(dir).unwrap();
-    bin.join("postgres")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_sync_safekeepers_kills_the_child() {
     let ps = pageserver(None).await;
@@ -611,7 +587,7 @@ async fn sigterm_during_sync_safekeepers_kills_the_child() {
         .await
         .unwrap();
     let scratch = tempfile::tempdir().unwrap();
-    let pgbin = hanging_sync_bindir(scratch.path());
+    let pgbin = harness::hanging_sync_bindir(scratch.path());
     let mut ctl = Ctl::start(Args {
         extra: vec![
             "-s".into(),

@@ -36,17 +36,6 @@ fn spec(settings: &[Value]) -> Value {
     })
 }
 
-async fn start(spec: &Value, extra: &[&str]) -> Ctl {
-    let mut args = vec!["-s".to_owned(), spec.to_string()];
-    args.extend(extra.iter().map(|a| (*a).to_owned()));
-    let mut ctl = Ctl::start(Args {
-        extra: args,
-        ..Args::default()
-    });
-    ctl.wait_status("running").await;
-    ctl
-}
-
 async fn get(port: u16, path: &str, headers: &[(&str, String)]) -> (u16, hyper::HeaderMap, String) {
     http_request(&format!("127.0.0.1:{port}"), "GET", path, "", headers)
         .await
@@ -85,7 +74,7 @@ async fn probes_need_no_token_and_follow_the_status() {
     assert_eq!(ctl.request("GET", "/status", "", None).await.0, 400);
     drop(ctl);
 
-    let mut ctl = start(&spec(&[]), &[]).await;
+    let mut ctl = Ctl::start_running(&spec(&[]), &[]).await;
     for port in [ctl.http_port, ctl.internal_http_port] {
         for path in ["/healthz", "/readyz"] {
             let (code, _, body) = get(port, path, &[]).await;
@@ -157,7 +146,7 @@ for family in parse(sys.stdin.read()):
 /// the strict OpenMetrics parser reads, with the same families.
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_pass_promtool_and_both_parsers() {
-    let ctl = start(&spec(&[]), &[]).await;
+    let ctl = Ctl::start_running(&spec(&[]), &[]).await;
     // Something in every kind of family: counters (apply results), a histogram, gauges.
     assert_eq!(ctl.request("GET", "/dbs_and_roles", "", None).await.0, 200);
     let (code, headers, prometheus) = get(ctl.http_port, "/metrics", &[]).await;
@@ -263,7 +252,7 @@ fn closed_by(socket: &mut TcpStream, deadline: Instant) -> bool {
 /// timeout; `accept` is not starved into a loop of errors.
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_and_partial_connections_do_not_starve_status() {
-    let ctl = start(
+    let ctl = Ctl::start_running(
         &spec(&[]),
         &[
             "--http-idle-timeout",
@@ -320,7 +309,7 @@ async fn idle_and_partial_connections_do_not_starve_status() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_catalog_storm_leaves_user_slots_alone() {
     let settings = [json!({"name": "max_connections", "value": "20", "vartype": "integer"})];
-    let ctl = start(&spec(&settings), &["--catalog-queue-timeout", "2s"]).await;
+    let ctl = Ctl::start_running(&spec(&settings), &["--catalog-queue-timeout", "2s"]).await;
     let addr = format!("127.0.0.1:{}", ctl.http_port);
     let storm: Vec<_> = (0..150)
         .map(|_| {
@@ -410,7 +399,7 @@ impl Drop for Stopped {
 /// SIGCONT they answer again.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopped_postmaster_is_an_answer_within_the_bound() {
-    let ctl = start(&spec(&[]), &["--catalog-statement-timeout", "2s"]).await;
+    let ctl = Ctl::start_running(&spec(&[]), &["--catalog-statement-timeout", "2s"]).await;
     let postmaster = nix::unistd::Pid::from_raw(ctl.postmaster_pid());
     nix::sys::signal::kill(postmaster, nix::sys::signal::Signal::SIGSTOP).unwrap();
     let stopped = Stopped(postmaster);

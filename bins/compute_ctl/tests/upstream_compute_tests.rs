@@ -137,18 +137,6 @@ fn configure_body(spec: &Value) -> String {
     json!({"spec": spec, "compute_ctl_config": {"jwks": {"keys": []}}}).to_string()
 }
 
-/// Starts a compute with `spec` (`-s`) and `extra` arguments and waits until it runs.
-async fn start_running(spec: &Value, extra: &[&str]) -> Ctl {
-    let mut args = vec!["-s".to_owned(), spec.to_string()];
-    args.extend(extra.iter().map(|a| (*a).to_owned()));
-    let mut ctl = Ctl::start(Args {
-        extra: args,
-        ..Args::default()
-    });
-    ctl.wait_status("running").await;
-    ctl
-}
-
 /// `POST /configure`, as neon_local's `endpoint reconfigure` does it.
 async fn configure(ctl: &Ctl, spec: &Value) -> (u16, String) {
     ctl.request("POST", "/configure", &configure_body(spec), None)
@@ -256,7 +244,7 @@ async fn catalog_tricky_names_listed_connectable_and_deleted() {
     const TIMELINE: &str = "0123456789abcdef0123456789abcdef";
     let mut start = spec(true, json!([]), json!([]));
     start["timeline_id"] = json!(TIMELINE);
-    let ctl = start_running(&start, &[]).await;
+    let ctl = Ctl::start_running(&start, &[]).await;
     let roles = tricky_roles();
     let dbs = tricky_databases();
     let mut create = spec(
@@ -425,7 +413,7 @@ async fn dropdb_with_subscription() {
         .as_array_mut()
         .unwrap()
         .push(json!({"name": "wal_level", "value": "logical", "vartype": "enum"}));
-    let ctl = start_running(&start, &[]).await;
+    let ctl = Ctl::start_running(&start, &[]).await;
     let mut create = start.clone();
     create["skip_pg_catalog_updates"] = json!(false);
     create["cluster"]["databases"] = json!([
@@ -520,7 +508,7 @@ const SCRAM: &str = "SCRAM-SHA-256$4096:hBT22QjqpydQWqEulorfXA==$miBogcoj68JWYds
 async fn drop_role_with_table_privileges_from_privileged_role() {
     const DB: &str = "db_with_permissions";
     const GRANTEE: &str = "'); MALFORMED SQL $$ $x$ $/;5%$ %I";
-    let ctl = start_running(&spec(true, json!([]), json!([])), &[]).await;
+    let ctl = Ctl::start_running(&spec(true, json!([]), json!([])), &[]).await;
     let cluster = spec(
         false,
         json!([{"name": "neon", "encrypted_password": SCRAM, "options": []}]),
@@ -587,7 +575,7 @@ async fn drop_role_with_table_privileges_from_privileged_role() {
 async fn drop_role_with_table_privileges_from_database_owner() {
     const GRANTOR: &str = "; RAISE EXCEPTION 'SQL injection detected;";
     const GRANTEE: &str = "'$$; RAISE EXCEPTION 'SQL injection detected;'";
-    let ctl = start_running(&spec(true, json!([]), json!([])), &[]).await;
+    let ctl = Ctl::start_running(&spec(true, json!([]), json!([])), &[]).await;
     let cluster = spec(
         false,
         json!([{"name": GRANTOR, "encrypted_password": SCRAM, "options": []}]),
@@ -619,7 +607,7 @@ async fn drop_role_with_table_privileges_from_database_owner() {
 async fn db_with_custom_settings_survives_reconfigure() {
     const ROLE: &str = "some_other_role";
     const DB: &str = "db_with_custom_settings";
-    let ctl = start_running(&spec(true, json!([]), json!([])), &[]).await;
+    let ctl = Ctl::start_running(&spec(true, json!([]), json!([])), &[]).await;
     // `leaver` is ours: deleting it below makes the reconfiguration connect to every database,
     // DB included (upstream's spec_apply connects to it anyway, for its schema permissions).
     let cluster = spec(
@@ -735,7 +723,7 @@ async fn jwt_scope_and_audience_claims() {
 /// test_compute_locales.py::test_default_locales.
 #[tokio::test(flavor = "multi_thread")]
 async fn default_locales() {
-    let ctl = start_running(&spec(true, json!([]), json!([])), &[]).await;
+    let ctl = Ctl::start_running(&spec(true, json!([]), json!([])), &[]).await;
     let client = ctl.pg("postgres").await;
     let row = client
         .query_one(
@@ -767,7 +755,7 @@ async fn default_locales() {
 #[tokio::test(flavor = "multi_thread")]
 async fn monitor_downtime_metrics() {
     const TEST_DB: &str = "test_compute_monitor";
-    let ctl = start_running(&spec(true, json!([]), json!([])), &[]).await;
+    let ctl = Ctl::start_running(&spec(true, json!([]), json!([])), &[]).await;
     let admin = ctl.pg("postgres").await;
     let row = admin
         .query_one(
@@ -825,7 +813,7 @@ async fn monitor_downtime_metrics() {
 async fn reconfigure_settings_and_compute_ctl_up() {
     const PREFIX: &str = "%m [%p] [test_compute_reconfigure]: ";
     let start = spec(true, json!([]), json!([]));
-    let ctl = start_running(&start, &[]).await;
+    let ctl = Ctl::start_running(&start, &[]).await;
     let client = ctl.pg("postgres").await;
     let show = || async {
         client
@@ -901,7 +889,7 @@ async fn reconfigure_settings_and_compute_ctl_up() {
 /// runs (test_compute_migrations.py::test_compute_migrations_e2e).
 #[tokio::test(flavor = "multi_thread")]
 async fn privileged_role_override_and_migration_effects() {
-    let ctl = start_running(
+    let ctl = Ctl::start_running(
         &spec(
             false,
             json!([{"name": "alice"}]),
@@ -1096,7 +1084,7 @@ async fn start_on_timeline(timeline: &tempfile::TempDir) -> StorageCompute {
     storage["pageserver_connstring"] = json!(pageserver.connstr());
     storage["safekeeper_connstrings"] = json!([safekeeper.addr()]);
     StorageCompute {
-        ctl: start_running(&storage, &[]).await,
+        ctl: Ctl::start_running(&storage, &[]).await,
         _pageserver: pageserver,
         _safekeeper: safekeeper,
     }

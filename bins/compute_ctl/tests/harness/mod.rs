@@ -163,6 +163,18 @@ pub(crate) fn fixture(name: &str) -> String {
 }
 
 impl Ctl {
+    /// Starts a compute with `spec` (`-s`) and `extra` arguments and waits until it runs.
+    pub(crate) async fn start_running(spec: &serde_json::Value, extra: &[&str]) -> Ctl {
+        let mut args = vec!["-s".to_owned(), spec.to_string()];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let mut ctl = Ctl::start(Args {
+            extra: args,
+            ..Args::default()
+        });
+        ctl.wait_status("running").await;
+        ctl
+    }
+
     pub(crate) fn start(args: Args) -> Ctl {
         let dir = tempfile::Builder::new()
             .prefix("compute-ctl-test-")
@@ -550,4 +562,29 @@ pub(crate) async fn pageserver_config(
     );
     config.token = Some(token.to_owned());
     config
+}
+
+/// A `-b` directory in `dir` whose `postgres` hangs in `--sync-safekeepers` (writing its pid
+/// to `dir/sync.pid` and `syncing` to standard error) and is the real postgres otherwise;
+/// `initdb` and `pg_ctl` are the real ones. Returns the `postgres` path.
+pub(crate) fn hanging_sync_bindir(dir: &Path) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let real = test_postgres::pg_bin_dir();
+    for tool in ["initdb", "pg_ctl"] {
+        std::os::unix::fs::symlink(real.join(tool), bin.join(tool)).unwrap();
+    }
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = --sync-safekeepers ]; then echo $$ > {}/sync.pid; echo syncing >&2; exec sleep 600; fi\nexec {} \"$@\"\n",
+        dir.display(),
+        real.join("postgres").display()
+    );
+    std::fs::write(bin.join("postgres"), script).unwrap();
+    std::fs::set_permissions(
+        bin.join("postgres"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    test_postgres::chown_to_pg_user(dir).unwrap();
+    bin.join("postgres")
 }
