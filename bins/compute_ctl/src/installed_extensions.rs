@@ -130,8 +130,18 @@ pub(crate) async fn scan(
 }
 
 /// One bounded scan: updates the gauge and logs the result, or logs why it failed.
-async fn scan_and_report(compute: &Compute, pg: &tokio_postgres::Config) {
-    match tokio::time::timeout(SCAN_TIMEOUT, scan(pg, catalog::guards(compute))).await {
+///
+/// A scan that fails once `cancel` fired (postgres is being stopped) is no failure to report.
+async fn scan_and_report(
+    compute: &Compute,
+    pg: &tokio_postgres::Config,
+    cancel: &CancellationToken,
+) {
+    let result = tokio::time::timeout(SCAN_TIMEOUT, scan(pg, catalog::guards(compute))).await;
+    if cancel.is_cancelled() {
+        return;
+    }
+    match result {
         Ok(Ok(found)) => {
             compute.metrics.set_installed_extensions(&found.extensions);
             match serde_json::to_string(&found) {
@@ -179,8 +189,9 @@ pub(crate) fn spawn(
     tokio::spawn(async move {
         if config.scan_at_start {
             tokio::select! {
-                () = scan_and_report(&compute, &config.pg) => {}
+                biased;
                 () = cancel.cancelled() => return,
+                () = scan_and_report(&compute, &config.pg, &cancel) => {}
             }
         }
         loop {
@@ -192,12 +203,14 @@ pub(crate) fn spawn(
             let wait = period(suspend, config.default_interval);
             tracing::debug!(?wait, "next installed-extensions scan");
             tokio::select! {
-                () = tokio::time::sleep(wait) => {}
+                biased;
                 () = cancel.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
             }
             tokio::select! {
-                () = scan_and_report(&compute, &config.pg) => {}
+                biased;
                 () = cancel.cancelled() => return,
+                () = scan_and_report(&compute, &config.pg, &cancel) => {}
             }
         }
     })

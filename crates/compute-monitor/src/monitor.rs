@@ -97,6 +97,11 @@ pub async fn run(config: MonitorConfig, tracker: Arc<ActivityTracker>, cancel: C
             () = cancel.cancelled() => return,
             result = tokio::time::timeout(config.check_timeout, check) => result,
         };
+        // A poll that began just before the token was cancelled can still see postgres close
+        // the connection: once cancelled, no failure is reported.
+        if result.as_ref().map_or(true, Result::is_err) && cancel.is_cancelled() {
+            return;
+        }
         let wait = match result {
             Ok(Ok(activity)) => {
                 if let Some(down) = tracker.check_succeeded() {
