@@ -215,17 +215,7 @@ impl PgBinary {
     /// running it as `run_as` (uid, gid) when given: reads its settings and finds its library
     /// directory and libraries.
     pub fn probe(postgres_path: &Path, run_as: Option<(u32, u32)>) -> Result<PgBinary, ProbeError> {
-        let mut postgres =
-            std::path::absolute(postgres_path).map_err(|source| ProbeError::Resolve {
-                path: postgres_path.to_owned(),
-                source,
-            })?;
-        if postgres.is_dir() {
-            postgres.push("postgres"); // a bin directory
-        }
-        if !postgres.is_file() {
-            return Err(ProbeError::NotAFile { path: postgres });
-        }
+        let postgres = resolve(postgres_path)?;
         let mut pg = PgBinary {
             postgres,
             run_as,
@@ -263,7 +253,7 @@ impl PgBinary {
             .filter(|name| !known.contains(*name))
             .collect();
         known.extend(pg.confirm_settings(&hidden)?.into_iter().map(str::to_owned));
-        pg.libdir = pg.find_libdir();
+        pg.libdir = find_libdir(&pg.postgres);
         let libraries = library_files(&pg.libdir);
         pg.support = ServerSupport {
             known_settings: known,
@@ -354,21 +344,56 @@ impl PgBinary {
         }
         Ok(known)
     }
+}
 
-    fn find_libdir(&self) -> PathBuf {
-        let bindir = self.postgres.parent().unwrap_or(Path::new("/"));
-        let pg_config = bindir.join("pg_config");
-        if let Ok(out) = Command::new(&pg_config)
-            .arg("--pkglibdir")
-            .output_blocking()
-        {
-            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-            if out.status.success() && dir.is_dir() {
-                return dir;
-            }
-        }
-        bindir.join("../lib")
+/// The libraries of the installation the `postgres` binary at `postgres_path` (or in the
+/// directory `postgres_path`) belongs to: the cheap part of [`PgBinary::probe`], one
+/// `pg_config --pkglibdir` and a directory listing, no server run. In the result only
+/// `libdir`, `libraries` and `walproposer` are known: `known_settings` is empty, so it answers
+/// [`ServerSupport::has_library`] and nothing about settings.
+pub fn probe_libraries(postgres_path: &Path) -> Result<ServerSupport, ProbeError> {
+    let libdir = find_libdir(&resolve(postgres_path)?);
+    let libraries = library_files(&libdir);
+    let mut support = ServerSupport {
+        known_settings: BTreeSet::new(),
+        libdir: libdir.display().to_string(),
+        walproposer: false,
+        libraries,
+    };
+    support.walproposer = support.has_library("neon") == Some(true);
+    Ok(support)
+}
+
+/// The absolute path of the binary `postgres_path` names (or of `postgres` in that directory).
+fn resolve(postgres_path: &Path) -> Result<PathBuf, ProbeError> {
+    let mut postgres =
+        std::path::absolute(postgres_path).map_err(|source| ProbeError::Resolve {
+            path: postgres_path.to_owned(),
+            source,
+        })?;
+    if postgres.is_dir() {
+        postgres.push("postgres"); // a bin directory
     }
+    if !postgres.is_file() {
+        return Err(ProbeError::NotAFile { path: postgres });
+    }
+    Ok(postgres)
+}
+
+/// The library directory: `pg_config --pkglibdir` beside the binary, else `../lib`.
+fn find_libdir(postgres: &Path) -> PathBuf {
+    let bindir = postgres.parent().unwrap_or(Path::new("/"));
+    let pg_config = bindir.join("pg_config");
+    if let Ok(out) = Command::new(&pg_config)
+        .arg("--pkglibdir")
+        .output_blocking()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if out.status.success() && dir.is_dir() {
+            return dir;
+        }
+    }
+    bindir.join("../lib")
 }
 
 impl From<PgBinary> for ServerSupport {

@@ -54,6 +54,25 @@ fn probes_the_real_postgres() {
     }
 }
 
+/// The library-only probe finds the same library directory and libraries as the full probe
+/// (without running the server), and knows no setting; a missing binary is an error.
+#[test]
+fn library_probe_agrees_with_the_full_probe() {
+    let full = probe();
+    let libraries = pg_binary::probe_libraries(&test_postgres::pg_bin_dir()).unwrap();
+    assert_eq!(libraries.libdir, full.support().libdir);
+    assert_eq!(libraries.libraries, full.support().libraries);
+    assert!(!libraries.libraries.is_empty());
+    assert_eq!(libraries.walproposer, full.support().walproposer);
+    assert_eq!(libraries.has_library("plpgsql"), Some(true));
+    assert!(libraries.known_settings.is_empty());
+    let missing = pg_binary::probe_libraries(Path::new("/nonexistent/bin/postgres")).unwrap_err();
+    assert!(
+        missing.to_string().contains("/nonexistent/bin/postgres"),
+        "{missing}"
+    );
+}
+
 /// neon_local's settings, as it writes them, plus a vanilla library.
 const NEON_LOCAL_CONF: &str = "\
 max_wal_senders = '10'
