@@ -104,7 +104,7 @@ async fn check_libraries(ctx: &StartContext, level: ComputeAudit) -> anyhow::Res
         return Ok(());
     }
     let support = ctx
-        .support()
+        .libraries()
         .await
         .with_context(|| format!("audit_log_level {level:?}: find the audit libraries"))?;
     for library in libraries {

@@ -55,6 +55,7 @@ mod signals;
 mod spec_file;
 mod spec_source;
 mod startup;
+mod startup_phases;
 mod state;
 mod supervisor;
 mod tls;
@@ -71,6 +72,7 @@ use crate::cli::Options;
 use crate::http::HttpState;
 use crate::process::RunAs;
 use crate::startup::StartContext;
+pub use crate::startup_phases::note_launch;
 use crate::state::Compute;
 
 /// The log filter: `RUST_LOG` (default `info`), except that the database client's own
@@ -97,6 +99,7 @@ pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
 pub async fn run(opts: Options) -> anyhow::Result<i32> {
     let opts = Arc::new(opts);
     let compute = Arc::new(Compute::new());
+    compute.mark_phase("launch");
     let run_as = resolve_run_as(&opts)?;
     signals::install_signal_handlers(compute.clone())?;
     // As PID 1: reaps orphans until the runtime ends.
@@ -147,7 +150,9 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
             catalog_sessions::CatalogLimits::from_options(&opts),
         )),
     };
+    compute.mark_phase("spec");
     let servers = http::Servers::start(&opts, state).await?;
+    compute.mark_phase("http");
 
     let (prepared, server_support) = match prepared {
         Ok(prepared) if opts.drop_unsupported_settings => {
@@ -166,7 +171,7 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
         run_as,
         cancel: CancellationToken::new(),
         server_support,
-        probed: Arc::default(),
+        libraries_probe: Arc::default(),
         tls,
     };
     let code = match prepared {

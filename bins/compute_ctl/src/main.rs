@@ -4,6 +4,7 @@
 use compute_ctl::cli::{Cli, LogFormat};
 
 fn main() {
+    compute_ctl::note_launch();
     let cli = Cli::parse_with_env();
     init_logging(cli.log_format);
     let opts = match cli.into_options() {

@@ -4,8 +4,9 @@
 use compute_spec::api::ComputeMetrics;
 use tokio_postgres::config::Host;
 
-/// Logs the startup metrics (one field each) and the connection string.
-pub(crate) fn report_running(metrics: &ComputeMetrics, pg: &tokio_postgres::Config) {
+/// Logs the startup metrics (one field each), the start's phases (`phases`: the clock's
+/// summary) and the connection string.
+pub(crate) fn report_running(metrics: &ComputeMetrics, phases: &str, pg: &tokio_postgres::Config) {
     let ComputeMetrics {
         wait_for_spec_ms,
         sync_safekeepers_ms,
@@ -21,6 +22,7 @@ pub(crate) fn report_running(metrics: &ComputeMetrics, pg: &tokio_postgres::Conf
         largest_ext_size,
         total_ext_download_size,
         initdb_ms,
+        startup_phases: _,
     } = *metrics;
     tracing::info!(
         total_startup_ms,
@@ -39,6 +41,7 @@ pub(crate) fn report_running(metrics: &ComputeMetrics, pg: &tokio_postgres::Conf
         total_ext_download_size,
         "compute start finished"
     );
+    tracing::info!(%phases, "startup phases from launch");
     if let Some(connstr) = connection_string(pg) {
         tracing::info!(%connstr, "compute is running: connect with psql '{connstr}'");
     }

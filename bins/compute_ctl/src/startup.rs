@@ -35,9 +35,11 @@ pub(crate) struct StartContext {
     pub(crate) cancel: CancellationToken,
     /// What the postgres binary supports, kept with `--drop-unsupported-settings`.
     pub(crate) server_support: Option<Arc<pg_config::ServerSupport>>,
-    /// What the binary supports when `server_support` was not probed at launch: probed once,
-    /// on first need (the audit libraries, the `neon` library), and shared by every user.
-    pub(crate) probed: Arc<tokio::sync::OnceCell<Result<Arc<pg_config::ServerSupport>, String>>>,
+    /// The installation's libraries when `server_support` was not probed at launch: found
+    /// once (`pg_binary::probe_libraries`, no server run), started with the start so that it
+    /// is ready when needed, and shared by every user.
+    pub(crate) libraries_probe:
+        Arc<tokio::sync::OnceCell<Result<Arc<pg_config::ServerSupport>, String>>>,
     /// Postgres's TLS files (`compute_ctl_config.tls`), when configured.
     pub(crate) tls: Option<TlsSettings>,
 }
@@ -66,28 +68,42 @@ impl StartContext {
         self.run_as.map(|u| (u.uid, u.gid))
     }
 
-    /// What the postgres binary supports: `server_support`, or one probe shared by every
-    /// caller of the start (a failed probe is remembered, not repeated).
-    pub(crate) async fn support(&self) -> anyhow::Result<Arc<pg_config::ServerSupport>> {
+    /// The installation's libraries (only [`pg_config::ServerSupport::has_library`] and
+    /// `libdir` are to be asked of the answer): `server_support`, or one library probe shared
+    /// by every caller of the start (a failed probe is remembered, not repeated).
+    pub(crate) async fn libraries(&self) -> anyhow::Result<Arc<pg_config::ServerSupport>> {
         if let Some(support) = &self.server_support {
             return Ok(support.clone());
         }
         let probe = || async {
-            probe_server_support(&self.opts, self.run_as)
+            let pgbin = self.opts.pgbin.clone();
+            tokio::task::spawn_blocking(move || pg_binary::probe_libraries(&pgbin))
                 .await
+                .map_err(|e| format!("join the library probe: {e}"))?
                 .map(Arc::new)
-                .map_err(|e| format!("{e:#}"))
+                .map_err(|e| format!("find the libraries of the postgres installation: {e}"))
         };
-        match self.probed.get_or_init(probe).await {
+        match self.libraries_probe.get_or_init(probe).await {
             Ok(support) => Ok(support.clone()),
             Err(e) => Err(anyhow::anyhow!("{e}")),
+        }
+    }
+
+    /// Starts [`Self::libraries`] in the background, so that its answer is ready when the
+    /// catalog step asks.
+    fn probe_libraries_early(&self) {
+        if self.server_support.is_none() {
+            let ctx = self.clone();
+            tokio::spawn(async move {
+                let _ = ctx.libraries().await;
+            });
         }
     }
 
     /// Whether the `neon` library exists (then the reconciler manages the extension); a failed
     /// probe counts as no (vanilla).
     async fn neon_library(&self) -> bool {
-        match self.support().await {
+        match self.libraries().await {
             Ok(support) => support.has_library("neon") == Some(true),
             Err(e) => {
                 tracing::warn!(
@@ -107,6 +123,7 @@ pub(crate) async fn start_compute(
     spec: &ValidatedSpec,
 ) -> anyhow::Result<Postmaster> {
     let pgdata = ctx.opts.pgdata.clone();
+    ctx.probe_libraries_early();
     // Remote extensions are fetched while PGDATA is prepared, and awaited before Postgres
     // starts (its preload libraries may be among them).
     let remote_extensions = RemoteExtensionsTask::spawn(ctx, spec);
@@ -128,16 +145,20 @@ pub(crate) async fn start_compute(
         .context("join wipe task")?
         .context("prepare data directory")?;
     ctx.record(Phase::PreparePgdata, t.elapsed(), |_, _| {});
+    ctx.compute.mark_phase("prepare");
 
     if spec.storage().pageserver.is_none() {
         cancellable(ctx, initdb(ctx))
             .await
             .context("initdb (standalone mode)")?;
+        ctx.compute.mark_phase("initdb");
     } else {
         // walproposer (sync-safekeepers) reads neon.* settings from postgresql.conf.
         write_config(ctx, spec)?;
         let lsn = storage_lsn(ctx, spec).await?;
+        ctx.compute.mark_phase("sync_safekeepers");
         basebackup(ctx, spec, lsn).await?;
+        ctx.compute.mark_phase("basebackup");
     }
 
     report_dropped_settings(ctx, spec);
@@ -151,11 +172,13 @@ pub(crate) async fn start_compute(
     crate::audit::configure_rsyslog(ctx, spec, &audit).await?;
 
     remote_extensions.finish().await;
+    ctx.compute.mark_phase("config");
     let t = Instant::now();
     let mut postmaster = start_postgres(ctx, spec).await?;
     ctx.record(Phase::StartPostgres, t.elapsed(), |m, ms| {
         m.start_postgres_ms = ms
     });
+    ctx.compute.mark_phase("start_postgres");
 
     if spec.spec().mode.is_primary() {
         let t = Instant::now();
@@ -171,6 +194,7 @@ pub(crate) async fn start_compute(
             return Err(e);
         }
         ctx.record(Phase::Config, t.elapsed(), |m, ms| m.config_ms = ms);
+        ctx.compute.mark_phase("catalog");
     }
     Ok(postmaster)
 }

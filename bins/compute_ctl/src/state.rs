@@ -80,6 +80,8 @@ pub(crate) struct ComputeData {
     pub(crate) shutdown: Option<ShutdownMode>,
     /// Startup timings.
     pub(crate) startup: ComputeMetrics,
+    /// The start's wall clock, from launch (`startup.startup_phases` mirrors its phases).
+    pub(crate) clock: crate::startup_phases::PhaseClock,
     /// Last reconciliation outcome.
     pub(crate) last_apply: Option<ApplySummary>,
     /// LSN flushed by the shutdown sync-safekeepers (Primary with safekeepers).
@@ -87,6 +89,14 @@ pub(crate) struct ComputeData {
     /// Settings of the spec in effect left out of postgresql.conf because the postgres binary
     /// does not support them (`--drop-unsupported-settings`).
     pub(crate) dropped_settings: Vec<DroppedSetting>,
+}
+
+impl ComputeData {
+    /// Ends the start's phase `phase` now, in the clock and in `startup.startup_phases`.
+    pub(crate) fn mark_phase(&mut self, phase: &str) {
+        self.clock.mark(phase, Instant::now());
+        self.startup.startup_phases = self.clock.phases().to_vec();
+    }
 }
 
 /// The shared compute: the status (in a watch channel that announces each change), the data
@@ -122,6 +132,7 @@ impl Compute {
                 pending_spec: None,
                 shutdown: None,
                 startup: ComputeMetrics::default(),
+                clock: crate::startup_phases::PhaseClock::new(crate::startup_phases::launched()),
                 last_apply: None,
                 terminate_lsn: None,
                 dropped_settings: Vec::new(),
@@ -133,6 +144,11 @@ impl Compute {
             remote_extensions: Default::default(),
             supervision: Default::default(),
         }
+    }
+
+    /// Ends the start's phase `phase` now (`startup_phases`).
+    pub(crate) fn mark_phase(&self, phase: &str) {
+        self.with(|s| s.mark_phase(phase));
     }
 
     /// Runs `f` with the data locked. Keep `f` short: never await inside.

@@ -144,6 +144,7 @@ async fn wait_for_spec(
         spec = s.pending_spec.take();
         s.spec = spec.clone();
         s.startup.wait_for_spec_ms = waited.elapsed().as_millis() as u64;
+        s.mark_phase("wait_for_spec");
         s.start_time = SystemTime::now();
         s.start_instant = Instant::now();
     });
@@ -200,9 +201,12 @@ async fn run_compute(
         total
     });
     compute.metrics.observe_phase(Phase::Total, total);
-    if compute.transition(ComputeStatus::Running).is_ok() {
-        let metrics = compute.with(|s| s.startup);
-        crate::running_report::report_running(&metrics, &ctx.opts.pg_config);
+    if compute
+        .transition_with(ComputeStatus::Running, |s| s.mark_phase("running"))
+        .is_ok()
+    {
+        let (metrics, phases) = compute.with(|s| (s.startup.clone(), s.clock.summary()));
+        crate::running_report::report_running(&metrics, &phases, &ctx.opts.pg_config);
     }
 
     let configurator = tokio::spawn(configurator(ctx.clone(), pgbouncer.handle()));

@@ -96,6 +96,20 @@ async fn standalone_spec_file_runs_and_sigterm_exits_cleanly() {
         metrics["total_startup_ms"].as_u64().unwrap() > 0,
         "{metrics}"
     );
+    assert_phases(
+        &metrics,
+        &[
+            "launch",
+            "spec",
+            "http",
+            "prepare",
+            "initdb",
+            "config",
+            "start_postgres",
+            "catalog",
+            "running",
+        ],
+    );
     assert!(
         metrics["start_postgres_ms"].as_u64().is_some() && metrics["basebackup_ms"] == 0,
         "{metrics}"
@@ -503,6 +517,26 @@ async fn storage_mode_starts_from_the_pageserver_basebackup() {
     );
     assert_eq!(status["timeline"], "a1c33a4e8f0e4b3c9f5d2e7f3a9b1c2d");
     let metrics = ctl.get_json("/metrics.json").await;
+    assert_phases(
+        &metrics,
+        &[
+            "launch",
+            "spec",
+            "http",
+            "prepare",
+            "sync_safekeepers",
+            "basebackup",
+            "config",
+            "start_postgres",
+            "catalog",
+            "running",
+        ],
+    );
+    assert!(
+        ctl.log().contains("startup phases from launch"),
+        "{}",
+        ctl.log()
+    );
     assert!(
         metrics["basebackup_bytes"].as_u64().unwrap() > 0,
         "{metrics}"
@@ -848,4 +882,36 @@ async fn activity_monitor_experimental_counts_short_sessions() {
             (feature, seen) => panic!("feature {feature}: {seen:?}\n{}", ctl.log()),
         }
     }
+}
+
+/// `startup_phases` of `/metrics.json` names `expected` in order, each phase beginning where
+/// the previous one ended, from launch (0) to `running`, covering at least
+/// `total_startup_ms` (which starts later, once the spec is read).
+fn assert_phases(metrics: &serde_json::Value, expected: &[&str]) {
+    let phases = metrics["startup_phases"]
+        .as_array()
+        .expect("startup_phases");
+    let names: Vec<&str> = phases
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, expected, "{metrics}");
+    let mut end = 0;
+    for phase in phases {
+        assert_eq!(phase["start_us"].as_u64().unwrap(), end, "{metrics}");
+        end += phase["duration_us"].as_u64().unwrap();
+    }
+    let total_ms = metrics["total_startup_ms"].as_u64().unwrap();
+    assert!(
+        end / 1000 >= total_ms,
+        "{end} us < {total_ms} ms: {metrics}"
+    );
+    let initdb_or_basebackup = phases
+        .iter()
+        .find(|p| p["phase"] == "initdb" || p["phase"] == "basebackup")
+        .unwrap();
+    assert!(
+        initdb_or_basebackup["duration_us"].as_u64().unwrap() > 0,
+        "{metrics}"
+    );
 }

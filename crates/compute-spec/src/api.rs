@@ -248,8 +248,8 @@ pub struct TerminateResponse {
 }
 
 /// Body of `GET /metrics.json`: startup timings, upstream's keys, every one always present
-/// (0 when the step did not run); `initdb_ms` is ours (standalone mode).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// (0 when the step did not run); `initdb_ms` and `startup_phases` are ours.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ComputeMetrics {
     /// Time spent waiting for `/configure` in `empty` (excluded from `total_startup_ms`).
     pub wait_for_spec_ms: u64,
@@ -281,6 +281,23 @@ pub struct ComputeMetrics {
     /// `initdb` in standalone mode.
     #[serde(default)]
     pub initdb_ms: u64,
+    /// The whole start, from compute_ctl's launch to `running`, cut into contiguous phases
+    /// that add up to its wall time (filled as the start goes).
+    #[serde(default)]
+    pub startup_phases: Vec<StartupPhase>,
+}
+
+/// One phase of a start (`ComputeMetrics::startup_phases`): it begins where the previous one
+/// ended, so the phases add up to the wall time from launch to `running`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StartupPhase {
+    /// `launch`, `spec`, `http`, `wait_for_spec`, `prepare`, `initdb`, `sync_safekeepers`,
+    /// `basebackup`, `config`, `start_postgres`, `catalog` or `running`.
+    pub phase: String,
+    /// Microseconds from compute_ctl's launch to the start of the phase.
+    pub start_us: u64,
+    /// Length of the phase in microseconds.
+    pub duration_us: u64,
 }
 
 /// Body of `GET /dbs_and_roles`.

@@ -514,6 +514,7 @@ mod tests {
             ("OperationOutcome", derived::<OperationOutcome>()),
             ("ActivityReason", derived::<ActivityReason>()),
             ("ComputeMetrics", derived::<ComputeMetrics>()),
+            ("StartupPhase", derived::<StartupPhase>()),
             ("TerminateResponse", derived::<TerminateResponse>()),
             ("DbsAndRoles", derived::<DbsAndRoles>()),
             ("ListedRole", derived::<ListedRole>()),
