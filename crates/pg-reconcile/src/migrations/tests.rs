@@ -343,3 +343,67 @@ async fn hostile_privileged_role_names_get_every_effect() {
         }
     }
 }
+
+/// A migrated cluster is recognised in one read: the next `migrate` sends no DDL (only the
+/// check); once the bookkeeping differs from what the full path leaves (opened to PUBLIC), the
+/// full path runs again and closes it.
+#[tokio::test]
+async fn migrated_cluster_is_checked_without_ddl_and_a_changed_bookkeeping_is_repaired() {
+    let pg = TestPostgres::start_with(TestPostgresConfig {
+        extra_conf: vec![
+            "log_statement = 'all'".into(),
+            "log_line_prefix = '%a: '".into(),
+        ],
+        ..TestPostgresConfig::default()
+    })
+    .unwrap();
+    let options = PlanOptions::default();
+    let spec = compute_spec::ValidatedSpec::from_json(
+        r#"{"format_version": 1.0, "cluster": {"roles": [], "databases": []}}"#,
+    )
+    .unwrap();
+    let base = config(&pg);
+    reconcile(&spec, &options, &base, &Counters::default())
+        .await
+        .unwrap();
+    let migrate = || {
+        migrate(
+            &base,
+            SessionGuards::default(),
+            &options.privileged_role_name,
+        )
+    };
+    migrate().await.unwrap();
+    let ddl_lines = |log: &str| {
+        log.lines()
+            .filter(|l| l.starts_with("compute_ctl:migrations:"))
+            .filter(|l| l.contains("CREATE SCHEMA") || l.contains("REVOKE"))
+            .count()
+    };
+    let before = ddl_lines(&pg.log());
+    assert!(before > 0, "{}", pg.log());
+    let again = migrate().await.unwrap();
+    assert!(again.ran.is_empty());
+    assert_eq!(again.current_id, MIGRATION_COUNT);
+    assert_eq!(ddl_lines(&pg.log()), before, "{}", pg.log());
+
+    let session = session(&pg).await;
+    session
+        .client()
+        .batch_execute("GRANT USAGE ON SCHEMA neon_migration TO PUBLIC")
+        .await
+        .unwrap();
+    let repaired = migrate().await.unwrap();
+    assert!(repaired.ran.is_empty());
+    assert!(ddl_lines(&pg.log()) > before, "{}", pg.log());
+    let public_usage: bool = session
+        .client()
+        .query_one(
+            "SELECT pg_catalog.has_schema_privilege('public', 'neon_migration', 'USAGE')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!public_usage);
+}
