@@ -43,7 +43,7 @@ use crate::catalog::{
 };
 use crate::error::{OperationError, ReconcileError};
 use crate::guards::SessionGuards;
-use crate::plan::{Operation, PhaseKind, Plan, PlanOptions, plan};
+use crate::plan::{Operation, PhaseKind, Plan, PlanOptions, Unobserved, plan, plan_with};
 
 /// Counts round trips and connections, for benchmarks and reports.
 #[derive(Debug, Clone, Default)]
@@ -201,6 +201,30 @@ impl Session {
             db.contents = Some(contents);
         }
         Ok(catalog)
+    }
+
+    /// The digest the last full apply recorded (`digest` module); `None` when there is none
+    /// or it cannot be read.
+    async fn recorded_digest(&self) -> Option<String> {
+        let messages = self.client.simple_query(crate::digest::READ).await.ok()?;
+        self.counters.round_trip();
+        messages.iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+    }
+
+    /// Records `digest` after a successful full apply; a failure only costs the next start
+    /// its full observation, so it is logged, not returned.
+    async fn record_digest(&self, digest: &str) {
+        match self
+            .client
+            .batch_execute(&crate::digest::record_sql(digest))
+            .await
+        {
+            Ok(()) => self.counters.round_trip(),
+            Err(e) => tracing::warn!(error = %e, "could not record the catalog digest"),
+        }
     }
 
     /// Sends `query` (`BEGIN READ ONLY; …; COMMIT`) and returns the rows of each statement
@@ -472,9 +496,22 @@ pub async fn observe_cluster(
     connector: &Connector,
     first: &str,
 ) -> Result<(Catalog, Vec<Session>), ReconcileError> {
-    let (observing, kept) = connector.session_limits();
     let system = connector.connect(first).await?;
     let mut catalog = system.observe_with_contents().await?;
+    let sessions = observe_databases(spec, connector, system, &mut catalog).await?;
+    Ok((catalog, sessions))
+}
+
+/// The second half of [`observe_cluster`]: the contents of every spec database but the one
+/// `system` is connected to (whose contents `catalog` has), into `catalog`. Returns the
+/// sessions kept, `system` first.
+async fn observe_databases(
+    spec: &ValidatedSpec,
+    connector: &Connector,
+    system: Session,
+    catalog: &mut Catalog,
+) -> Result<Vec<Session>, ReconcileError> {
+    let (observing, kept) = connector.session_limits();
     let mut sessions = vec![system];
     let targets: Vec<String> = spec
         .databases()
@@ -503,7 +540,7 @@ pub async fn observe_cluster(
             sessions.push(session);
         }
     }
-    Ok((catalog, sessions))
+    Ok(sessions)
 }
 
 /// Observes ([`observe_cluster`]), plans and applies: the entry point for compute_ctl. Every
@@ -519,12 +556,34 @@ pub async fn reconcile(
     if let Some(limit) = options.max_sessions {
         connector = connector.max_sessions(limit);
     }
-    let (catalog, mut sessions) =
-        observe_cluster(spec, &connector, &options.system_database).await?;
+    let system = connector.connect(&options.system_database).await?;
+    let mut catalog = system.observe_with_contents().await?;
+    let digest = crate::digest::catalog_digest(spec, options);
+    if system.recorded_digest().await.as_deref() == Some(digest.as_str()) {
+        let converged = plan_with(spec, &catalog, options, Unobserved::Converged)?;
+        if converged.operation_count() == 0 {
+            return Ok(Reconciled {
+                plan: converged,
+                report: ApplyReport::default(),
+            });
+        }
+    }
+    let mut sessions = observe_databases(spec, &connector, system, &mut catalog).await?;
     let plan = plan(spec, &catalog, options)?;
-    // Only sessions with work stay open during the apply.
-    sessions.retain(|s| plan.phases.iter().any(|p| p.database == s.database));
+    // Only sessions with work stay open during the apply, and the system database's, which
+    // records the digest after it.
+    sessions.retain(|s| {
+        s.database == options.system_database
+            || plan.phases.iter().any(|p| p.database == s.database)
+    });
     let report = apply(&plan, &connector, &sessions).await;
+    if report.is_success()
+        && let Some(system) = sessions
+            .iter()
+            .find(|s| s.database == options.system_database)
+    {
+        system.record_digest(&digest).await;
+    }
     Ok(Reconciled { plan, report })
 }
 

@@ -108,6 +108,7 @@
 
 mod apply;
 mod catalog;
+mod digest;
 mod error;
 mod guards;
 pub mod migrations;

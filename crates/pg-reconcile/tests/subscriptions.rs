@@ -67,19 +67,21 @@ async fn converge(pg: &TestPostgres, spec: &ValidatedSpec) -> String {
     done.plan.to_string()
 }
 
-/// Plans against the live cluster: nothing to do, one round trip on the system database and
-/// one on each other spec database (their contents).
+/// Plans against the live cluster, fully observed: nothing to do, one round trip on the system
+/// database and one on each other spec database (their contents). Then `reconcile` plans
+/// nothing either, and once its digest is recorded, in two round trips on one connection.
 async fn assert_converged(pg: &TestPostgres, spec: &ValidatedSpec) {
     let counters = Counters::default();
-    let done = reconcile(
-        spec,
-        &PlanOptions::default(),
+    let connector = pg_reconcile::Connector::new(
         &config(pg, "postgres"),
+        pg_reconcile::SessionGuards::for_spec(spec),
         &counters,
-    )
-    .await
-    .unwrap();
-    assert!(done.plan.is_empty(), "not converged:\n{}", done.plan);
+    );
+    let (catalog, _sessions) = pg_reconcile::observe_cluster(spec, &connector, "postgres")
+        .await
+        .unwrap();
+    let planned = pg_reconcile::plan(spec, &catalog, &PlanOptions::default()).unwrap();
+    assert!(planned.is_empty(), "not converged:\n{planned}");
     let others = spec
         .spec()
         .cluster
@@ -91,6 +93,27 @@ async fn assert_converged(pg: &TestPostgres, spec: &ValidatedSpec) {
         (counters.round_trips(), counters.connections()),
         (1 + others, 1 + others)
     );
+    for _ in 0..2 {
+        let done = reconcile(
+            spec,
+            &PlanOptions::default(),
+            &config(pg, "postgres"),
+            &Counters::default(),
+        )
+        .await
+        .unwrap();
+        assert!(done.plan.is_empty(), "not converged:\n{}", done.plan);
+    }
+    let counters = Counters::default();
+    reconcile(
+        spec,
+        &PlanOptions::default(),
+        &config(pg, "postgres"),
+        &counters,
+    )
+    .await
+    .unwrap();
+    assert_eq!((counters.round_trips(), counters.connections()), (2, 1));
 }
 
 /// A publisher (`wal_level = logical`) with database `pub`: table `t` with one row, publication

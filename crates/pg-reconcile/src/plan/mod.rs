@@ -357,12 +357,32 @@ pub fn plan(
     catalog: &Catalog,
     options: &PlanOptions,
 ) -> Result<Plan, PlanError> {
+    plan_with(spec, catalog, options, Unobserved::Checked)
+}
+
+/// What the plan does for a spec database whose contents were not observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unobserved {
+    /// A guarded block that checks and fixes its schema `public` (the default).
+    Checked,
+    /// Nothing: the recorded digest says a full apply converged it (`digest` module).
+    Converged,
+}
+
+/// [`plan`], with `unobserved` deciding what databases without observed contents get.
+pub(crate) fn plan_with(
+    spec: &ValidatedSpec,
+    catalog: &Catalog,
+    options: &PlanOptions,
+    unobserved: Unobserved,
+) -> Result<Plan, PlanError> {
     let desired = Desired::new(spec, options);
     let problems = desired.problems(catalog, options);
     if !problems.is_empty() {
         return Err(PlanError { problems });
     }
     let mut p = Planner::new(options, catalog, desired.warnings.clone());
+    p.unobserved = unobserved;
     p.drop_invalid_databases();
     p.create_privileged_role();
     p.rename_roles(&desired.role_renames);
@@ -393,6 +413,8 @@ struct Planner<'a> {
     catalog: Cow<'a, Catalog>,
     phases: Vec<Phase>,
     warnings: Vec<String>,
+    /// What databases without observed contents get.
+    unobserved: Unobserved,
 }
 
 impl<'a> Planner<'a> {
@@ -402,6 +424,7 @@ impl<'a> Planner<'a> {
             catalog: Cow::Borrowed(catalog),
             phases: Vec::new(),
             warnings,
+            unobserved: Unobserved::Checked,
         }
     }
 

@@ -44,6 +44,7 @@ impl Planner<'_> {
                     }
                     ops
                 }
+                None if self.unobserved == super::Unobserved::Converged => continue,
                 None => vec![op(
                     ObjectRef::Database(db.name.to_owned()),
                     "schema public: privileges (contents not observed; the block checks)",
