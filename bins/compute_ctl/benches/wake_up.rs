@@ -2,8 +2,9 @@
 //! converged, against the floor of the same work done by standard tools in the same run.
 //!
 //! Setup, once per size (2 and 20 databases, 50 roles): compute_ctl runs standalone with the
-//! spec, is stopped, and the data directory it leaves is archived three ways (plain tar, gzip,
-//! zstd), as a pageserver's basebackup would ship it. One test pageserver per archive streams
+//! spec, then once from its basebackup with the storage spec, as a previous run of the same
+//! compute; the data directory that leaves is archived three ways (plain tar, gzip, zstd), as
+//! a pageserver's basebackup would ship it. One test pageserver per archive streams
 //! it verbatim (a real pageserver compresses on its own cores); the test safekeeper gives the
 //! commit LSN.
 //!
@@ -192,16 +193,42 @@ impl ComputeCtl {
     }
 }
 
-/// Runs compute_ctl standalone with the spec of `databases` databases into `pgdata` and stops
-/// it (fast): the converged data directory a previous run leaves.
-async fn converge(dir: &Path, databases: usize) -> PathBuf {
-    let pgdata = dir.join(format!("converged-{databases}"));
+/// The data directory a previous run of this compute leaves: compute_ctl standalone with the
+/// spec of `databases` databases (initdb, the catalog created), stopped fast; then one wake-up
+/// from its basebackup with the storage spec (the catalog as that spec converges it, which
+/// compute_ctl records), stopped fast.
+async fn converge(dir: &Path, databases: usize, safekeeper: &str) -> PathBuf {
+    let first = dir.join(format!("first-run-{databases}"));
     let spec = dir.join(format!("standalone-{databases}.json"));
     std::fs::write(&spec, standalone_spec(databases).to_string()).unwrap();
+    let mut ctl = ComputeCtl::spawn(&first, &spec);
+    ctl.wait_running().await;
+    ctl.stop(Signal::SIGTERM);
+    let archive = archive(&first, dir, databases, Format::Plain);
+    let pageserver = pageserver(&archive).await;
+    let pgdata = dir.join(format!("converged-{databases}"));
+    let spec = dir.join(format!("second-run-{databases}.json"));
+    let wake = wake_spec(databases, &pageserver.connstr(), safekeeper);
+    std::fs::write(&spec, wake.to_string()).unwrap();
     let mut ctl = ComputeCtl::spawn(&pgdata, &spec);
     ctl.wait_running().await;
     ctl.stop(Signal::SIGTERM);
+    std::fs::remove_file(&archive).unwrap();
     pgdata
+}
+
+/// A test pageserver streaming `archive` verbatim.
+async fn pageserver(archive: &Path) -> neon_test_servers::TestPageserver {
+    let mut config = neon_test_servers::PageserverConfig::new(
+        archive.to_owned(),
+        TENANT.parse().unwrap(),
+        TIMELINE.parse().unwrap(),
+    );
+    config.pgdata_source = None;
+    config.archive = Some(archive.to_owned());
+    neon_test_servers::TestPageserver::start(config)
+        .await
+        .unwrap()
 }
 
 /// Writes the archive of `source` in `format`, readable by the Postgres user.
@@ -545,19 +572,10 @@ async fn run(rounds: usize, sizes: &[usize], formats: &[Format]) {
         .unwrap();
     let mut cases = Vec::new();
     for &databases in sizes {
-        let source = converge(dir.path(), databases).await;
+        let source = converge(dir.path(), databases, &safekeeper.addr()).await;
         for &format in formats {
             let archive = archive(&source, dir.path(), databases, format);
-            let mut config = neon_test_servers::PageserverConfig::new(
-                source.clone(),
-                TENANT.parse().unwrap(),
-                TIMELINE.parse().unwrap(),
-            );
-            config.pgdata_source = None;
-            config.archive = Some(archive.clone());
-            let pageserver = neon_test_servers::TestPageserver::start(config)
-                .await
-                .unwrap();
+            let pageserver = pageserver(&archive).await;
             let spec = wake_spec(databases, &pageserver.connstr(), &safekeeper.addr());
             let validated = compute_spec::ValidatedSpec::from_json(&spec.to_string()).unwrap();
             let conf =
