@@ -219,6 +219,7 @@ fn compute_ctl_public_surface() {
         public,
         [
             "pub mod cli;",
+            "pub use crate::startup_phases::note_launch;",
             "pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {",
             "pub async fn run(opts: Options) -> anyhow::Result<i32> {",
         ]

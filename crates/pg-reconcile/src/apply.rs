@@ -206,12 +206,20 @@ impl Session {
     /// The digest the last full apply recorded (`digest` module); `None` when there is none
     /// or it cannot be read.
     async fn recorded_digest(&self) -> Option<String> {
-        let messages = self.client.simple_query(crate::digest::READ).await.ok()?;
+        let first_cell = |messages: Vec<SimpleQueryMessage>| {
+            messages.iter().find_map(|m| match m {
+                SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                _ => None,
+            })
+        };
+        let exists = self.client.simple_query(crate::digest::EXISTS).await.ok()?;
         self.counters.round_trip();
-        messages.iter().find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-            _ => None,
-        })
+        if first_cell(exists).as_deref() != Some("t") {
+            return None;
+        }
+        let read = self.client.simple_query(crate::digest::READ).await.ok()?;
+        self.counters.round_trip();
+        first_cell(read)
     }
 
     /// Records `digest` after a successful full apply; a failure only costs the next start

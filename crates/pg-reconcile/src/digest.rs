@@ -2,8 +2,8 @@
 //! connection instead of one per database.
 //!
 //! After an apply in which every operation succeeded on a fully observed cluster, the
-//! reconciler records in the system database ([`RECORD_TABLE`], in the superuser's closed
-//! schema `neon_migration`) a digest of what it converged to: the spec's catalog inputs (the
+//! reconciler records in the system database ([`RECORD_TABLE`], in schema `neon`, which the
+//! reconciler keeps there for compute_ctl's own objects) a digest of what it converged to: the spec's catalog inputs (the
 //! whole spec but the fields that change from start to start without touching the catalog:
 //! tokens, storage addresses, timestamps), the plan options and the reconciler's version
 //! ([`catalog_digest`], pure). When the next reconcile reads the same digest and the
@@ -22,10 +22,14 @@ use sha2::{Digest, Sha256};
 use crate::PlanOptions;
 
 /// Where the digest is kept: one row, key 0.
-pub(crate) const RECORD_TABLE: &str = "neon_migration.catalog_digest";
+pub(crate) const RECORD_TABLE: &str = "neon.compute_ctl_catalog_digest";
 
-/// Reads the recorded digest (fails when the table does not exist yet).
-pub(crate) const READ: &str = "SELECT digest FROM neon_migration.catalog_digest WHERE key = 0";
+/// Whether the table exists (asked first: a failed read would put an ERROR in the server log).
+pub(crate) const EXISTS: &str =
+    "SELECT pg_catalog.to_regclass('neon.compute_ctl_catalog_digest') IS NOT NULL";
+
+/// Reads the recorded digest, once [`EXISTS`] said the table is there.
+pub(crate) const READ: &str = "SELECT digest FROM neon.compute_ctl_catalog_digest WHERE key = 0";
 
 /// Changes with the meaning of the digest's inputs.
 const FORMAT: &str = "catalog-digest-1";
@@ -82,7 +86,7 @@ pub(crate) fn catalog_digest(spec: &ValidatedSpec, options: &PlanOptions) -> Str
 /// the schema and table if needed.
 pub(crate) fn record_sql(digest: &str) -> String {
     format!(
-        "CREATE SCHEMA IF NOT EXISTS neon_migration; \
+        "CREATE SCHEMA IF NOT EXISTS neon; \
          CREATE TABLE IF NOT EXISTS {RECORD_TABLE} \
            (key pg_catalog.int4 NOT NULL PRIMARY KEY, digest pg_catalog.text NOT NULL); \
          INSERT INTO {RECORD_TABLE} (key, digest) VALUES (0, {}) \

@@ -90,7 +90,7 @@ async fn converged_cluster_is_checked_on_one_connection() {
     psql(
         &pg,
         "postgres",
-        "UPDATE neon_migration.catalog_digest SET digest = 'other'",
+        "UPDATE neon.compute_ctl_catalog_digest SET digest = 'other'",
     )
     .await;
     let (_, connections) = run(&pg, &third).await;

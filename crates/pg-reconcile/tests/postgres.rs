@@ -82,8 +82,8 @@ async fn converge(pg: &TestPostgres, spec: &ValidatedSpec) -> String {
 /// Plans against the live cluster, fully observed, and asserts there is nothing to do,
 /// observed in one round trip on one connection per database: the system database (catalog
 /// and contents together) and each other spec database (its contents). Then `reconcile` itself
-/// plans nothing, and once it has recorded its digest, recognises the cluster in two round
-/// trips (the catalog, the digest) on one connection.
+/// plans nothing, and once it has recorded its digest, recognises the cluster in three round
+/// trips (the catalog, whether a digest is kept, the digest) on one connection.
 async fn assert_converged(pg: &TestPostgres, spec: &ValidatedSpec) {
     let counters = Counters::default();
     let connector = Connector::new(&config(pg), SessionGuards::for_spec(spec), &counters);
@@ -115,7 +115,7 @@ async fn assert_converged(pg: &TestPostgres, spec: &ValidatedSpec) {
     reconcile(spec, &PlanOptions::default(), &config(pg), &counters)
         .await
         .unwrap();
-    assert_eq!((counters.round_trips(), counters.connections()), (2, 1));
+    assert_eq!((counters.round_trips(), counters.connections()), (3, 1));
 }
 
 #[tokio::test]
@@ -660,7 +660,7 @@ async fn per_database_settings_do_not_reach_the_reconciler() {
     sql(
         &pg,
         "postgres",
-        "DROP TABLE public.health_check; DROP SCHEMA neon;
+        "DROP TABLE public.health_check; DROP SCHEMA neon CASCADE;
          ALTER DATABASE postgres SET default_transaction_read_only = on;
          ALTER DATABASE postgres SET search_path = non_public_schema;
          ALTER DATABASE postgres SET lock_timeout = 1",

@@ -44,10 +44,18 @@ const RECORD_ID: &str = "UPDATE neon_migration.migration_id SET id = $1 WHERE ke
 
 const SERVER_VERSION: &str = "SELECT pg_catalog.current_setting('server_version_num')";
 
-/// In one round trip and without a write: the server version and, when the bookkeeping
-/// exists exactly as [`PREPARE`] leaves it (owned by the session user, nothing granted to
-/// PUBLIC), the recorded id. Fails when the table does not exist.
-const FAST_CHECK: &str = "SELECT pg_catalog.current_setting('server_version_num'),   (SELECT id FROM neon_migration.migration_id WHERE key = 0) FROM pg_catalog.pg_namespace n WHERE n.nspname = 'neon_migration'   AND n.nspowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = SESSION_USER)   AND NOT pg_catalog.has_schema_privilege('public', n.oid, 'USAGE')   AND NOT pg_catalog.has_schema_privilege('public', n.oid, 'CREATE')";
+/// Without a write: the server version and whether the bookkeeping exists exactly as
+/// [`PREPARE`] leaves it (its table there, the schema owned by the session user, nothing
+/// granted to PUBLIC). Never fails on a cluster without it (a failed statement would put an
+/// ERROR in the server log).
+const FAST_CHECK: &str = "\
+SELECT pg_catalog.current_setting('server_version_num'), \
+  pg_catalog.to_regclass('neon_migration.migration_id') IS NOT NULL AND EXISTS ( \
+    SELECT FROM pg_catalog.pg_namespace n \
+    WHERE n.nspname = 'neon_migration' \
+      AND n.nspowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = SESSION_USER) \
+      AND NOT pg_catalog.has_schema_privilege('public', n.oid, 'USAGE') \
+      AND NOT pg_catalog.has_schema_privilege('public', n.oid, 'CREATE'))";
 
 /// What a run did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,17 +127,23 @@ pub async fn migrate(
 }
 
 /// The run when every migration is recorded as done and the bookkeeping is as [`PREPARE`]
-/// leaves it, read in one round trip without a write ([`FAST_CHECK`]): the common start of a
-/// migrated cluster. `None` when anything else is the case (or cannot be read): then the full
+/// leaves it, read in two round trips without a write ([`FAST_CHECK`], then the id): the
+/// common start of a migrated cluster. `None` when anything else is the case (or cannot be read): then the full
 /// path runs and reports.
 async fn already_done(client: &Client, privileged_role_name: &str) -> Option<Migrated> {
-    let messages = client.simple_query(FAST_CHECK).await.ok()?;
-    let row = messages.iter().find_map(|m| match m {
-        tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
-        _ => None,
-    })?;
-    let version: i32 = row.get(0)?.parse().ok()?;
-    let recorded: i64 = row.get(1)?.parse().ok()?;
+    let first_row = |messages: Vec<tokio_postgres::SimpleQueryMessage>| {
+        messages.into_iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+    };
+    let check = first_row(client.simple_query(FAST_CHECK).await.ok()?)?;
+    let version: i32 = check.get(0)?.parse().ok()?;
+    if check.get(1)? != "t" {
+        return None;
+    }
+    let read = first_row(client.simple_query(READ_ID).await.ok()?)?;
+    let recorded: i64 = read.get(0)?.parse().ok()?;
     let last = migrations(privileged_role_name, version)
         .last()
         .map_or(0, |m| m.id);
