@@ -18,7 +18,8 @@
 //! Run: `cargo bench -p neon-clients --bench basebackup_unpack` (release build). Settings:
 //! `BENCH_CASES` (default `initdb,converged,1gib`), `BENCH_ROUNDS`, `BENCH_DATABASES`;
 //! for `1gib`: `BENCH_SIZE_MIB` (default 1024), `BENCH_RUNS` (default 5), `BENCH_FORMATS`
-//! (default `tar,gzip,zstd`). Needs `gzip`, `zstd` and GNU `tar` on the PATH.
+//! (default `tar,gzip,zstd`), `BENCH_SETTLE_SECS` (default 60: the wait after a format's
+//! trees are deleted, before the next is measured). Needs `gzip`, `zstd` and GNU `tar` on the PATH.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -84,8 +85,11 @@ fn bench_synthetic(runtime: &tokio::runtime::Runtime, work: &Path) -> Result<(),
         config.archive = Some(archive.clone());
         let server = runtime.block_on(TestPageserver::start(config))?;
         let (mut client_times, mut tar_times, mut rss) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..runs {
-            let dest = fresh_dir(&work.join("dest-client"))?;
+        // Each run into new directories: deleting a large tree slows file creation on some
+        // disks for up to a minute, so a format's trees go only after all its runs.
+        let dests = work.join(format!("runs-1gib-{}-{format}", std::process::id()));
+        for run in 0..runs {
+            let dest = fresh_dir(&dests.join(format!("client-{run}")))?;
             sync();
             let started = Instant::now();
             let out = Command::new(std::env::current_exe()?)
@@ -100,7 +104,7 @@ fn bench_synthetic(runtime: &tokio::runtime::Runtime, work: &Path) -> Result<(),
             }
             rss.push(String::from_utf8_lossy(&out.stdout).trim().parse::<u64>()?);
 
-            let dest = fresh_dir(&work.join("dest-tar"))?;
+            let dest = fresh_dir(&dests.join(format!("tar-{run}")))?;
             sync();
             let started = Instant::now();
             let script = match format {
@@ -128,6 +132,9 @@ fn bench_synthetic(runtime: &tokio::runtime::Runtime, work: &Path) -> Result<(),
             }
         }
         drop(server);
+        std::fs::remove_dir_all(&dests)?;
+        // Let the disk recover from the deletion before the next format is measured.
+        std::thread::sleep(Duration::from_secs(env_or("BENCH_SETTLE_SECS", 60) as u64));
         let client = median(&mut client_times);
         let tar = median(&mut tar_times);
         rss.sort_unstable();
@@ -150,8 +157,6 @@ fn bench_synthetic(runtime: &tokio::runtime::Runtime, work: &Path) -> Result<(),
         );
     }
     println!("ratio = client throughput / GNU tar throughput (medians); peak RSS = max over runs");
-    let _ = std::fs::remove_dir_all(work.join("dest-client"));
-    let _ = std::fs::remove_dir_all(work.join("dest-tar"));
     Ok(())
 }
 
