@@ -181,18 +181,20 @@ fn bench_real(runtime: &tokio::runtime::Runtime, work: &Path, case: &str) -> Res
         let ours_dir = sides.ours("probe")?.1;
         let tar_dir = sides.tar("probe")?.1;
         same_tree(&ours_dir, &tar_dir)?;
-        let (mut ours, mut tar) = (Vec::new(), Vec::new());
+        let (mut ours, mut tar, mut direct) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
             let name = round.to_string();
             if round % 2 == 0 {
                 ours.push(sides.ours(&name)?.0);
                 tar.push(sides.tar(&name)?.0);
+                direct.push(sides.direct(&name)?);
             } else {
+                direct.push(sides.direct(&name)?);
                 tar.push(sides.tar(&name)?.0);
                 ours.push(sides.ours(&name)?.0);
             }
         }
-        let (o, t) = (spread(&mut ours), spread(&mut tar));
+        let (o, t, d) = (spread(&mut ours), spread(&mut tar), spread(&mut direct));
         println!(
             "{case:<9} {format:<4} ours ms {:.1}/{:.1}/{:.1}  GNU tar ms {:.1}/{:.1}/{:.1}  \
              (min/median/max)  ours/tar {:.2}  {rounds} rounds",
@@ -203,6 +205,14 @@ fn bench_real(runtime: &tokio::runtime::Runtime, work: &Path, case: &str) -> Res
             t.1,
             t.2,
             o.1 / t.1
+        );
+        println!(
+            "{case:<9} {format:<4} unpack_archive_with from the file, no network: ms \
+             {:.1}/{:.1}/{:.1}  unpack/tar {:.2}",
+            d.0,
+            d.1,
+            d.2,
+            d.1 / t.1
         );
     }
     std::fs::remove_dir_all(&runs)?;
@@ -284,6 +294,18 @@ impl<'a> Sides<'a> {
             &CancellationToken::new(),
         ))?;
         Ok((started.elapsed(), dest))
+    }
+
+    /// The unpacker alone, reading the archive file (the owner as in [`Sides::ours`]): what
+    /// the network and the pipeline around it add.
+    fn direct(&self, round: &str) -> Result<Duration, BoxError> {
+        let dest = self.fresh("direct", round)?;
+        let options = neon_clients::UnpackOptions { owner: self.owner };
+        sync();
+        let started = Instant::now();
+        let file = std::fs::File::open(&self.archive)?;
+        neon_clients::unpack::unpack_archive_with(file, &dest, &options)?;
+        Ok(started.elapsed())
     }
 
     /// GNU `tar -xf` (or `-xzf`) of the same archive file, as the unprivileged user.
