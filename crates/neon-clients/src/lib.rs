@@ -40,7 +40,8 @@
 //!   and `sync_safekeepers_with_retries(…, &RetryConfig, …)`
 //! - `check_safekeepers_synced(&FastPathConfig) -> Option<Lsn>`
 //! - `shard0_connstr(&PageserverConnectionInfo) -> Result<&str, BasebackupError>`
-//! - `unpack::unpack_archive(impl Read, &Path) -> Result<UnpackStats, UnpackError>`
+//! - `unpack::unpack_archive(impl Read, &Path) -> Result<UnpackStats, UnpackError>`, and
+//!   `unpack_archive_with(…, &UnpackOptions)` (the owner given to each entry as it is made)
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -94,4 +95,4 @@ pub use safekeeper::{
     check_safekeepers_synced, sync_safekeepers, sync_safekeepers_fast_then_full,
     sync_safekeepers_fast_then_full_with_retries, sync_safekeepers_with_retries, timeline_status,
 };
-pub use unpack::{Compression, UnpackError, UnpackStats};
+pub use unpack::{Compression, UnpackError, UnpackOptions, UnpackStats};

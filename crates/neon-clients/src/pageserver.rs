@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::retry::RetryConfig;
-use crate::unpack::{Compression, UnpackError, unpack_archive};
+use crate::unpack::{Compression, UnpackError, UnpackOptions, unpack_archive_with};
 
 /// What to fetch: the `basebackup` command's arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -587,8 +587,8 @@ async fn connect(
     Ok((client, connection, connect_micros))
 }
 
-/// Unpacks what arrives on `rx` into `pgdata` on a blocking thread, then gives the tree to
-/// `owner`.
+/// Unpacks what arrives on `rx` into `pgdata` on a blocking thread, each entry given to
+/// `owner` as it is created.
 fn spawn_unpacker(
     rx: mpsc::Receiver<Bytes>,
     pgdata: &Path,
@@ -596,20 +596,11 @@ fn spawn_unpacker(
 ) -> tokio::task::JoinHandle<Result<crate::unpack::UnpackStats, UnpackError>> {
     let dest = pgdata.to_owned();
     tokio::task::spawn_blocking(move || {
-        let stats = unpack_archive(
-            ChannelReader {
-                rx,
-                current: Bytes::new(),
-            },
-            &dest,
-        )?;
-        if let Some((uid, gid)) = owner {
-            chown_tree(&dest, uid, gid).map_err(|source| UnpackError::Write {
-                entry: ".".to_owned(),
-                source,
-            })?;
-        }
-        Ok::<_, UnpackError>(stats)
+        let reader = ChannelReader {
+            rx,
+            current: Bytes::new(),
+        };
+        unpack_archive_with(reader, &dest, &UnpackOptions { owner })
     })
 }
 
@@ -727,16 +718,6 @@ fn remove_new_entries(pgdata: &Path, keep: &HashSet<OsString>) -> Result<(), Bas
             std::fs::remove_dir_all(&path).map_err(err(&path))?;
         } else {
             std::fs::remove_file(&path).map_err(err(&path))?;
-        }
-    }
-    Ok(())
-}
-
-fn chown_tree(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
-    if std::fs::symlink_metadata(path)?.is_dir() {
-        for entry in std::fs::read_dir(path)? {
-            chown_tree(&entry?.path(), uid, gid)?;
         }
     }
     Ok(())

@@ -4,12 +4,18 @@
 //! from the COPY stream on a blocking thread. Each tar entry is checked before it is written:
 //! absolute paths, `..`, links that would resolve outside the destination, and device or fifo
 //! entries are refused with an error that names the entry.
+//!
+//! Writing costs about the system calls GNU `tar -x` makes per file: the directories seen
+//! inside the destination are remembered (a directory made or `lstat`ed here cannot become a
+//! link: nothing in an archive replaces a directory), so only a path through a symbolic link
+//! is resolved; files are created `O_EXCL` with their final mode (a `chmod` only when the
+//! umask took bits away) and, when an owner is set, given to it on the open descriptor.
 
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
@@ -94,10 +100,29 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// Options of [`unpack_archive_with`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnpackOptions {
+    /// When set, the destination and every entry unpacked are given to this uid and gid as
+    /// they are created (compute_ctl runs as root, PostgreSQL must not); the owners written
+    /// in the archive are never used.
+    pub owner: Option<(u32, u32)>,
+}
+
 /// Unpacks the archive read from `stream` into the existing directory `dest`, then reads
 /// `stream` to its end (so that an error reported after the archive's end marker is seen by
 /// the reader). File modes and modification times are kept; owners are not.
 pub fn unpack_archive<R: Read>(stream: R, dest: &Path) -> Result<UnpackStats, UnpackError> {
+    unpack_archive_with(stream, dest, &UnpackOptions::default())
+}
+
+/// [`unpack_archive`], with options.
+pub fn unpack_archive_with<R: Read>(
+    stream: R,
+    dest: &Path,
+    options: &UnpackOptions,
+) -> Result<UnpackStats, UnpackError> {
+    let owner = options.owner;
     let mut input = BufReader::with_capacity(
         64 * 1024,
         Counting {
@@ -120,14 +145,15 @@ pub fn unpack_archive<R: Read>(stream: R, dest: &Path) -> Result<UnpackStats, Un
         ..UnpackStats::default()
     };
     let result = match compression {
-        Compression::None => unpack_tar(&mut input, dest, &mut stats.entries),
+        Compression::None => unpack_tar(&mut input, dest, owner, &mut stats.entries),
         Compression::Gzip => unpack_tar(
             flate2::bufread::GzDecoder::new(&mut input),
             dest,
+            owner,
             &mut stats.entries,
         ),
         Compression::Zstd => match zstd::stream::read::Decoder::with_buffer(&mut input) {
-            Ok(decoder) => unpack_tar(decoder.single_frame(), dest, &mut stats.entries),
+            Ok(decoder) => unpack_tar(decoder.single_frame(), dest, owner, &mut stats.entries),
             Err(e) => Err(EntryError::Stream(e)),
         },
     };
@@ -177,7 +203,12 @@ impl<R: Read> Read for FailureFlag<R> {
     }
 }
 
-fn unpack_tar<R: Read>(decoded: R, dest: &Path, entries: &mut u64) -> Result<(), EntryError> {
+fn unpack_tar<R: Read>(
+    decoded: R,
+    dest: &Path,
+    owner: Option<(u32, u32)>,
+    entries: &mut u64,
+) -> Result<(), EntryError> {
     let failed = Rc::new(Cell::new(false));
     let mut archive = tar::Archive::new(FailureFlag {
         inner: decoded,
@@ -190,12 +221,7 @@ fn unpack_tar<R: Read>(decoded: R, dest: &Path, entries: &mut u64) -> Result<(),
     // Zero blocks are skipped instead of ending the archive: the whole stream is read.
     archive.set_ignore_zeros(true);
     let mut links = HashSet::new();
-    let canonical_dest = dest.canonicalize().map_err(|source| {
-        EntryError::Entry(UnpackError::Write {
-            entry: ".".to_owned(),
-            source,
-        })
-    })?;
+    let mut destination = Destination::new(dest, owner).map_err(write_error("."))?;
     let mut copy_buf = vec![0u8; COPY_BUFFER];
     for entry in archive.entries().map_err(EntryError::Stream)? {
         let mut entry = entry.map_err(EntryError::Stream)?;
@@ -208,36 +234,20 @@ fn unpack_tar<R: Read>(decoded: R, dest: &Path, entries: &mut u64) -> Result<(),
             // The archive's root (`./`): the destination exists already.
             continue;
         }
-        if kind == EntryKind::Symlink {
-            links.insert(relative.clone());
-        }
-        if kind == EntryKind::File {
-            write_file(
-                &mut entry,
-                dest,
-                &canonical_dest,
-                &relative,
-                &name,
-                &mut copy_buf,
-            )?;
-            *entries += 1;
-            continue;
-        }
-        let unpacked = entry.unpack_in(dest).map_err(|source| {
-            if failed.get() {
-                EntryError::Stream(source)
-            } else {
-                EntryError::Entry(UnpackError::Write {
-                    entry: name.clone(),
-                    source,
-                })
+        match kind {
+            EntryKind::File => {
+                destination.write_file(&mut entry, &relative, &name, &mut copy_buf)?;
             }
-        })?;
-        if !unpacked {
-            return Err(EntryError::Entry(UnpackError::UnsafeEntry {
-                entry: name,
-                reason: "the tar library refused to unpack it",
-            }));
+            EntryKind::Directory => {
+                let mode = entry.header().mode().map_err(EntryError::Stream)? & 0o7777;
+                destination.make_dir(&relative, mode, &name)?;
+            }
+            _ => {
+                if kind == EntryKind::Symlink {
+                    links.insert(relative.clone());
+                }
+                unpack_link(&mut entry, &mut destination, &relative, &name, &failed)?;
+            }
         }
         *entries += 1;
     }
@@ -247,75 +257,310 @@ fn unpack_tar<R: Read>(decoded: R, dest: &Path, entries: &mut u64) -> Result<(),
     Ok(())
 }
 
+/// A symbolic or hard link (already checked), unpacked by the tar library, which resolves
+/// the parent and, for a hard link, its target, inside the destination once more.
+fn unpack_link<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    destination: &mut Destination<'_>,
+    relative: &Path,
+    name: &str,
+    failed: &Cell<bool>,
+) -> Result<(), EntryError> {
+    destination.prepare_parent(relative, name)?;
+    destination.forget(relative);
+    let unpacked = entry.unpack_in(destination.root).map_err(|source| {
+        if failed.get() {
+            EntryError::Stream(source)
+        } else {
+            write_error(name)(source)
+        }
+    })?;
+    if !unpacked {
+        return Err(EntryError::Entry(UnpackError::UnsafeEntry {
+            entry: name.to_owned(),
+            reason: "the tar library refused to unpack it",
+        }));
+    }
+    destination
+        .chown(&destination.root.join(relative))
+        .map_err(write_error(name))
+}
+
 /// Size of the buffer regular files are copied through: large writes keep the number of
 /// system calls low.
 const COPY_BUFFER: usize = 1 << 20;
 
-/// Writes a regular file entry (already checked) at `dest/relative` with its mode. Done here
-/// rather than by the tar library to copy through a large buffer; the library's guard against
-/// writing through a symbolic link is repeated: the parent directory must resolve inside the
-/// destination, and an existing file or link at the path is replaced, never followed.
-fn write_file<R: Read>(
-    entry: &mut tar::Entry<'_, R>,
-    dest: &Path,
-    canonical_dest: &Path,
-    relative: &Path,
-    name: &str,
-    buf: &mut [u8],
-) -> Result<(), EntryError> {
-    let write_err = |source| {
+/// The destination as this unpack has seen it: which directories below it are known to be
+/// real directories (created here, or found by `lstat` to be directories, never symbolic
+/// links), so that the entries inside them need no further check. Nothing in an archive can
+/// turn a directory into something else: files and links refuse a directory in the way.
+struct Destination<'a> {
+    root: &'a Path,
+    canonical_root: PathBuf,
+    known_dirs: HashSet<PathBuf>,
+    owner: Option<(u32, u32)>,
+    umask: Option<u32>,
+}
+
+/// Where a directory was found on the way to an entry.
+enum Found {
+    /// A real directory (or one just created).
+    Directory,
+    /// A symbolic link: what lies beyond must be checked by resolving it.
+    Link,
+}
+
+/// Whether an entry's parent directory is known, or reached through a symbolic link.
+#[derive(PartialEq)]
+enum Parent {
+    Known,
+    ThroughLink,
+}
+
+impl<'a> Destination<'a> {
+    fn new(root: &'a Path, owner: Option<(u32, u32)>) -> io::Result<Destination<'a>> {
+        let canonical_root = root.canonicalize()?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::lchown(root, Some(uid), Some(gid))?;
+        }
+        Ok(Destination {
+            root,
+            canonical_root,
+            known_dirs: HashSet::new(),
+            owner,
+            umask: process_umask(),
+        })
+    }
+
+    /// Whether a file or directory created with `mode` needs a `chmod` to get it: the umask
+    /// may have taken bits away, and set-id or sticky bits are set explicitly.
+    fn needs_chmod(&self, mode: u32) -> bool {
+        mode & 0o7000 != 0 || self.umask.is_none_or(|umask| mode & umask != 0)
+    }
+
+    fn chown(&self, path: &Path) -> io::Result<()> {
+        match self.owner {
+            Some((uid, gid)) => std::os::unix::fs::lchown(path, Some(uid), Some(gid)),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes sure the parent directory of `relative` exists inside the destination, creating
+    /// the missing ones (given to the owner). A parent reached through a symbolic link is
+    /// resolved, and must stay inside, before anything is created beyond the link.
+    fn prepare_parent(&mut self, relative: &Path, name: &str) -> Result<Parent, EntryError> {
+        let parent = relative.parent().unwrap_or(Path::new(""));
+        if parent.as_os_str().is_empty() || self.known_dirs.contains(parent) {
+            return Ok(Parent::Known);
+        }
+        let mut prefix = PathBuf::new();
+        let mut parts = parent.components();
+        while let Some(part) = parts.next() {
+            prefix.push(part);
+            if self.known_dirs.contains(&prefix) {
+                continue;
+            }
+            match self
+                .find_or_create_dir(&prefix)
+                .map_err(write_error(name))?
+            {
+                Found::Directory => {
+                    self.known_dirs.insert(prefix.clone());
+                }
+                Found::Link => {
+                    self.check_beyond_link(&mut prefix, parts, name)?;
+                    return Ok(Parent::ThroughLink);
+                }
+            }
+        }
+        Ok(Parent::Known)
+    }
+
+    /// `mkdir`, or `lstat` of what is there already.
+    fn find_or_create_dir(&self, relative: &Path) -> io::Result<Found> {
+        let path = self.root.join(relative);
+        match std::fs::create_dir(&path) {
+            Ok(()) => {
+                self.chown(&path)?;
+                return Ok(Found::Directory);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let kind = std::fs::symlink_metadata(&path)?.file_type();
+        if kind.is_dir() {
+            Ok(Found::Directory)
+        } else if kind.is_symlink() {
+            Ok(Found::Link)
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} is in the way and not a directory", relative.display()),
+            ))
+        }
+    }
+
+    /// The slow path: `link` (relative) is a symbolic link; it and every directory beyond it
+    /// on the way to the entry must resolve inside the destination, each checked before
+    /// the next is created.
+    fn check_beyond_link(
+        &self,
+        link: &mut PathBuf,
+        rest: std::path::Components<'_>,
+        name: &str,
+    ) -> Result<(), EntryError> {
+        self.resolves_inside(link, name)?;
+        for part in rest {
+            link.push(part);
+            let path = self.root.join(&*link);
+            match std::fs::create_dir(&path) {
+                Ok(()) => self.chown(&path).map_err(write_error(name))?,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(write_error(name)(e)),
+            }
+            self.resolves_inside(link, name)?;
+        }
+        Ok(())
+    }
+
+    fn resolves_inside(&self, relative: &Path, name: &str) -> Result<(), EntryError> {
+        let resolved = self
+            .root
+            .join(relative)
+            .canonicalize()
+            .map_err(write_error(name))?;
+        if resolved.starts_with(&self.canonical_root) {
+            return Ok(());
+        }
+        Err(EntryError::Entry(UnpackError::UnsafeEntry {
+            entry: name.to_owned(),
+            reason: "its directory is a symbolic link that leads outside the data directory",
+        }))
+    }
+
+    /// A directory entry (already checked): created with its mode, or an existing directory
+    /// (not a link) given that mode.
+    fn make_dir(&mut self, relative: &Path, mode: u32, name: &str) -> Result<(), EntryError> {
+        let parent = self.prepare_parent(relative, name)?;
+        let path = self.root.join(relative);
+        let created = match std::fs::DirBuilder::new().mode(mode).create(&path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let meta = std::fs::symlink_metadata(&path).map_err(write_error(name))?;
+                if !meta.is_dir() {
+                    return Err(write_error(name)(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "something other than a directory is in the way",
+                    )));
+                }
+                false
+            }
+            Err(e) => return Err(write_error(name)(e)),
+        };
+        if !created || self.needs_chmod(mode) {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(write_error(name))?;
+        }
+        self.chown(&path).map_err(write_error(name))?;
+        if parent == Parent::Known {
+            self.known_dirs.insert(relative.to_owned());
+        }
+        Ok(())
+    }
+
+    /// After a link was unpacked at `relative`: nothing at or below it is known any more.
+    fn forget(&mut self, relative: &Path) {
+        self.known_dirs.retain(|dir| !dir.starts_with(relative));
+    }
+
+    /// Writes a regular file entry (already checked) at `relative` with its mode, mtime and
+    /// owner. Done here rather than by the tar library to copy through a large buffer and
+    /// skip the library's per-entry path resolution: the parent is known (or checked) by
+    /// [`Destination::prepare_parent`], and the file is created exclusively (`O_EXCL` never
+    /// follows a link), an existing file or link at the path being replaced, never followed.
+    fn write_file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        relative: &Path,
+        name: &str,
+        buf: &mut [u8],
+    ) -> Result<(), EntryError> {
+        self.prepare_parent(relative, name)?;
+        let mode = entry.header().mode().map_err(EntryError::Stream)? & 0o7777;
+        let mtime = entry.header().mtime().map_err(EntryError::Stream)?;
+        let target = self.root.join(relative);
+        let create = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&target)
+        };
+        let mut file = match create() {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                clear_the_way(&target).map_err(write_error(name))?;
+                create().map_err(write_error(name))?
+            }
+            Err(e) => return Err(write_error(name)(e)),
+        };
+        copy_entry(entry, &mut file, buf, name)?;
+        if self.needs_chmod(mode) {
+            file.set_permissions(std::fs::Permissions::from_mode(mode))
+                .map_err(write_error(name))?;
+        }
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(write_error(name))?;
+        }
+        file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime))
+            .map_err(write_error(name))?;
+        Ok(())
+    }
+}
+
+fn write_error(name: &str) -> impl FnOnce(io::Error) -> EntryError + '_ {
+    move |source| {
         EntryError::Entry(UnpackError::Write {
             entry: name.to_owned(),
             source,
         })
-    };
-    let target = dest.join(relative);
-    let parent = target.parent().unwrap_or(dest);
-    std::fs::create_dir_all(parent).map_err(write_err)?;
-    if !parent
-        .canonicalize()
-        .map_err(write_err)?
-        .starts_with(canonical_dest)
-    {
-        return Err(EntryError::Entry(UnpackError::UnsafeEntry {
-            entry: name.to_owned(),
-            reason: "its directory is a symbolic link that leads outside the data directory",
-        }));
     }
-    match std::fs::symlink_metadata(&target) {
-        Ok(meta) if meta.is_dir() => {
-            return Err(write_err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "a directory is in the way",
-            )));
-        }
-        Ok(_) => std::fs::remove_file(&target).map_err(write_err)?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(write_err(e)),
+}
+
+/// Removes the file or link at `path`; a directory there is an error.
+fn clear_the_way(path: &Path) -> io::Result<()> {
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "a directory is in the way",
+        ));
     }
-    let mode = entry.header().mode().map_err(EntryError::Stream)? & 0o7777;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&target)
-        .map_err(write_err)?;
+    std::fs::remove_file(path)
+}
+
+fn copy_entry<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    file: &mut std::fs::File,
+    buf: &mut [u8],
+    name: &str,
+) -> Result<(), EntryError> {
     loop {
         let n = match entry.read(buf) {
-            Ok(0) => break,
+            Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(EntryError::Stream(e)),
         };
-        file.write_all(&buf[..n]).map_err(write_err)?;
+        file.write_all(&buf[..n]).map_err(write_error(name))?;
     }
-    // Set after writing: the mode given at creation is reduced by the umask.
-    file.set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(write_err)?;
-    let mtime = entry.header().mtime().map_err(EntryError::Stream)?;
-    file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime))
-        .map_err(write_err)?;
-    Ok(())
+}
+
+/// The process' umask, from `/proc/self/status` (reading it with `umask(2)` would change it
+/// for a moment, for every thread); `None` when unknown.
+fn process_umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let value = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(value.trim(), 8).ok()
 }
 
 /// The kinds of entries the checks distinguish.
@@ -497,6 +742,229 @@ mod tests {
             chain.contains("data after the end of the archive"),
             "{chain}"
         );
+    }
+
+    /// One entry of a test archive: a directory, a file with its mode, or a symbolic link.
+    enum Item<'a> {
+        Dir(&'a str, u32),
+        File(&'a str, u32, &'a [u8]),
+        Link(&'a str, &'a str),
+    }
+
+    fn archive_of(items: &[Item<'_>]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for item in items {
+            let mut header = tar::Header::new_gnu();
+            header.set_mtime(1_700_000_000);
+            match item {
+                Item::Dir(name, mode) => {
+                    header.set_entry_type(tar::EntryType::Directory);
+                    header.set_mode(*mode);
+                    header.set_size(0);
+                    builder.append_data(&mut header, name, &[][..]).unwrap();
+                }
+                Item::File(name, mode, data) => {
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(*mode);
+                    header.set_size(data.len() as u64);
+                    builder.append_data(&mut header, name, *data).unwrap();
+                }
+                Item::Link(name, target) => {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_size(0);
+                    builder.append_link(&mut header, name, target).unwrap();
+                }
+            }
+        }
+        builder.into_inner().unwrap()
+    }
+
+    /// Unpacks into a new `pgdata` beside an empty `outside`; returns the outcome (`ok` or the
+    /// error chain), the listing of `pgdata` (path, kind, mode) and whether `outside` is empty.
+    fn unpack_items(items: &[Item<'_>]) -> (String, Vec<String>, bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let (dest, outside) = (dir.path().join("pgdata"), dir.path().join("outside"));
+        std::fs::create_dir(&dest).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, dest.join("out")).unwrap();
+        let outcome = match unpack_archive(&archive_of(items)[..], &dest) {
+            Ok(stats) => format!("ok {} entries", stats.entries),
+            Err(e) => crate::Chain(&e).to_string(),
+        };
+        let outside_empty = std::fs::read_dir(&outside).unwrap().count() == 0;
+        let (dest_text, outside_text) = (dest.display().to_string(), outside.display().to_string());
+        let listing = listing(&dest)
+            .iter()
+            .map(|line| line.replace(&outside_text, "OUTSIDE"))
+            .collect();
+        (outcome.replace(&dest_text, "DEST"), listing, outside_empty)
+    }
+
+    fn listing(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut pending = vec![PathBuf::new()];
+        while let Some(relative) = pending.pop() {
+            for entry in std::fs::read_dir(root.join(&relative)).unwrap() {
+                let path = relative.join(entry.unwrap().file_name());
+                let meta = std::fs::symlink_metadata(root.join(&path)).unwrap();
+                let kind = if meta.is_symlink() {
+                    let target = std::fs::read_link(root.join(&path)).unwrap();
+                    format!("-> {}", target.display())
+                } else if meta.is_dir() {
+                    pending.push(path.clone());
+                    format!("dir {:o}", meta.permissions().mode() & 0o7777)
+                } else {
+                    format!("file {:o}", meta.permissions().mode() & 0o7777)
+                };
+                out.push(format!("{} {kind}", path.display()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn directories_links_and_modes() {
+        use Item::*;
+        let check = |items: &[Item<'_>], expect: expect_test::Expect| {
+            let (outcome, listing, outside_empty) = unpack_items(items);
+            expect.assert_eq(&format!(
+                "{outcome}\n{}\noutside empty: {outside_empty}\n",
+                listing.join("\n")
+            ));
+        };
+        // Modes the umask would cut, set-id and sticky bits, directories made implicitly.
+        check(
+            &[
+                Dir("base/", 0o750),
+                File("base/1/f", 0o666, b"x"),
+                File("setuid", 0o4755, b"x"),
+                Dir("sticky/", 0o1777),
+                File("PG_VERSION", 0o600, b"15\n"),
+            ],
+            expect_test::expect![[r#"
+                ok 5 entries
+                PG_VERSION file 600
+                base dir 750
+                base/1 dir 755
+                base/1/f file 666
+                out -> OUTSIDE
+                setuid file 4755
+                sticky dir 1777
+                outside empty: true
+            "#]],
+        );
+        // A link in the archive to a directory inside, then files (and a new directory)
+        // beneath it: written through it, inside.
+        check(
+            &[
+                Dir("base/", 0o700),
+                Dir("base/1/", 0o700),
+                Link("ln", "base/1"),
+                File("ln/f", 0o600, b"x"),
+                File("ln/sub/g", 0o600, b"y"),
+            ],
+            expect_test::expect![[r#"
+                ok 5 entries
+                base dir 700
+                base/1 dir 700
+                base/1/f file 600
+                base/1/sub dir 755
+                base/1/sub/g file 600
+                ln -> base/1
+                out -> OUTSIDE
+                outside empty: true
+            "#]],
+        );
+        // A link over a directory already made (and known): refused, the directory stays.
+        check(
+            &[
+                Dir("d/", 0o700),
+                File("d/f", 0o600, b"x"),
+                Link("d", "e"),
+                File("d/g", 0o600, b"y"),
+            ],
+            expect_test::expect![[r#"
+                unpack entry "d": failed to unpack `DEST/d`: Is a directory (os error 21) when symlinking e to DEST/d
+                d dir 700
+                d/f file 600
+                out -> OUTSIDE
+                outside empty: true
+            "#]],
+        );
+        // A file over a known directory, a directory over a link: refused.
+        check(
+            &[Dir("d/", 0o700), File("d", 0o600, b"x")],
+            expect_test::expect![[r#"
+                unpack entry "d": a directory is in the way
+                d dir 700
+                out -> OUTSIDE
+                outside empty: true
+            "#]],
+        );
+        check(
+            &[Link("l", "base"), Dir("l/", 0o700)],
+            expect_test::expect![[r#"
+                unpack entry "l/": something other than a directory is in the way
+                l -> base
+                out -> OUTSIDE
+                outside empty: true
+            "#]],
+        );
+        // Directories beyond a link that leads outside are never created.
+        check(
+            &[File("out/sub/deeper/f", 0o600, b"x")],
+            expect_test::expect![[r#"
+                refused archive entry "out/sub/deeper/f": its directory is a symbolic link that leads outside the data directory
+                out -> OUTSIDE
+                outside empty: true
+            "#]],
+        );
+    }
+
+    /// Every entry, the implicit directories and the destination itself belong to the owner
+    /// (when not root, the owner is oneself: the test then shows only that it runs).
+    #[test]
+    fn entries_are_given_to_the_owner_as_they_are_made() {
+        use Item::*;
+        use std::os::unix::fs::MetadataExt;
+        let owner = match test_postgres::unprivileged_user().unwrap() {
+            Some((uid, gid)) => (uid.as_raw(), gid.as_raw()),
+            None => (
+                nix::unistd::getuid().as_raw(),
+                nix::unistd::getgid().as_raw(),
+            ),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("pgdata");
+        std::fs::create_dir(&dest).unwrap();
+        let items = [
+            Dir("global/", 0o700),
+            File("global/pg_control", 0o600, b"c"),
+            File("base/1/2", 0o600, b"page"),
+            Link("ln", "base/1"),
+            File("ln/3", 0o600, b"page"),
+        ];
+        let options = UnpackOptions { owner: Some(owner) };
+        unpack_archive_with(&archive_of(&items)[..], &dest, &options).unwrap();
+        let mut owners = vec![format!(". {:?}", owner_of(&dest))];
+        for path in listing(&dest) {
+            let name = path.split(' ').next().unwrap();
+            owners.push(format!("{name} {:?}", owner_of(&dest.join(name))));
+        }
+        let expected: Vec<String> = [".", "base", "base/1", "base/1/2", "base/1/3"]
+            .iter()
+            .chain(&["global", "global/pg_control", "ln"])
+            .map(|name| format!("{name} {owner:?}"))
+            .collect();
+        assert_eq!(owners, expected);
+        let meta = std::fs::metadata(dest.join("base/1/3")).unwrap();
+        assert_eq!(meta.mtime(), 1_700_000_000);
+
+        fn owner_of(path: &Path) -> (u32, u32) {
+            let meta = std::fs::symlink_metadata(path).unwrap();
+            (meta.uid(), meta.gid())
+        }
     }
 
     #[test]
