@@ -7,7 +7,9 @@
 //! - `N sessions`: the databases dealt over N connections (N - 1 opened inside the timed
 //!   section, as the apply opens them), each connection pipelining its share;
 //! - each of those with the default `STRATEGY = WAL_LOG` and with `STRATEGY = FILE_COPY`;
-//! - `psql -f` of the same script (connection included), the cold-start bench's baseline.
+//! - `psql -f` of the same script (connection included), the cold-start bench's baseline;
+//! - the reconciler's own [`pg_reconcile::apply`] of its create-and-alter-databases phase
+//!   (observed and planned untimed; the extra sessions it opens are timed).
 //!
 //! Each variant has its own cluster for the whole run, so nothing is deleted between rounds
 //! (this machine's disk slows file creation for a while after large deletions); every round
@@ -23,6 +25,10 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use compute_spec::ValidatedSpec;
+use pg_reconcile::{
+    Connector, Counters, PhaseKind, PlanOptions, SessionGuards, apply, observe_cluster, plan,
+};
 use test_postgres::TestPostgres;
 use tokio_postgres::{Client, NoTls};
 
@@ -30,6 +36,8 @@ use tokio_postgres::{Client, NoTls};
 enum Way {
     Sessions(usize),
     Psql,
+    /// The reconciler's own apply of its create-and-alter-databases phase.
+    Apply,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -49,11 +57,12 @@ impl Variant {
             Way::Sessions(1) => format!("1 session pipelined, {strategy}"),
             Way::Sessions(n) => format!("{n} sessions pipelined, {strategy}"),
             Way::Psql => format!("psql -f, {strategy}"),
+            Way::Apply => format!("pg_reconcile::apply, {strategy}"),
         }
     }
 }
 
-const VARIANTS: [Variant; 7] = [
+const VARIANTS: [Variant; 8] = [
     Variant {
         way: Way::Sessions(1),
         file_copy: false,
@@ -68,6 +77,10 @@ const VARIANTS: [Variant; 7] = [
     },
     Variant {
         way: Way::Psql,
+        file_copy: false,
+    },
+    Variant {
+        way: Way::Apply,
         file_copy: false,
     },
     Variant {
@@ -185,6 +198,7 @@ async fn round(
             sessions(&c.pg, &c.first, n, scripts).await;
             start.elapsed()
         }
+        Way::Apply => apply_phase(&c.pg, round, dbs).await,
         Way::Psql => {
             let path = dir.join(format!("round{round}.sql"));
             let text: String = scripts.concat().iter().map(|s| format!("{s};\n")).collect();
@@ -194,6 +208,30 @@ async fn round(
             start.elapsed()
         }
     }
+}
+
+/// Observes and plans a spec of this round's databases (untimed), then times the apply of
+/// its create-and-alter-databases phase alone, on the observing session.
+async fn apply_phase(pg: &TestPostgres, round: usize, dbs: usize) -> Duration {
+    let databases: Vec<serde_json::Value> = (0..dbs)
+        .map(|i| serde_json::json!({"name": format!("db_r{round}_{i}"), "owner": format!("role_{i}")}))
+        .collect();
+    let doc = serde_json::json!({"format_version": 1.0, "cluster": {"roles": [], "databases": databases}});
+    let spec = ValidatedSpec::from_json(&doc.to_string()).expect("valid spec");
+    let config: tokio_postgres::Config = pg.connstr("postgres").parse().expect("config");
+    let connector = Connector::new(&config, SessionGuards::default(), &Counters::default());
+    let (catalog, sessions) = observe_cluster(&spec, &connector, "postgres")
+        .await
+        .expect("observe");
+    let mut plan = plan(&spec, &catalog, &PlanOptions::default()).expect("plan");
+    plan.phases
+        .retain(|p| p.kind == PhaseKind::CreateAndAlterDatabases);
+    assert_eq!(plan.operation_count(), 2 * dbs, "{plan}");
+    let start = Instant::now();
+    let report = apply(&plan, &connector, &sessions).await;
+    let elapsed = start.elapsed();
+    assert!(report.is_success(), "{:?}", report.errors().next());
+    elapsed
 }
 
 fn ms(d: Duration) -> f64 {
