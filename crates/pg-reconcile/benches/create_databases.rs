@@ -216,7 +216,10 @@ async fn apply_phase(pg: &TestPostgres, round: usize, dbs: usize) -> Duration {
     let databases: Vec<serde_json::Value> = (0..dbs)
         .map(|i| serde_json::json!({"name": format!("db_r{round}_{i}"), "owner": format!("role_{i}")}))
         .collect();
-    let doc = serde_json::json!({"format_version": 1.0, "cluster": {"roles": [], "databases": databases}});
+    let roles: Vec<serde_json::Value> = (0..dbs)
+        .map(|i| serde_json::json!({"name": format!("role_{i}")}))
+        .collect();
+    let doc = serde_json::json!({"format_version": 1.0, "cluster": {"roles": roles, "databases": databases}});
     let spec = ValidatedSpec::from_json(&doc.to_string()).expect("valid spec");
     let config: tokio_postgres::Config = pg.connstr("postgres").parse().expect("config");
     let connector = Connector::new(&config, SessionGuards::default(), &Counters::default());
