@@ -457,9 +457,10 @@ pub async fn apply(plan: &Plan, connector: &Connector, open: &[Session]) -> Appl
 }
 
 /// Sessions one phase of independent operations is spread over, at most (the phase's own
-/// and up to three more, within the [`Connector`]'s budget). Creating 20 databases took 0.72
-/// of the one-session time on four sessions and 0.85 on two (`benches/create_databases.rs`,
-/// a 2-core machine): `CREATE DATABASE` waits on I/O as much as on a core.
+/// and up to three more, within the [`Connector`]'s budget). Creating 20 databases took
+/// 0.72–0.92 of the one-session time on four sessions and 0.85–0.95 on two, medians of two
+/// runs of 9 rounds on a loaded 2-core machine (`benches/create_databases.rs`):
+/// `CREATE DATABASE` waits on I/O as much as on a core.
 const PHASE_SESSIONS: usize = 4;
 
 /// Runs one phase on `session`; when its operations form independent chains
