@@ -1,7 +1,8 @@
 //! Converges the roles, databases and per-database privileges of a running PostgreSQL to a
 //! validated spec: **observe** the catalog and the contents of each spec database (one round
 //! trip each), **plan** operations as data (a pure function), **apply** them (one connection
-//! per database with work, one round trip per phase, two when the phase carries passwords).
+//! per database with work, one round trip per phase, two when the phase carries passwords;
+//! the databases to create spread over up to four sessions).
 //!
 //! This crate owns the catalog semantics of compute_ctl: upstream's role defaults, password
 //! comparison, renames, deletions with their reassignments and revocations, invalid
@@ -125,4 +126,6 @@ pub use catalog::{
 pub use error::{OperationError, PlanError, PlanProblem, ReconcileError, sqlstate_is_retryable};
 pub use guards::{SessionGuards, preloads};
 pub use migrations::{Migrated, MigrationError, migrate, migrations};
-pub use plan::{ObjectRef, Operation, Phase, PhaseKind, Plan, PlanOptions, Statement, plan};
+pub use plan::{
+    Dependencies, ObjectRef, Operation, Phase, PhaseKind, Plan, PlanOptions, Statement, plan,
+};

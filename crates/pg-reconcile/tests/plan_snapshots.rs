@@ -167,7 +167,7 @@ fn fresh_cluster_plans_everything_with_secrets_redacted() {
             CREATE ROLE "it's ""x""" INHERIT CREATEROLE CREATEDB BYPASSRLS REPLICATION LOGIN IN ROLE "neon_superuser";  -- role "it's \"x\"": create: absent
             -- phase 3 grant-role-memberships on database "postgres"
             GRANT "alice" TO "bob";  -- role "bob": grant: not a member of "alice"
-            -- phase 4 create-and-alter-databases on database "postgres"
+            -- phase 4 create-and-alter-databases on database "postgres" (objects independent)
             CREATE DATABASE "app" OWNER "alice" LC_COLLATE 'C' TEMPLATE 'template0' CONNECTION LIMIT 20;  -- database "app": create: absent
             GRANT ALL PRIVILEGES ON DATABASE "app" TO "neon_superuser";  -- database "app": grant: "neon_superuser" gets all privileges on a new database
             CREATE DATABASE "$x$ db" OWNER "it's ""x""";  -- database "$x$ db": create: absent
@@ -307,7 +307,7 @@ fn drift_is_altered_only_where_it_differs() {
             ALTER ROLE "bob" VALID UNTIL '2030-01-02 01:04:05.000000+00';  -- role "bob": alter: valid until differs
             -- phase 2 grant-role-memberships on database "postgres"
             GRANT "pg_monitor" TO "bob";  -- role "bob": grant: not a member of "pg_monitor"
-            -- phase 3 create-and-alter-databases on database "postgres"
+            -- phase 3 create-and-alter-databases on database "postgres" (objects independent)
             ALTER DATABASE "app" OWNER TO "alice";  -- database "app": alter: owner is "bob"
             ALTER DATABASE "app" WITH CONNECTION LIMIT 20;  -- database "app": alter: connection limit differs
             GRANT ALL PRIVILEGES ON DATABASE "app" TO "neon_superuser";  -- database "app": grant: "neon_superuser" lacks privileges

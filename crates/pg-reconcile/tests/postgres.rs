@@ -452,6 +452,76 @@ async fn invalid_database_is_dropped_and_recreated() {
     assert_converged(&pg, &s2).await;
 }
 
+/// Databases of one phase are created on several sessions at once (the system database's and
+/// up to three more, within `max_sessions`): a failure is reported on its own database's
+/// operations, the other databases are created, and the end state is the converged one.
+#[tokio::test]
+async fn independent_databases_are_created_on_parallel_sessions() {
+    let roles: Vec<Value> = (0..6)
+        .map(|i| json!({"name": format!("owner {i}"), "encrypted_password": md5_of(i)}))
+        .collect();
+    let mut dbs: Vec<Value> = (0..6)
+        .map(|i| json!({"name": format!("db {i}"), "owner": format!("owner {i}")}))
+        .collect();
+    let good = spec(json!({"cluster": {"roles": roles, "databases": dbs}}));
+    dbs[3]["options"] =
+        json!([{"name": "TEMPLATE", "value": "no such template", "vartype": "string"}]);
+    let bad = spec(json!({"cluster": {"roles": roles, "databases": dbs}}));
+    // (session budget, connections: the system database's and the extra ones of the phase)
+    for (max_sessions, connections) in [(None, 4), (Some(1), 2)] {
+        let pg = TestPostgres::start().unwrap();
+        let options = PlanOptions {
+            max_sessions,
+            ..PlanOptions::default()
+        };
+        let counters = Counters::default();
+        let done = reconcile(&bad, &options, &config(&pg), &counters)
+            .await
+            .unwrap();
+        assert_eq!(counters.connections(), connections, "{max_sessions:?}");
+        let phase = |kind| {
+            done.plan
+                .phases
+                .iter()
+                .position(|p| p.kind == kind)
+                .unwrap()
+        };
+        let creation = phase(PhaseKind::CreateAndAlterDatabases);
+        let first: usize = done.plan.phases[..creation]
+            .iter()
+            .map(|p| p.operations.len())
+            .sum();
+        let ops = &done.plan.phases[creation].operations;
+        for (op, outcome) in ops.iter().zip(&done.report.outcomes[first..]) {
+            match outcome {
+                Outcome::Failed(e) => {
+                    assert_eq!(e.object, r#"database "db 3""#);
+                    assert_eq!(op.object.to_string(), e.object);
+                }
+                other => assert_eq!(other, &Outcome::Ok, "{op:?}"),
+            }
+        }
+        let failed: Vec<_> = done.report.errors().collect();
+        assert_eq!(failed.len(), 2, "{failed:?}");
+        assert!(failed[0].message.contains("no such template"), "{failed:?}");
+        assert!(
+            done.report.outcomes[first + ops.len()..]
+                .iter()
+                .all(|o| *o == Outcome::NotRun)
+        );
+        let catalog = observe(&pg).await;
+        for i in [0, 1, 2, 4, 5] {
+            assert_eq!(
+                catalog.databases[&format!("db {i}")].owner,
+                format!("owner {i}")
+            );
+        }
+        assert!(!catalog.databases.contains_key("db 3"));
+        converge(&pg, &good).await;
+        assert_converged(&pg, &good).await;
+    }
+}
+
 #[tokio::test]
 async fn renames_keep_attributes_and_reset_md5_passwords() {
     let pg = TestPostgres::start().unwrap();

@@ -8,7 +8,7 @@ use pg_quote::{quote_ident, quote_literal};
 
 use super::desired::DesiredDatabase;
 use super::sql::differ_reason;
-use super::{ObjectRef, Operation, PhaseKind, Planner, Statement, op};
+use super::{Dependencies, ObjectRef, Operation, PhaseKind, Planner, Statement, op};
 use crate::catalog::DatabaseInfo;
 
 impl Planner<'_> {
@@ -110,18 +110,45 @@ impl Planner<'_> {
     /// role's privileges; existing ones are altered in owner, `ALLOW_CONNECTIONS`,
     /// `IS_TEMPLATE`, `CONNECTION LIMIT` and privileges where they differ. Creation-only
     /// options (locale, encoding, template, …) are not changed on an existing database.
+    ///
+    /// Operations on different databases are independent (the apply may spread them over
+    /// sessions, see [`Dependencies`]) unless a database created here is copied from one this
+    /// phase creates or alters, or from the system database (where the apply's sessions are
+    /// connected, and PostgreSQL refuses to copy a database others are connected to).
     pub(super) fn create_and_alter_databases(&mut self, databases: &[DesiredDatabase<'_>]) {
         let mut ops = Vec::new();
+        let mut templates = Vec::new();
         for db in databases {
             match self.catalog.databases.get(db.name) {
-                None => ops.extend(self.create_database(db)),
+                None => {
+                    templates.push(template(db));
+                    ops.extend(self.create_database(db));
+                }
                 Some(current) => {
                     let current = current.clone();
                     ops.extend(self.alter_database(db, current));
                 }
             }
         }
-        self.system_phase(PhaseKind::CreateAndAlterDatabases, ops);
+        let system = self.options.system_database.as_str();
+        let copies_from_this_phase = templates.iter().any(|&t| {
+            t == system
+                || ops
+                    .iter()
+                    .any(|o| matches!(&o.object, ObjectRef::Database(n) if n == t))
+        });
+        let dependencies = if copies_from_this_phase {
+            Dependencies::Sequential
+        } else {
+            Dependencies::SameObject
+        };
+        let options = self.options;
+        self.phase_with(
+            PhaseKind::CreateAndAlterDatabases,
+            &options.system_database,
+            ops,
+            dependencies,
+        );
     }
 
     fn create_database(&mut self, db: &DesiredDatabase<'_>) -> [Operation; 2] {
@@ -225,6 +252,20 @@ impl Planner<'_> {
     }
 }
 
+/// The database `CREATE DATABASE` copies for `db`: its `TEMPLATE` option, else `template1`.
+fn template<'a>(db: &DesiredDatabase<'a>) -> &'a str {
+    db.options
+        .iter()
+        .find_map(|o| match o {
+            DatabaseOption::Text {
+                keyword: "TEMPLATE",
+                value,
+            } => Some(value.as_str()),
+            _ => None,
+        })
+        .unwrap_or("template1")
+}
+
 /// `ALTER DATABASE … WITH` clauses for the alterable options that differ from `current`, the
 /// names of what differs, and `next` updated to match.
 fn changed_settings(
@@ -324,6 +365,47 @@ mod tests {
         );
     }
 
+    /// The header says "(objects independent)" unless a creation copies a database of the
+    /// phase or the system database.
+    #[test]
+    fn databases_are_independent_unless_copied_from_the_phase_or_the_system_database() {
+        let check = |databases: &str, existing: &[&str], independent: bool| {
+            let spec = spec("[]", &format!("[{databases}]"), "[]");
+            let out = run_phase(&spec, &catalog(&[], existing), |p, d| {
+                p.create_and_alter_databases(&d.databases)
+            });
+            let header = r#"-- phase 1 create-and-alter-databases on database "postgres""#;
+            let mark = if independent {
+                " (objects independent)"
+            } else {
+                ""
+            };
+            assert_eq!(
+                out.lines().next(),
+                Some(&*format!("{header}{mark}")),
+                "{databases}"
+            );
+        };
+        let copy = |name: &str, template: &str| {
+            format!(
+                r#"{{"name": "{name}", "owner": "cloud_admin", "options": [{{"name": "TEMPLATE",
+                    "value": "{template}", "vartype": "string"}}]}}, "#
+            )
+        };
+        let plain = r#"{"name": "b", "owner": "cloud_admin"}"#;
+        check(plain, &[], true);
+        check(&(copy("a", "t") + plain), &["t"], true);
+        check(&(copy("a", "postgres") + plain), &[], false);
+        check(&(copy("a", "b") + plain), &[], false);
+        check(&(copy("a", "b") + plain), &["b:alice"], false);
+        let template1 = r#"{"name": "template1", "owner": "cloud_admin"}"#;
+        check(
+            &format!("{plain}, {template1}"),
+            &["template1:alice"],
+            false,
+        );
+    }
+
     #[test]
     fn create_and_alter_databases() {
         check(
@@ -331,7 +413,7 @@ mod tests {
             "[]",
             "create-and-alter-databases",
             expect![[r#"
-                -- phase 1 create-and-alter-databases on database "postgres"
+                -- phase 1 create-and-alter-databases on database "postgres" (objects independent)
                 CREATE DATABASE "app" OWNER "cloud_admin" TEMPLATE 'template0' IS_TEMPLATE true CONNECTION LIMIT 5;  -- database "app": create: absent
                 GRANT ALL PRIVILEGES ON DATABASE "app" TO "neon_superuser";  -- database "app": grant: "neon_superuser" gets all privileges on a new database
                 -- catalog after:
@@ -343,7 +425,7 @@ mod tests {
             "[]",
             "create-and-alter-databases",
             expect![[r#"
-                -- phase 1 create-and-alter-databases on database "postgres"
+                -- phase 1 create-and-alter-databases on database "postgres" (objects independent)
                 ALTER DATABASE "app" OWNER TO "cloud_admin";  -- database "app": alter: owner is "alice"
                 ALTER DATABASE "app" WITH IS_TEMPLATE true CONNECTION LIMIT 5;  -- database "app": alter: is_template, connection limit differ
                 GRANT ALL PRIVILEGES ON DATABASE "app" TO "neon_superuser";  -- database "app": grant: "neon_superuser" lacks privileges

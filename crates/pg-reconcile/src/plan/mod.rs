@@ -25,7 +25,11 @@
 //! 7. **rename-and-drop-databases**: `delta_operations` on databases, in spec order (a rename
 //!    may reuse a dropped name and vice versa), before creation for the same reason as phase 3.
 //! 8. **create-and-alter-databases**: creation needs the owners of phase 4; owner changes must
-//!    precede role deletion so a deleted role owns no spec database.
+//!    precede role deletion so a deleted role owns no spec database. The operations of
+//!    different databases are independent ([`Dependencies::SameObject`]: PostgreSQL 15 lets
+//!    several `CREATE DATABASE` copy the same template at once, it only refuses a template
+//!    with other sessions connected), unless a creation copies a database of this phase or
+//!    the system database.
 //! 9. **create-schema-neon** (system db): schema `neon` if missing (upstream's place, before
 //!    the per-database work; the `neon` extension lives there).
 //! 10. **delete-role-references** (one phase per database that allows connections): `REASSIGN
@@ -284,7 +288,18 @@ pub struct Operation {
     pub statement: Statement,
 }
 
-/// Operations that run on one connection to one database, in order, in one round trip.
+/// Which operations of a phase depend on which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dependencies {
+    /// Each operation may depend on every earlier one: they run in order on one session.
+    Sequential,
+    /// Only operations on the same [`ObjectRef`] depend on one another (in plan order); those
+    /// on different objects may run on separate sessions at the same time.
+    SameObject,
+}
+
+/// Operations on one database that run in order, in one round trip per session; with
+/// [`Dependencies::SameObject`], possibly spread over several sessions (see [`Phase::chains`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Phase {
     /// What the phase does.
@@ -293,6 +308,27 @@ pub struct Phase {
     pub database: String,
     /// The statements, in the order they must run.
     pub operations: Vec<Operation>,
+    /// Which of them depend on which.
+    pub dependencies: Dependencies,
+}
+
+impl Phase {
+    /// The operations as chains of indexes into [`Phase::operations`]: each chain must run
+    /// in order on one session, and no chain depends on another. One chain of everything when
+    /// [`Dependencies::Sequential`], else one per object, in order of first appearance.
+    pub fn chains(&self) -> Vec<Vec<usize>> {
+        if self.dependencies == Dependencies::Sequential {
+            return vec![(0..self.operations.len()).collect()];
+        }
+        let mut chains: Vec<(&ObjectRef, Vec<usize>)> = Vec::new();
+        for (i, op) in self.operations.iter().enumerate() {
+            match chains.iter_mut().find(|(object, _)| *object == &op.object) {
+                Some((_, chain)) => chain.push(i),
+                None => chains.push((&op.object, vec![i])),
+            }
+        }
+        chains.into_iter().map(|(_, chain)| chain).collect()
+    }
 }
 
 /// The ordered phases that converge a cluster to a spec. Empty when already converged.
@@ -330,9 +366,13 @@ impl fmt::Display for Plan {
             writeln!(f, "-- warning: {w}")?;
         }
         for (i, phase) in self.phases.iter().enumerate() {
+            let independent = match phase.dependencies {
+                Dependencies::Sequential => "",
+                Dependencies::SameObject => " (objects independent)",
+            };
             writeln!(
                 f,
-                "-- phase {} {} on database {:?}",
+                "-- phase {} {} on database {:?}{independent}",
                 i + 1,
                 phase.kind.name(),
                 phase.database
@@ -428,18 +468,30 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Adds a phase on `database` unless it has no operations.
+    /// Adds a sequential phase on `database` unless it has no operations.
     fn phase(&mut self, kind: PhaseKind, database: &str, operations: Vec<Operation>) {
+        self.phase_with(kind, database, operations, Dependencies::Sequential);
+    }
+
+    /// Adds a phase on `database` unless it has no operations.
+    fn phase_with(
+        &mut self,
+        kind: PhaseKind,
+        database: &str,
+        operations: Vec<Operation>,
+        dependencies: Dependencies,
+    ) {
         if !operations.is_empty() {
             self.phases.push(Phase {
                 kind,
                 database: database.to_owned(),
                 operations,
+                dependencies,
             });
         }
     }
 
-    /// Adds a phase on the system database unless it has no operations.
+    /// Adds a sequential phase on the system database unless it has no operations.
     fn system_phase(&mut self, kind: PhaseKind, operations: Vec<Operation>) {
         let options = self.options;
         self.phase(kind, &options.system_database, operations);
