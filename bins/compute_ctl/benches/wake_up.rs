@@ -17,8 +17,8 @@
 //!
 //! Every round unpacks into a fresh directory and nothing is deleted before the end: this
 //! machine's disk slows file creation for up to a minute after large deletions. A probe
-//! extraction is timed before the rounds (waiting, up to 90 s, until it is steady) and after
-//! them; a slower probe at the end is reported.
+//! extraction is timed before the rounds (waiting, up to 120 s, until three in a row agree)
+//! and after them; a slower probe at the end is reported. Let a minute pass between runs.
 //!
 //! Run: `cargo bench -p compute_ctl --bench wake_up` (9 rounds of every case). Options after
 //! `--`: `--rounds N`, `--databases 2,20`, `--formats plain,gzip,zstd`; `WAKE_UP_LOG=FILE`
@@ -113,10 +113,23 @@ fn wake_spec(databases: usize, pageserver: &str, safekeeper: &str) -> serde_json
     })
 }
 
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Empty<Bytes>,
+>;
+
+/// One HTTP client for the whole bench: its connections are kept alive, so a poll of
+/// `/status` costs compute_ctl a request, not a TCP connection.
+fn client() -> &'static HttpClient {
+    static CLIENT: std::sync::OnceLock<HttpClient> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<Empty<Bytes>>()
+    })
+}
+
 async fn get(port: u16, path: &str) -> Option<serde_json::Value> {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<Bytes>>();
-    let resp = client
+    let resp = client()
         .get(format!("http://127.0.0.1:{port}{path}").parse().ok()?)
         .await
         .ok()?;
@@ -168,7 +181,7 @@ impl ComputeCtl {
         ComputeCtl { child, http }
     }
 
-    /// Polls `/status` every millisecond until `running`.
+    /// Polls `/status` every millisecond (on a kept-alive connection) until `running`.
     async fn wait_running(&mut self) {
         loop {
             if let Some(s) = get(self.http, "/status").await {
@@ -408,8 +421,8 @@ async fn floor(dir: &Path, case: &Case, round: usize) -> Floor {
     }
 }
 
-/// Times extractions of `archive` (plain) into fresh directories until one is within 20 % of
-/// the fastest seen (at least three), for at most 90 s; returns the last time.
+/// Times extractions of `archive` (plain) into fresh directories, 2 s apart, until the last
+/// three are within 20 % of each other, for at most 120 s; returns the last time.
 fn steady_probe(dir: &Path, archive: &Path, label: &str) -> Duration {
     let started = Instant::now();
     let mut times: Vec<Duration> = Vec::new();
@@ -419,9 +432,11 @@ fn steady_probe(dir: &Path, archive: &Path, label: &str) -> Duration {
         untar(archive, Format::Plain, &target);
         let took = t.elapsed();
         times.push(took);
-        let fastest = *times.iter().min().unwrap();
-        let steady = times.len() >= 3 && took.as_secs_f64() <= fastest.as_secs_f64() * 1.2;
-        if steady || started.elapsed() > Duration::from_secs(90) {
+        let last: Vec<f64> = times.iter().rev().take(3).map(Duration::as_secs_f64).collect();
+        let spread = last.iter().cloned().fold(0.0, f64::max)
+            / last.iter().cloned().fold(f64::INFINITY, f64::min);
+        let steady = last.len() == 3 && spread <= 1.2;
+        if steady || started.elapsed() > Duration::from_secs(120) {
             let list: Vec<String> = times.iter().map(|t| format!("{}", t.as_millis())).collect();
             println!(
                 "probe extraction ({label}): {} ms{}",
