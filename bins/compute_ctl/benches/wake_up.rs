@@ -432,7 +432,12 @@ fn steady_probe(dir: &Path, archive: &Path, label: &str) -> Duration {
         untar(archive, Format::Plain, &target);
         let took = t.elapsed();
         times.push(took);
-        let last: Vec<f64> = times.iter().rev().take(3).map(Duration::as_secs_f64).collect();
+        let last: Vec<f64> = times
+            .iter()
+            .rev()
+            .take(3)
+            .map(Duration::as_secs_f64)
+            .collect();
         let spread = last.iter().cloned().fold(0.0, f64::max)
             / last.iter().cloned().fold(f64::INFINITY, f64::min);
         let steady = last.len() == 3 && spread <= 1.2;
