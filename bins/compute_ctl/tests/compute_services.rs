@@ -124,7 +124,8 @@ fn pgbouncer_pids(ini: &Path) -> Vec<String> {
 }
 
 /// local_proxy's stand-in: `flock` holds `dir/pid` while a shell writes its pid there and
-/// appends a line to `dir/hups` on each SIGHUP.
+/// appends a line to `dir/hups` on each SIGHUP (the trap set before the pid is written: a
+/// SIGHUP in between would end the shell).
 struct ProxyStandIn {
     flock: Child,
     dir: std::path::PathBuf,
@@ -134,7 +135,7 @@ impl ProxyStandIn {
     async fn start(dir: &Path) -> ProxyStandIn {
         std::fs::create_dir_all(dir).unwrap();
         let script = format!(
-            "echo $$ > {dir}/pid; trap 'echo hup >> {dir}/hups' HUP; \
+            "trap 'echo hup >> {dir}/hups' HUP; echo $$ > {dir}/pid; \
              while :; do sleep 0.05; done",
             dir = dir.display()
         );
