@@ -102,8 +102,8 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
     compute.mark_phase("launch");
     let run_as = resolve_run_as(&opts)?;
     signals::install_signal_handlers(compute.clone())?;
-    // As PID 1: reaps orphans until the runtime ends.
-    let _reaper = process::reap_orphans_if_init();
+    // As PID 1 or a child subreaper: reaps orphans until the runtime ends.
+    let _reaper = process::reap_orphans_if_adopted();
     let mut shutdown = compute.subscribe_shutdown();
 
     let loaded = tokio::select! {

@@ -14,9 +14,10 @@
 //! segment attached). The price of SIGQUIT: a postmaster that is stopped (SIGSTOP) when
 //! compute_ctl is killed keeps it pending until continued. Every other child gets SIGKILL.
 //!
-//! As PID 1 (a container without an init), compute_ctl reaps the orphans reparented to it
-//! (`child_process::reaper`), leaving its own children's exit status to their owners. It does
-//! not make itself a child subreaper otherwise: then the process above it (systemd, tini,
+//! As PID 1 (a container without an init), or as a child subreaper (its launcher set
+//! `PR_SET_CHILD_SUBREAPER` and then `exec`ed it), compute_ctl reaps the orphans reparented to
+//! it (`child_process::reaper`), leaving its own children's exit status to their owners. It
+//! does not make itself a child subreaper: then the process above it (systemd, tini,
 //! docker's `--init`, the kubelet's pause container) reaps, and orphans of postgres's programs
 //! go where the host expects them.
 //!
@@ -192,19 +193,24 @@ impl Postmaster {
     }
 }
 
-/// When compute_ctl is PID 1: reaps orphaned processes for as long as the runtime runs (see
-/// the module doc). Otherwise nothing.
-pub(crate) fn reap_orphans_if_init() -> Option<tokio::task::JoinHandle<()>> {
-    if !child_process::reaper::is_init() {
+/// When orphans become compute_ctl's children (it is PID 1, or a child subreaper because its
+/// launcher set `PR_SET_CHILD_SUBREAPER` before `exec`): reaps them for as long as the runtime
+/// runs (see the module doc). Otherwise nothing.
+pub(crate) fn reap_orphans_if_adopted() -> Option<tokio::task::JoinHandle<()>> {
+    let role = if child_process::reaper::is_init() {
+        "PID 1"
+    } else if child_process::reaper::is_subreaper() {
+        "a child subreaper"
+    } else {
         return None;
-    }
+    };
     match child_process::reaper::spawn() {
         Ok(task) => {
-            tracing::info!("running as PID 1: orphaned processes are reaped");
+            tracing::info!("running as {role}: orphaned processes are reaped");
             Some(task)
         }
         Err(e) => {
-            tracing::warn!(error = %e, "running as PID 1 but cannot reap orphans");
+            tracing::warn!(error = %e, "running as {role} but cannot reap orphans");
             None
         }
     }

@@ -92,6 +92,20 @@ fn zombie_children(parent: i32) -> Vec<i32> {
         .collect()
 }
 
+/// The `sleep` orphans `parent` adopted (the storm's background jobs): (alive, zombies).
+fn adopted_sleeps(parent: i32) -> (usize, usize) {
+    let sleeps = all_pids().into_iter().filter(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+    });
+    let states: Vec<char> = sleeps
+        .filter_map(stat)
+        .filter(|(_, ppid, _)| *ppid == parent)
+        .map(|(state, _, _)| state)
+        .collect();
+    let zombies = states.iter().filter(|s| **s == 'Z').count();
+    (states.len() - zombies, zombies)
+}
+
 /// What a SIGKILL of compute_ctl left.
 struct Aftermath {
     /// Processes below compute_ctl just before.
@@ -557,16 +571,39 @@ async fn only_child(parent: i32) -> i32 {
 /// success is checked; the postmaster's exit after SIGTERM is seen), and exits 0.
 #[tokio::test(flavor = "multi_thread")]
 async fn as_pid_1_orphans_are_reaped_and_exit_codes_kept() {
+    let wrapper = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"];
+    orphans_are_reaped_and_exit_codes_kept(&wrapper, "PID 1").await;
+}
+
+/// The same duty when compute_ctl is not PID 1 but a child subreaper: its launcher set
+/// `PR_SET_CHILD_SUBREAPER` and `exec`ed it (the setting survives `execve`), so the orphans
+/// below it become its children and would stay zombies unless it reaps them.
+#[tokio::test(flavor = "multi_thread")]
+async fn as_a_child_subreaper_orphans_are_reaped_and_exit_codes_kept() {
+    // PR_SET_CHILD_SUBREAPER is 36 (linux/prctl.h).
+    let launcher = "import ctypes, os, sys\n\
+        assert ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0\n\
+        os.execv(sys.argv[1], sys.argv[1:])";
+    orphans_are_reaped_and_exit_codes_kept(&["python3", "-c", launcher], "a child subreaper").await;
+}
+
+/// Runs a compute under `wrapper` (which makes compute_ctl `role`, as its log says), makes 20
+/// orphans and checks that none stays a zombie of compute_ctl, that its own children keep
+/// their exit status, and that it exits 0 after SIGTERM.
+async fn orphans_are_reaped_and_exit_codes_kept(wrapper: &[&str], role: &str) {
     let mut ctl = Ctl::start(Args {
         extra: vec!["-s".into(), standalone_spec(0)],
-        wrapper: ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
-            .map(String::from)
-            .to_vec(),
+        wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
         ..Args::default()
     });
-    let init = only_child(ctl.pid().as_raw()).await;
+    let init = if role == "PID 1" {
+        only_child(ctl.pid().as_raw()).await
+    } else {
+        ctl.pid().as_raw()
+    };
     ctl.wait_status("running").await;
-    ctl.wait_log("running as PID 1").await;
+    ctl.wait_log(&format!("running as {role}: orphaned processes are reaped"))
+        .await;
 
     let client = ctl.pg("postgres").await;
     let storm = tokio::spawn(async move {
@@ -574,7 +611,7 @@ async fn as_pid_1_orphans_are_reaped_and_exit_codes_kept() {
             client
                 // The program reads its input first: exiting before postgres wrote is an
                 // EPIPE for the COPY.
-                .batch_execute("COPY (SELECT 1) TO PROGRAM 'cat >/dev/null; (sleep 0.2 &) ; true'")
+                .batch_execute("COPY (SELECT 1) TO PROGRAM 'cat >/dev/null; (sleep 0.5 &) ; true'")
                 .await
                 .unwrap();
         }
@@ -584,14 +621,22 @@ async fn as_pid_1_orphans_are_reaped_and_exit_codes_kept() {
     let (code, answer) = ctl.request("POST", "/configure", &body, None).await;
     assert_eq!(code, 200, "{answer}\n{}", ctl.log());
     storm.await.unwrap();
-    // The last orphan exits 200 ms after its COPY; the reaper runs at each SIGCHLD.
-    let zombies = eventually(Duration::from_secs(5), || async {
-        zombie_children(init).is_empty().then_some(())
+    // The last orphans are still sleeping: they were adopted (else the check below would
+    // prove nothing).
+    let (alive, _) = adopted_sleeps(init);
+    assert!(
+        alive > 0,
+        "no orphan was adopted by compute_ctl\n{}",
+        ctl.log()
+    );
+    // Each exits 500 ms after its COPY; the reaper runs at each SIGCHLD.
+    let zombies = eventually(Duration::from_secs(10), || async {
+        (adopted_sleeps(init) == (0, 0) && zombie_children(init).is_empty()).then_some(())
     })
     .await;
     let left = zombie_children(init);
     println!(
-        "figures: PID 1: 20 orphans made, {} zombies left",
+        "figures: {role}: 20 orphans made, {} zombies left",
         left.len()
     );
     assert!(zombies.is_some(), "zombies left: {left:?}\n{}", ctl.log());

@@ -29,6 +29,12 @@ pub fn is_init() -> bool {
     nix::unistd::getpid().as_raw() == 1
 }
 
+/// Whether this process is a child subreaper (`PR_GET_CHILD_SUBREAPER`): set on itself, or by
+/// a wrapper that set it and then `exec`ed this program (the setting survives `execve`).
+pub fn is_subreaper() -> bool {
+    nix::sys::prctl::get_child_subreaper().unwrap_or(false)
+}
+
 /// Makes this process a child subreaper (`PR_SET_CHILD_SUBREAPER`): orphans below it become
 /// its children instead of PID 1's. Needed only to test the reaper outside a PID namespace.
 pub fn become_subreaper() -> std::io::Result<()> {

@@ -49,6 +49,7 @@ async fn orphans(count: usize) {
 #[tokio::test(flavor = "multi_thread")]
 async fn orphans_are_reaped_and_our_children_keep_their_status() {
     reaper::become_subreaper().unwrap();
+    assert!(reaper::is_subreaper());
     assert!(!reaper::is_init());
 
     // One of ours exits first and is not waited for yet: the peek sees it first.
