@@ -255,8 +255,10 @@ pub struct Cli {
     pub sync_safekeepers_timeout: Duration,
 
     /// Total time the basebackup's retries may take: no attempt starts (and no wait before one)
-    /// past it, and the last error is reported. Upstream's 10 retries, 500 ms × 1.5ⁿ apart,
-    /// take about a minute.
+    /// past it, and the last error is reported. The attempt in flight is not cut short (a
+    /// healthy transfer of a large database may take longer): the connect timeout and
+    /// --basebackup-stall-timeout bound it. Upstream's 10 retries, 500 ms × 1.5ⁿ apart, take
+    /// about a minute.
     #[arg(long, env = "COMPUTE_CTL_STORAGE_RETRY_DEADLINE", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub storage_retry_deadline: Duration,
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use compute_spec::ControlPlaneConfigResponse;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -30,6 +30,12 @@ pub(crate) struct Timeouts {
 /// 200 body, 502 and 503.
 const ATTEMPTS: u32 = 3;
 const RETRY_DELAY: Duration = Duration::from_millis(100);
+
+/// The largest answer read: the largest spec validation accepts (64 MiB, as `-S` and
+/// `/configure`), plus room for the envelope around it.
+fn body_limit() -> usize {
+    compute_spec::ValidationOptions::default().max_bytes + (1 << 20)
+}
 
 /// The longest body excerpt quoted in an error.
 const BODY_EXCERPT: usize = 300;
@@ -145,16 +151,23 @@ async fn get_config(
         Ok(Ok(response)) => response,
     };
     let status = response.status();
-    let body = match tokio::time::timeout_at(deadline, response.into_body().collect()).await {
+    let limit = body_limit();
+    let body = Limited::new(response.into_body(), limit).collect();
+    let body = match tokio::time::timeout_at(deadline, body).await {
         Err(_) => {
             return Err(Attempt::Retry(format!(
                 "status {status}, then timed out after {timeout:?} reading the body"
             )));
         }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(Attempt::Final(format!(
+                "status {status}, then a body larger than the {limit}-byte limit"
+            )));
+        }
         Ok(Err(e)) => {
             return Err(Attempt::Retry(format!(
                 "status {status}, then reading the body failed: {}",
-                chain(&e)
+                chain(&*e)
             )));
         }
         Ok(Ok(body)) => body.to_bytes(),

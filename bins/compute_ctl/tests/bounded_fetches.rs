@@ -31,6 +31,8 @@ enum Peer {
     Silent,
     /// Read the request, then close without answering.
     Close,
+    /// Read the request, then answer 200 with a body that never ends.
+    Endless,
 }
 
 /// A TCP listener playing a broken control plane; counts the connections it accepted.
@@ -50,10 +52,25 @@ async fn broken_control_plane(peer: Peer) -> (u16, Arc<AtomicUsize>) {
                     let _ = socket.read(&mut buf).await;
                     drop(socket);
                 }
+                Peer::Endless => {
+                    tokio::spawn(endless_answer(socket));
+                }
             }
         }
     });
     (port, accepted)
+}
+
+/// `200 OK`, then JSON whitespace until the client goes away.
+async fn endless_answer(mut socket: tokio::net::TcpStream) {
+    let mut buf = [0u8; 4096];
+    let _ = socket.read(&mut buf).await;
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n[";
+    if socket.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    let chunk = vec![b' '; 1 << 20];
+    while socket.write_all(&chunk).await.is_ok() {}
 }
 
 fn control_plane_args(url: String, extra: &[&str]) -> Vec<String> {
@@ -163,6 +180,29 @@ async fn closed_and_refused_connections_are_named() {
     );
     assert!(error.contains("Connection refused"), "{error}");
     assert_no_repeated_segment(&error);
+}
+
+/// A control plane whose answer never ends is read up to the spec size limit (64 MiB and
+/// the envelope), then refused without another attempt: the body was read whole before.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endless_control_plane_answer_is_cut_at_the_size_limit() {
+    let (port, accepted) = broken_control_plane(Peer::Endless).await;
+    let started = Instant::now();
+    let mut ctl = Ctl::start(Args {
+        extra: control_plane_args(format!("http://127.0.0.1:{port}"), &[]),
+        ..Args::default()
+    });
+    let error = failure(&mut ctl).await;
+    assert!(
+        error.contains("status 200 OK, then a body larger than the 68157440-byte limit"),
+        "{error}"
+    );
+    assert_no_repeated_segment(&error);
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "retried: {error}");
+    eprintln!(
+        "time to fail, endless control-plane answer: {:?}",
+        started.elapsed()
+    );
 }
 
 /// A CA and a certificate for 127.0.0.1 signed by it, made by the real `openssl`.
