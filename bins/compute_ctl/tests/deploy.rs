@@ -288,6 +288,15 @@ fn kubernetes_manifests_agree_with_the_code_and_the_image() {
         let get = &container[probe]["httpGet"];
         assert_eq!(get["path"], path, "{probe}");
         assert_eq!(get["port"], "http", "{probe}");
+        let (readme_path, settings) = readme_probe_row(probe);
+        assert_eq!(readme_path, path, "README's {probe} row");
+        for (key, value) in settings {
+            assert_eq!(
+                container[probe][&key].as_u64(),
+                Some(value),
+                "README's {probe} row says {key}: {value}"
+            );
+        }
     }
     assert!(
         container["lifecycle"].is_null(),
@@ -344,6 +353,25 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// README's Kubernetes probe table row for `probe`: its path and its `key: number` settings.
+fn readme_probe_row(probe: &str) -> (String, Vec<(String, u64)>) {
+    let readme = std::fs::read_to_string(repo_file("README.md")).unwrap();
+    let start = format!("| `{probe}` |");
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with(&start))
+        .unwrap_or_else(|| panic!("README has no {probe} row"));
+    let cells: Vec<&str> = row.split(" | ").collect();
+    let settings = cells[2]
+        .split(", ")
+        .map(|s| {
+            let (key, value) = s.trim_matches('`').split_once(": ").unwrap();
+            (key.to_owned(), value.parse().unwrap())
+        })
+        .collect();
+    (cells[1].trim_matches('`').to_owned(), settings)
 }
 
 /// README's quick start command: the arguments after `cargo run … --`.
