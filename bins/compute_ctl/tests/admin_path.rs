@@ -248,6 +248,12 @@ async fn failed_is_not_a_dead_end() {
     // `/terminate` from `failed` (long linger): 200, postgres stopped, exit 1 at once.
     let terminated = async {
         let (mut ctl, postmaster) = failed_compute("120s").await;
+        // Alive, and not ready.
+        for (probe, expect) in [("/healthz", 200), ("/readyz", 503)] {
+            let (code, body) = ctl.request("GET", probe, "", None).await;
+            assert_eq!(code, expect, "{probe}: {body}");
+            assert!(body.contains(r#""status":"failed""#), "{probe}: {body}");
+        }
         // A new spec is refused in `failed`, as upstream: the failed apply may have left the
         // catalog half-changed; the way on is a fresh start.
         let (code, body) = ctl

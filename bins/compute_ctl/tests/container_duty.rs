@@ -447,6 +447,12 @@ async fn sigkill_in(phase: Phase) {
         Phase::Running => Some(busy_sessions(&held.ctl).await),
         _ => None,
     };
+    // Not ready until running, alive throughout.
+    let ready = if phase == Phase::Running { 200 } else { 503 };
+    for (probe, expect) in [("/healthz", 200), ("/readyz", ready)] {
+        let (code, body) = held.ctl.request("GET", probe, "", None).await;
+        assert_eq!(code, expect, "{phase:?} {probe}: {body}");
+    }
     let after = sigkill(&mut held.ctl).await;
     let log = held.ctl.log();
     println!(
