@@ -303,7 +303,9 @@ pub struct Cli {
     #[arg(long, env = "COMPUTE_CTL_TLS_WATCH_INTERVAL", default_value = "60s", value_parser = parse_nonzero_duration, value_name = "DURATION")]
     pub tls_watch_interval: Duration,
 
-    /// Wipe the data directory even if it is non-empty and has no `PG_VERSION`.
+    /// Wipe the data directory even if it is non-empty and has no `PG_VERSION` (a data
+    /// directory that lost it). Never `/`, system content, a home, a live postmaster's, or a
+    /// directory holding files PostgreSQL and compute_ctl do not make.
     #[arg(long)]
     pub force_wipe: bool,
 

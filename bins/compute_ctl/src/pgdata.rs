@@ -12,10 +12,12 @@
 //!    holding one; symlinks are resolved on both sides (a `$HOME` that links to PGDATA, a
 //!    PGDATA that links to a home);
 //! 3. never a directory a live postmaster uses (its `postmaster.pid`);
-//! 4. unless forced, never a non-empty directory without `PG_VERSION` (but for what an
-//!    interrupted start leaves: `postgresql.conf` beside other entries of a data directory),
-//!    or one holding a top-level entry neither PostgreSQL nor compute_ctl makes (a planted
-//!    `PG_VERSION` does not make `/some/dir` a data directory).
+//! 4. never a directory holding a top-level entry neither PostgreSQL nor compute_ctl makes,
+//!    forced or not (a planted `PG_VERSION` does not make `/some/dir` a data directory, and
+//!    no flag makes a user's files compute_ctl's to delete);
+//! 5. unless forced, never a non-empty directory without `PG_VERSION` (but for what an
+//!    interrupted start leaves: `postgresql.conf` beside other entries of a data directory):
+//!    `--force-wipe` is for a damaged data directory whose `PG_VERSION` is gone.
 //!
 //! The decision is pure ([`protected`], [`foreign_entries`]) over what [`survey`] reads.
 
@@ -36,20 +38,20 @@ pub(crate) enum PgdataError {
         /// What it is.
         what: String,
     },
-    /// A non-empty directory that is not a PostgreSQL data directory.
+    /// A non-empty directory without `PG_VERSION` (and without foreign files).
     #[error(
         "refusing to wipe {path}: it is not empty and has no PG_VERSION, so it does not look \
-         like a data directory (pass --force-wipe to wipe it anyway)"
+         like a data directory (pass --force-wipe to wipe a data directory that lost it)"
     )]
     NotADataDirectory {
         /// The directory.
         path: PathBuf,
     },
-    /// A directory with `PG_VERSION` that also holds what PostgreSQL would not have made.
+    /// A directory that holds what PostgreSQL would not have made (`--force-wipe` does not
+    /// help).
     #[error(
         "refusing to wipe {path}: it holds files PostgreSQL and compute_ctl do not make \
-         ({entries}), so it does not look like a data directory (pass --force-wipe to wipe it \
-         anyway)"
+         ({entries}), so it is not a data directory (move them away, or choose another -D)"
     )]
     ForeignFiles {
         /// The directory.
@@ -331,14 +333,6 @@ pub(crate) fn check_wipe_allowed(path: &Path, force: bool) -> Result<(), PgdataE
             pid,
         });
     }
-    if entries.is_empty() || force {
-        return Ok(());
-    }
-    if !survey.has_pg_version && !interrupted_start(&entries) {
-        return Err(PgdataError::NotADataDirectory {
-            path: path.to_owned(),
-        });
-    }
     let foreign = foreign_entries(&entries);
     if !foreign.is_empty() {
         let shown = foreign
@@ -355,6 +349,11 @@ pub(crate) fn check_wipe_allowed(path: &Path, force: bool) -> Result<(), PgdataE
             } else {
                 shown
             },
+        });
+    }
+    if !entries.is_empty() && !force && !survey.has_pg_version && !interrupted_start(&entries) {
+        return Err(PgdataError::NotADataDirectory {
+            path: path.to_owned(),
         });
     }
     Ok(())
@@ -523,18 +522,25 @@ mod tests {
         std::fs::create_dir(dir.join("interrupted/base")).unwrap();
         check(&dir.join("interrupted"), false, "ok");
         std::fs::write(dir.join("interrupted/notes.txt"), "keep me").unwrap();
-        check(&dir.join("interrupted"), false, "no PG_VERSION");
-        check(&dir.join("stuff"), false, "has no PG_VERSION");
-        check(&dir.join("stuff"), true, "ok");
+        check(&dir.join("interrupted"), false, "do not make (notes.txt)");
+        check(&dir.join("interrupted"), true, "do not make (notes.txt)");
+        check(&dir.join("stuff"), false, "do not make (notes.txt)");
+        check(&dir.join("stuff"), true, "do not make (notes.txt)");
+        // A data directory that lost its PG_VERSION: only forced.
+        std::fs::create_dir(dir.join("damaged")).unwrap();
+        std::fs::create_dir(dir.join("damaged/base")).unwrap();
+        std::fs::create_dir(dir.join("damaged/global")).unwrap();
+        check(&dir.join("damaged"), false, "has no PG_VERSION");
+        check(&dir.join("damaged"), true, "ok");
         std::fs::write(dir.join("file"), "x").unwrap();
         check(&dir.join("file"), false, "is not a directory");
         std::fs::create_dir(dir.join("pg")).unwrap();
         std::fs::write(dir.join("pg/PG_VERSION"), "15\n").unwrap();
         check(&dir.join("pg"), false, "ok");
-        // A planted PG_VERSION beside what postgres would not make: refused unless forced.
+        // A planted PG_VERSION beside what postgres would not make: refused, forced or not.
         std::fs::write(dir.join("stuff/PG_VERSION"), "15\n").unwrap();
         check(&dir.join("stuff"), false, "do not make (notes.txt)");
-        check(&dir.join("stuff"), true, "ok");
+        check(&dir.join("stuff"), true, "do not make (notes.txt)");
         // Our own pid is certainly alive.
         std::fs::write(
             dir.join("pg/postmaster.pid"),

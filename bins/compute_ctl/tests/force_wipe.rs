@@ -331,6 +331,8 @@ fn home_directories_are_refused_through_symlinks_either_way() {
     );
 }
 
+/// A planted `PG_VERSION` beside files PostgreSQL would not make is refused, with
+/// `--force-wipe` too (issue 14 item 6: it still refuses such a directory).
 #[test]
 fn a_planted_pg_version_does_not_make_a_data_directory() {
     let tmp = tempfile::tempdir().unwrap();
@@ -348,6 +350,16 @@ fn a_planted_pg_version_does_not_make_a_data_directory() {
         &[],
         &planted,
         false,
+        &[],
+        &[&planted],
+        "it holds files PostgreSQL and compute_ctl do not make (.guard-scratch-marker, auth.log, syslog)",
+    );
+    // --force-wipe lifts only the missing-PG_VERSION rule: foreign files stay refused.
+    refused(
+        "planted-pg-version-forced",
+        &[],
+        &planted,
+        true,
         &[],
         &[&planted],
         "it holds files PostgreSQL and compute_ctl do not make (.guard-scratch-marker, auth.log, syslog)",
