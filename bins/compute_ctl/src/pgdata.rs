@@ -87,14 +87,14 @@ pub(crate) enum PgdataError {
         uid: u32,
     },
     /// A filesystem operation failed.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {error}")]
     Io {
         /// What was done.
         action: &'static str,
         /// On which path.
         path: PathBuf,
-        /// The OS error.
-        source: io::Error,
+        /// The OS error (in the message, not a `source`: printed once in a chain).
+        error: io::Error,
     },
 }
 
@@ -103,7 +103,7 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Pgdata
     move |source| PgdataError::Io {
         action,
         path,
-        source,
+        error: source,
     }
 }
 
@@ -498,6 +498,16 @@ mod tests {
             "{}: got {got:?}, want {expect:?}",
             path.display()
         );
+    }
+
+    /// An OS error is printed once in the chain (it was in the message and the source).
+    #[test]
+    fn an_os_error_is_printed_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("file"), "x").unwrap();
+        let e = check_wipe_allowed(&tmp.path().join("file/pgdata"), false).unwrap_err();
+        let text = format!("{:#}", anyhow::Error::new(e));
+        assert_eq!(text.matches("os error 20").count(), 1, "{text}");
     }
 
     #[test]

@@ -541,7 +541,7 @@ async fn run_migrations(ctx: &StartContext) {
             if let Some(id) = e.migration_id() {
                 ctx.compute.metrics.count_migration_failure(id);
             }
-            tracing::error!(error = %e, "migrations failed; the start goes on");
+            tracing::error!(error = %neon_clients::Chain(&e), "migrations failed; the start goes on");
         }
         Err(_) => tracing::error!(
             timeout = ?MIGRATIONS_TIMEOUT,

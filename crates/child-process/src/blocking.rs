@@ -47,7 +47,7 @@ impl BlockingChild {
         let pid = child.id();
         let output = child.wait_with_output().map_err(|source| Error::Wait {
             program: self.name.clone(),
-            source,
+            error: source,
         })?;
         crate::spawner::forget(pid);
         Ok(output)

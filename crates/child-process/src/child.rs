@@ -200,7 +200,7 @@ impl Child {
         let inner = self.inner.as_mut().expect("only None once dropped");
         let status = inner.wait().await.map_err(|source| Error::Wait {
             program: self.name.to_string(),
-            source,
+            error: source,
         })?;
         self.exit = Some(status);
         crate::spawner::forget(self.pid());

@@ -95,7 +95,7 @@ impl RunAs {
     pub fn lookup(name: &str) -> Result<Option<RunAs>, Error> {
         let user = nix::unistd::User::from_name(name).map_err(|errno| Error::UserLookup {
             name: name.to_owned(),
-            source: errno.into(),
+            error: errno.into(),
         })?;
         Ok(user.map(|user| RunAs {
             uid: user.uid.as_raw(),
@@ -116,12 +116,12 @@ impl From<(u32, u32)> for RunAs {
 #[non_exhaustive]
 pub enum Error {
     /// The user database could not be read.
-    #[error("look up user {name:?}: {source}")]
+    #[error("look up user {name:?}: {error}")]
     UserLookup {
         /// The user name.
         name: String,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not a `source`: printed once in a chain).
+        error: std::io::Error,
     },
     /// The working directory is relative.
     #[error("run {program}: working directory {} is not absolute", dir.display())]
@@ -132,20 +132,20 @@ pub enum Error {
         dir: PathBuf,
     },
     /// The program could not be started.
-    #[error("start {program}: {source}")]
+    #[error("start {program}: {error}")]
     Spawn {
         /// The program's name.
         program: String,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not a `source`: printed once in a chain).
+        error: std::io::Error,
     },
     /// Waiting for the child failed.
-    #[error("wait for {program}: {source}")]
+    #[error("wait for {program}: {error}")]
     Wait {
         /// The program's name.
         program: String,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not a `source`: printed once in a chain).
+        error: std::io::Error,
     },
     /// The child exited with a failure.
     #[error("{program} failed ({status}): {}", tail.join(" | "))]
@@ -182,9 +182,9 @@ impl From<Error> for std::io::Error {
     /// [`std::io::ErrorKind::Other`].
     fn from(e: Error) -> std::io::Error {
         match e {
-            Error::UserLookup { source, .. }
-            | Error::Spawn { source, .. }
-            | Error::Wait { source, .. } => source,
+            Error::UserLookup { error, .. }
+            | Error::Spawn { error, .. }
+            | Error::Wait { error, .. } => error,
             other => std::io::Error::other(other),
         }
     }
@@ -386,7 +386,7 @@ impl Command {
     fn spawn_error(&self, source: std::io::Error) -> Error {
         Error::Spawn {
             program: self.name.clone(),
-            source,
+            error: source,
         }
     }
 }

@@ -29,12 +29,12 @@ pub enum ReadinessError {
         pgdata: PathBuf,
     },
     /// inotify failed.
-    #[error("watch {pgdata}: {source}")]
+    #[error("watch {pgdata}: {error}")]
     Watch {
         /// The data directory.
         pgdata: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not a `source`: printed once in a chain).
+        error: std::io::Error,
     },
 }
 
@@ -58,7 +58,7 @@ impl ReadinessWatch {
     pub fn new(pgdata: &Path) -> Result<ReadinessWatch, ReadinessError> {
         let watch_err = |source| ReadinessError::Watch {
             pgdata: pgdata.to_owned(),
-            source,
+            error: source,
         };
         let inotify = Inotify::init().map_err(watch_err)?;
         inotify
@@ -98,7 +98,7 @@ impl ReadinessWatch {
                     if event.is_none() {
                         return Err(ReadinessError::Watch {
                             pgdata: self.pgdata.clone(),
-                            source: std::io::Error::other("inotify stream ended"),
+                            error: std::io::Error::other("inotify stream ended"),
                         });
                     }
                 }

@@ -140,7 +140,10 @@ fn sync_error(program: PathBuf, timeout: Duration, e: child_process::Error) -> S
             stderr_tail: tail.join("\n"),
         },
         Error::Cancelled { .. } => SyncError::Cancelled,
-        Error::Wait { source, .. } => SyncError::Wait { program, source },
+        Error::Wait { error, .. } => SyncError::Wait {
+            program,
+            source: error,
+        },
         other => SyncError::Spawn {
             program,
             source: other.into(),

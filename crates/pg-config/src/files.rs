@@ -71,14 +71,14 @@ pub enum WriteFileError {
         path: PathBuf,
     },
     /// A filesystem operation failed.
-    #[error("{step} {}: {source}", path.display())]
+    #[error("{step} {}: {error}", path.display())]
     Io {
         /// What was being done.
         step: WriteStep,
         /// The target file.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message, not a `source`: printed once in a chain).
+        error: std::io::Error,
     },
 }
 
@@ -113,7 +113,7 @@ pub fn write_file_atomically(
         move |source| WriteFileError::Io {
             step,
             path: path.to_owned(),
-            source,
+            error: source,
         }
     };
 

@@ -24,12 +24,12 @@ pub enum PgbouncerIniError {
     #[error("the file has no [pgbouncer] section")]
     MissingSection,
     /// A key or its value cannot be written so that pgbouncer reads it back.
-    #[error("pgbouncer setting {key:?}: {source}")]
+    #[error("pgbouncer setting {key:?}: {error}")]
     Setting {
         /// The setting's key.
         key: String,
-        /// What is wrong with it.
-        source: IniError,
+        /// What is wrong with it (in the message, not a `source`: printed once in a chain).
+        error: IniError,
     },
 }
 
@@ -80,7 +80,7 @@ where
         let line = pgbouncer_ini_line(key, value.as_ref()).map_err(|source| {
             PgbouncerIniError::Setting {
                 key: key.to_owned(),
-                source,
+                error: source,
             }
         })?;
         rendered.retain(|(k, _)| k != key);

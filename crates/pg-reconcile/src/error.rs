@@ -128,16 +128,16 @@ pub fn sqlstate_is_retryable(code: &str) -> bool {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReconcileError {
-    /// Could not connect to a database.
-    #[error("connect to database {database:?}: {source}")]
+    /// Could not connect to a database (the client error is the source: print the chain).
+    #[error("connect to database {database:?}")]
     Connect {
         /// The database.
         database: String,
         /// The client error.
         source: tokio_postgres::Error,
     },
-    /// The catalog query failed.
-    #[error("observe the catalog of database {database:?}: {source}")]
+    /// The catalog query failed (the client error is the source: print the chain).
+    #[error("observe the catalog of database {database:?}")]
     Observe {
         /// The database.
         database: String,
@@ -169,6 +169,36 @@ impl ReconcileError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The message and its sources, as a chain printer (anyhow's `{:#}`) shows them.
+    fn chain(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+        let mut parts = vec![e.to_string()];
+        let mut next = e.source();
+        while let Some(cause) = next {
+            parts.push(cause.to_string());
+            next = cause.source();
+        }
+        parts
+    }
+
+    /// A client error is the source of a connect error, not repeated in its message.
+    #[test]
+    fn a_connect_error_prints_its_cause_once() {
+        let source = "port=notanumber"
+            .parse::<tokio_postgres::Config>()
+            .unwrap_err();
+        let e = ReconcileError::Connect {
+            database: "app".into(),
+            source,
+        };
+        let parts = chain(&e);
+        assert_eq!(parts[0], r#"connect to database "app""#);
+        assert!(parts.len() >= 2, "{parts:?}");
+        let text = parts.join(": ");
+        for (i, part) in parts.iter().enumerate() {
+            assert!(!parts[i + 1..].contains(part), "{part:?} twice in {text:?}");
+        }
+    }
 
     #[test]
     fn sqlstate_classification() {

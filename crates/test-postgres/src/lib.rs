@@ -28,12 +28,12 @@ use nix::unistd::{Gid, Uid, User};
 #[non_exhaustive]
 pub enum Error {
     /// A filesystem or process-spawn operation failed.
-    #[error("{action}: {source}")]
+    #[error("{action}: {error}")]
     Io {
         /// What was being done.
         action: String,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message, not a `source`: printed once in a chain).
+        error: std::io::Error,
     },
     /// A PostgreSQL program exited with a failure.
     #[error("{program} failed ({status}): {output}")]
@@ -52,7 +52,10 @@ pub enum Error {
 
 fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let action = action.into();
-    move |source| Error::Io { action, source }
+    move |source| Error::Io {
+        action,
+        error: source,
+    }
 }
 
 /// The tricky names of upstream's catalog test (spaces, a trailing tab, `%20`, an injection

@@ -73,8 +73,8 @@ pub struct Migrated {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MigrationError {
-    /// Could not connect.
-    #[error("migrations: {0}")]
+    /// Could not connect (the cause is the source: print the chain).
+    #[error("migrations")]
     Connect(#[from] ReconcileError),
     /// Reading the server version or preparing or reading the bookkeeping failed; no
     /// migration ran.
