@@ -715,6 +715,31 @@ mod tests {
         assert_eq!(err.to_string(), "spec is invalid: 1 error(s)");
     }
 
+    /// `format_version` 2.0 is accepted with a located warning, not refused: upstream does
+    /// not read the field, so a compatible newer spec must still run.
+    #[test]
+    fn another_format_version_is_a_warning() {
+        let v = validate_json(
+            r#"{"format_version": 2.0, "cluster": {"roles": [], "databases": []}}"#,
+            &ValidationOptions::default(),
+        );
+        let found: Vec<_> = v
+            .report
+            .diagnostics
+            .iter()
+            .map(|d| (d.severity, d.code, d.pointer.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [(
+                Severity::Warning,
+                codes::UNSUPPORTED_FORMAT_VERSION,
+                "/format_version"
+            )]
+        );
+        assert!(v.into_validated().is_ok());
+    }
+
     #[test]
     fn too_large_and_not_object() {
         let options = ValidationOptions {
