@@ -80,7 +80,13 @@ pub struct Connector {
     guards: SessionGuards,
     counters: Counters,
     max_sessions: Option<usize>,
+    connect_bound: Duration,
 }
+
+/// How long a session may take to be ready by default (TCP connection, authentication and
+/// the server's startup answers): a postmaster that accepts sockets but never answers (stopped,
+/// wedged) fails the connection instead of holding it forever.
+pub const CONNECT_BOUND: Duration = Duration::from_secs(30);
 
 impl Connector {
     /// Sessions like `base`, guarded by `guards`, counted in `counters`.
@@ -90,7 +96,15 @@ impl Connector {
             guards,
             counters: counters.clone(),
             max_sessions: None,
+            connect_bound: CONNECT_BOUND,
         }
+    }
+
+    /// Bounds each session's connection, ready to answer, by `bound` instead of
+    /// [`CONNECT_BOUND`].
+    pub fn connect_bound(mut self, bound: Duration) -> Connector {
+        self.connect_bound = bound;
+        self
     }
 
     /// At most `limit` (at least 1) spec databases observed at once, each on its own session
@@ -119,14 +133,16 @@ impl Connector {
             config.application_name("compute_ctl:apply_config");
         }
         self.guards.apply_to(&mut config);
-        let (client, connection) =
-            config
-                .connect(NoTls)
-                .await
-                .map_err(|source| ReconcileError::Connect {
-                    database: database.to_owned(),
-                    source,
-                })?;
+        let connected = tokio::time::timeout(self.connect_bound, config.connect(NoTls)).await;
+        let (client, connection) = connected
+            .map_err(|_| ReconcileError::ConnectTimedOut {
+                database: database.to_owned(),
+                after: self.connect_bound,
+            })?
+            .map_err(|source| ReconcileError::Connect {
+                database: database.to_owned(),
+                source,
+            })?;
         self.counters.connections.fetch_add(1, Ordering::Relaxed);
         let task = tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -702,6 +718,35 @@ mod tests {
     fn connector() -> Connector {
         let base: Config = "host=localhost user=admin".parse().unwrap();
         Connector::new(&base, SessionGuards::default(), &Counters::default())
+    }
+
+    /// A server that accepts the socket and never answers fails the connection at the bound.
+    #[tokio::test]
+    async fn a_silent_server_fails_the_connection_at_the_bound() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let mut sockets = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                sockets.push(socket);
+            }
+        });
+        let base: Config = format!("host=127.0.0.1 port={port} user=admin")
+            .parse()
+            .unwrap();
+        let connector = Connector::new(&base, SessionGuards::default(), &Counters::default())
+            .connect_bound(Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        let Err(e) = connector.connect("app").await else {
+            panic!("connected to a silent server");
+        };
+        assert!(started.elapsed() < Duration::from_secs(5), "{e}");
+        assert_eq!(
+            e.to_string(),
+            r#"connect to database "app": no answer within 200ms"#
+        );
+        assert!(e.is_retryable());
+        held.abort();
     }
 
     #[test]

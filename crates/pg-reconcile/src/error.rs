@@ -136,6 +136,14 @@ pub enum ReconcileError {
         /// The client error.
         source: tokio_postgres::Error,
     },
+    /// The server did not answer the connection (socket, authentication, startup) in time.
+    #[error("connect to database {database:?}: no answer within {after:?}")]
+    ConnectTimedOut {
+        /// The database.
+        database: String,
+        /// The bound.
+        after: std::time::Duration,
+    },
     /// The catalog query failed (the client error is the source: print the chain).
     #[error("observe the catalog of database {database:?}")]
     Observe {
@@ -161,6 +169,7 @@ impl ReconcileError {
                     .as_db_error()
                     .is_none_or(|db| sqlstate_is_retryable(db.code().code()))
             }
+            ReconcileError::ConnectTimedOut { .. } => true,
             ReconcileError::CatalogFormat(_) | ReconcileError::Plan(_) => false,
         }
     }

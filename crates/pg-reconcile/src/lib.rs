@@ -35,7 +35,9 @@
 //!   the list itself is [`migrations()`] (pure).
 //! - Lower level: [`Connector`], [`Session::connect`], [`Session::observe`],
 //!   [`Session::observe_contents`], [`observe_cluster`], [`apply`]; [`Counters`] counts round
-//!   trips and connections.
+//!   trips and connections. Every session's connection, ready to answer, is bounded
+//!   ([`CONNECT_BOUND`], [`Connector::connect_bound`]): a server that accepts the socket and
+//!   never answers is an error, not a hang.
 //!
 //! Semantics in short (details in the `plan` module docs):
 //! - Passwords: md5 with or without the `md5` prefix compare equal; SCRAM verifiers exactly;
@@ -116,8 +118,8 @@ pub mod migrations;
 mod plan;
 
 pub use apply::{
-    ApplyReport, Connector, Counters, Outcome, PhaseTiming, Reconciled, Session, apply,
-    observe_cluster, plan_read_only, reconcile,
+    ApplyReport, CONNECT_BOUND, Connector, Counters, Outcome, PhaseTiming, Reconciled, Session,
+    apply, observe_cluster, plan_read_only, reconcile,
 };
 pub use catalog::{
     CATALOG_QUERY, CONTENTS_QUERY, Catalog, DatabaseContents, DatabaseInfo, ExtensionInfo,
