@@ -388,7 +388,10 @@ async fn failed_start_reports_lingers_and_exits_1() {
     let status = ctl.wait_status("failed").await;
     assert_eq!(status["status"], "failed", "{}", ctl.log());
     assert!(
-        status["error"].as_str().unwrap().contains("no PG_VERSION"),
+        status["error"]
+            .as_str()
+            .unwrap()
+            .contains("holds files PostgreSQL and compute_ctl do not make (precious.txt)"),
         "{status}"
     );
     assert_eq!(
