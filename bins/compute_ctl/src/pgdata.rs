@@ -16,8 +16,9 @@
 //!    forced or not (a planted `PG_VERSION` does not make `/some/dir` a data directory, and
 //!    no flag makes a user's files compute_ctl's to delete);
 //! 5. unless forced, never a non-empty directory without `PG_VERSION` (but for what an
-//!    interrupted start leaves: `postgresql.conf` beside other entries of a data directory):
-//!    `--force-wipe` is for a damaged data directory whose `PG_VERSION` is gone.
+//!    interrupted start leaves: `postgresql.conf` beside other entries of a data directory,
+//!    or only the subdirectories initdb makes before `PG_VERSION`): `--force-wipe` is for a
+//!    damaged data directory whose `PG_VERSION` is gone.
 //!
 //! The decision is pure ([`protected`], [`foreign_entries`]) over what [`survey`] reads.
 
@@ -251,11 +252,13 @@ fn foreign_entries(names: &[OsString]) -> Vec<String> {
 }
 
 /// Whether a directory without `PG_VERSION` holds only what an interrupted start of a compute
-/// leaves: compute_ctl's `postgresql.conf` (written before sync-safekeepers, which reads it)
-/// and nothing that neither PostgreSQL nor compute_ctl makes (a basebackup's first entries).
-/// The next start must be able to wipe it.
-fn interrupted_start(names: &[OsString]) -> bool {
-    names.iter().any(|n| n == "postgresql.conf") && foreign_entries(names).is_empty()
+/// leaves, which the next start must be able to wipe; nothing that neither PostgreSQL nor
+/// compute_ctl makes, and either compute_ctl's `postgresql.conf` (written before
+/// sync-safekeepers, which reads it; a basebackup's first entries beside it) or only
+/// directories (initdb makes its subdirectories before it writes `PG_VERSION`).
+fn interrupted_start(names: &[OsString], only_directories: bool) -> bool {
+    foreign_entries(names).is_empty()
+        && (only_directories || names.iter().any(|n| n == "postgresql.conf"))
 }
 
 /// What the decision looks at, read from the filesystem.
@@ -279,7 +282,12 @@ enum Found {
     /// Something that is not a directory.
     NotADirectory,
     /// A directory with these names at its top.
-    Directory(Vec<OsString>),
+    Directory {
+        /// The names.
+        names: Vec<OsString>,
+        /// Whether every one of them is a directory (symlinks not followed).
+        only_directories: bool,
+    },
 }
 
 /// Reads what [`check_wipe_allowed`] decides on.
@@ -291,13 +299,17 @@ fn survey(path: &Path) -> Result<Survey, PgdataError> {
     }
     let found = match std::fs::symlink_metadata(&canonical) {
         Ok(meta) if !meta.is_dir() => Found::NotADirectory,
-        Ok(_) => Found::Directory(
-            std::fs::read_dir(&canonical)
+        Ok(_) => {
+            let entries = std::fs::read_dir(&canonical)
                 .map_err(io_err("read", path))?
-                .map(|e| e.map(|e| e.file_name()))
+                .map(|e| e.and_then(|e| Ok((e.file_name(), e.file_type()?.is_dir()))))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(io_err("read", path))?,
-        ),
+                .map_err(io_err("read", path))?;
+            Found::Directory {
+                only_directories: entries.iter().all(|(_, dir)| *dir),
+                names: entries.into_iter().map(|(name, _)| name).collect(),
+            }
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Found::Missing,
         Err(e) => return Err(io_err("stat", path)(e)),
     };
@@ -318,14 +330,17 @@ pub(crate) fn check_wipe_allowed(path: &Path, force: bool) -> Result<(), PgdataE
             what,
         });
     }
-    let entries = match survey.found {
+    let (entries, only_directories) = match survey.found {
         Found::Missing => return Ok(()),
         Found::NotADirectory => {
             return Err(PgdataError::NotADirectory {
                 path: path.to_owned(),
             });
         }
-        Found::Directory(entries) => entries,
+        Found::Directory {
+            names,
+            only_directories,
+        } => (names, only_directories),
     };
     if let Some(pid) = live_postmaster(&survey.canonical) {
         return Err(PgdataError::InUse {
@@ -351,7 +366,11 @@ pub(crate) fn check_wipe_allowed(path: &Path, force: bool) -> Result<(), PgdataE
             },
         });
     }
-    if !entries.is_empty() && !force && !survey.has_pg_version && !interrupted_start(&entries) {
+    if !entries.is_empty()
+        && !force
+        && !survey.has_pg_version
+        && !interrupted_start(&entries, only_directories)
+    {
         return Err(PgdataError::NotADataDirectory {
             path: path.to_owned(),
         });
@@ -536,10 +555,15 @@ mod tests {
         check(&dir.join("interrupted"), true, "do not make (notes.txt)");
         check(&dir.join("stuff"), false, "do not make (notes.txt)");
         check(&dir.join("stuff"), true, "do not make (notes.txt)");
+        // What an initdb killed before PG_VERSION leaves: its subdirectories only.
+        std::fs::create_dir(dir.join("initdb")).unwrap();
+        std::fs::create_dir(dir.join("initdb/pg_wal")).unwrap();
+        std::fs::create_dir(dir.join("initdb/global")).unwrap();
+        check(&dir.join("initdb"), false, "ok");
         // A data directory that lost its PG_VERSION: only forced.
         std::fs::create_dir(dir.join("damaged")).unwrap();
         std::fs::create_dir(dir.join("damaged/base")).unwrap();
-        std::fs::create_dir(dir.join("damaged/global")).unwrap();
+        std::fs::write(dir.join("damaged/pg_hba.conf"), "").unwrap();
         check(&dir.join("damaged"), false, "has no PG_VERSION");
         check(&dir.join("damaged"), true, "ok");
         std::fs::write(dir.join("file"), "x").unwrap();
