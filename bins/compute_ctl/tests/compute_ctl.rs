@@ -703,6 +703,37 @@ async fn a_hung_postmaster_is_killed_and_compute_ctl_exits_within_a_bound() {
     );
 }
 
+/// A postmaster that never stops (SIGSTOPped for good) and a single SIGTERM: the fast stop
+/// escalates on its own (SIGQUIT after 5 s, SIGKILL 2 s later), compute_ctl exits within a
+/// bound and nothing of the compute is left. Prints the time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_single_sigterm_ends_a_hung_postmaster_within_a_bound() {
+    let spec = spec(&[], &[], "4MB").to_string();
+    let mut ctl = Ctl::start(Args {
+        extra: vec!["-s".into(), spec],
+        ..Args::default()
+    });
+    ctl.wait_status("running").await;
+    let postmaster = nix::unistd::Pid::from_raw(ctl.postmaster_pid());
+    nix::sys::signal::kill(postmaster, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let started = std::time::Instant::now();
+    nix::sys::signal::kill(ctl.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let exit = ctl.wait_exit(Duration::from_secs(20)).await;
+    let took = started.elapsed();
+    println!("a single SIGTERM with the postmaster stopped: compute_ctl exited in {took:?}");
+    let log = ctl.log();
+    assert!(log.contains("signal=SIGQUIT"), "{log}");
+    assert!(log.contains("signal=SIGKILL"), "{log}");
+    assert!(exit.code().is_some(), "{log}");
+    assert!(took >= Duration::from_secs(7), "{took:?}\n{log}");
+    assert!(took < Duration::from_secs(12), "{took:?}\n{log}");
+    assert!(
+        processes_left(&ctl.pgdata.display().to_string())
+            .await
+            .is_empty()
+    );
+}
+
 /// A control plane answering the spec request with `answer`, recording the Authorization
 /// header it got.
 async fn control_plane(
