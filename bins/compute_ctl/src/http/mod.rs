@@ -390,6 +390,20 @@ mod tests {
         router.clone().oneshot(request).await.unwrap().status()
     }
 
+    /// Without `--http-bind` the external listener is `::` with IPv4 mapped in (an IPv4
+    /// client connects), or `0.0.0.0` where the host has no IPv6.
+    #[tokio::test]
+    async fn the_default_external_bind_is_dual_stack() {
+        let listener = bind_dual_stack(0).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert!(addr.ip().is_unspecified(), "{addr}");
+        let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port());
+        let (connected, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(v4), listener.accept());
+        connected.unwrap();
+        accepted.unwrap();
+    }
+
     /// Every listed route answers its method (and 405 for the other one); unknown paths 404;
     /// the OpenAPI document lists exactly the external routes.
     #[tokio::test]
