@@ -333,6 +333,51 @@ async fn prelaunch_configure_reconfigure_and_reject_invalid_spec() {
     assert_eq!(exit.code(), Some(0), "{}", ctl.log());
 }
 
+/// Two `/terminate` calls from `running` while the stop takes a while (the postmaster
+/// SIGSTOPped for 1.5 s): the second, sent once `/status` says `termination_pending_fast`,
+/// waits with the first and gets the identical answer, code and body. Prints both times.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminate_during_a_pending_stop_gets_the_same_answer() {
+    let mut ctl = Ctl::start_running(&spec(&[], &[], "4MB"), &[]).await;
+    let postmaster = nix::unistd::Pid::from_raw(ctl.postmaster_pid());
+    nix::sys::signal::kill(postmaster, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let started = std::time::Instant::now();
+    let first = async {
+        let answer = ctl.request("POST", "/terminate", "", None).await;
+        (answer, started.elapsed())
+    };
+    let second = async {
+        let pending = eventually(Duration::from_secs(10), || async {
+            let status = ctl.get_json("/status").await;
+            (status["status"] == "termination_pending_fast").then_some(())
+        })
+        .await;
+        assert!(pending.is_some(), "the first call did not start the stop");
+        let sent = started.elapsed();
+        let answer = ctl.request("POST", "/terminate", "", None).await;
+        (answer, sent, started.elapsed())
+    };
+    let resume = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        nix::sys::signal::kill(postmaster, nix::sys::signal::Signal::SIGCONT).unwrap();
+    };
+    let ((first, first_took), (second, second_sent, second_took), ()) =
+        tokio::join!(first, second, resume);
+    println!(
+        "concurrent /terminate: first answered at {first_took:?}, second sent at \
+         {second_sent:?} and answered at {second_took:?}"
+    );
+    assert_eq!((first.0, first.1.as_str()), (200, r#"{"lsn":null}"#));
+    assert_eq!(second, first);
+    assert!(second_sent < Duration::from_millis(1500), "{second_sent:?}");
+    assert!(
+        second_took >= Duration::from_millis(1500),
+        "{second_took:?}"
+    );
+    let exit = ctl.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(exit.code(), Some(0), "{}", ctl.log());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn terminate_works_from_empty() {
     let mut ctl = Ctl::start(Args::default());
