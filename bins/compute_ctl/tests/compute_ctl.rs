@@ -378,6 +378,35 @@ async fn a_terminate_during_a_pending_stop_gets_the_same_answer() {
     assert_eq!(exit.code(), Some(0), "{}", ctl.log());
 }
 
+/// `/configure` with a body that is not UTF-8 (a spec whose role name has a 0xff byte):
+/// 400 with the JSON `{"error"}` body naming the offset, and the compute stays `empty`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configure_body_that_is_not_utf8_is_a_json_400() {
+    let mut ctl = Ctl::start(Args::default());
+    ctl.wait_status("empty").await;
+    let body =
+        b"{\"spec\": {\"format_version\": 1.0, \"cluster\": {\"roles\": [{\"name\": \"\xff\"}]}}}";
+    let (code, headers, answer) = harness::http_request_bytes(
+        &format!("127.0.0.1:{}", ctl.http_port),
+        "POST",
+        "/configure",
+        Some("application/json"),
+        body.to_vec().into(),
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 400, "{answer}");
+    assert_eq!(headers["content-type"], "application/json");
+    let offset = body.iter().position(|b| *b == 0xff).unwrap();
+    let expected = format!("request body is not UTF-8 (invalid byte at offset {offset})");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&answer).unwrap(),
+        json!({ "error": expected })
+    );
+    assert_eq!(ctl.get_json("/status").await["status"], "empty");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn terminate_works_from_empty() {
     let mut ctl = Ctl::start(Args::default());

@@ -316,6 +316,13 @@ pub(crate) fn error(code: StatusCode, message: impl Into<String>) -> Response {
     (code, axum::Json(body)).into_response()
 }
 
+/// A body axum's `Json` extractor refused (not JSON or not UTF-8: 400, the wrong shape: 422,
+/// not a JSON content type: 415, too large: 413): its status and message, in the
+/// `{"error"}` body of every other refusal instead of axum's plain text.
+pub(crate) fn json_rejection(rejection: axum::extract::rejection::JsonRejection) -> Response {
+    error(rejection.status(), rejection.body_text())
+}
+
 async fn require_auth(
     State(state): State<HttpState>,
     headers: HeaderMap,
