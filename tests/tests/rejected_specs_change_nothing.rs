@@ -67,6 +67,21 @@ const BAD_SPECS: &[(&str, &str, &str)] = &[
   "databases": [{"name": "bobdb", "owner": "bob"}]},
   "delta_operations": [{"action": "delete_role", "name": "alice"}]}"#,
     ),
+    (
+        codes::RESERVED_ROLE_NAME,
+        "/cluster/roles/2/name",
+        r#"{"format_version": 1.0, "cluster": {
+  "roles": [{"name": "alice"}, {"name": "bob"}, {"name": "public"}, {"name": "carol"}],
+  "databases": [{"name": "bobdb", "owner": "bob"}]}}"#,
+    ),
+    (
+        codes::SYSTEM_DATABASE,
+        "/delta_operations/0/name",
+        r#"{"format_version": 1.0, "cluster": {
+  "roles": [{"name": "alice"}, {"name": "bob"}],
+  "databases": [{"name": "bobdb", "owner": "bob"}]},
+  "delta_operations": [{"action": "delete_db", "name": "template1"}]}"#,
+    ),
 ];
 
 #[tokio::test]

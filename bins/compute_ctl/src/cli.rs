@@ -997,6 +997,18 @@ mod tests {
         );
     }
 
+    /// The internal API (never authenticated) listens on loopback unless told otherwise; the
+    /// external one has no address of its own (`None`: `::`, dual stack, as README says).
+    #[test]
+    fn http_binds_default_to_dual_stack_external_and_loopback_internal() {
+        let o = options(&[]).unwrap();
+        assert_eq!(o.internal_http_bind, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(o.http_bind, None);
+        let o = options(&["--http-bind", "0.0.0.0", "--internal-http-bind", "::1"]).unwrap();
+        assert_eq!(o.http_bind, Some(IpAddr::from([0, 0, 0, 0])));
+        assert_eq!(o.internal_http_bind, "::1".parse::<IpAddr>().unwrap());
+    }
+
     #[test]
     fn basebackup_stall_timeout() {
         let o = options(&[]).unwrap();

@@ -48,7 +48,8 @@ fn configure_body(spec: Value) -> String {
 }
 
 /// What the catalog says about the admin path: cloud_admin's login, validity, connection
-/// limit and password; the databases; alice and app's owner.
+/// limit and password; the databases; alice and app's owner; and which of the good roles
+/// of the refused specs (`good_before`, `good_after`) exist.
 async fn admin_path(ctl: &Ctl) -> String {
     let client = ctl.pg("postgres").await;
     let row = client
@@ -56,7 +57,7 @@ async fn admin_path(ctl: &Ctl) -> String {
             "SELECT rolcanlogin, rolvaliduntil IS NULL, rolconnlimit, rolpassword IS NULL,
                     (SELECT string_agg(datname::text, ',' ORDER BY datname) FROM pg_database),
                     (SELECT string_agg(rolname::text, ',' ORDER BY rolname) FROM pg_roles
-                      WHERE rolname IN ('alice', 'cloud_admin')),
+                      WHERE rolname IN ('alice', 'cloud_admin', 'good_before', 'good_after')),
                     (SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = 'app')
                FROM pg_authid WHERE rolname = 'cloud_admin'",
             &[],
@@ -75,7 +76,9 @@ async fn admin_path(ctl: &Ctl) -> String {
     )
 }
 
-/// Every way a spec could lock compute_ctl out of its connection, with the finding it gets.
+/// Every way a spec could lock compute_ctl out of its connection, with the finding it gets;
+/// and a spec whose refused role (`public`) sits between two good ones, which must not be
+/// created either (validation refuses the whole spec, not the statements after the bad one).
 fn locking_specs() -> Vec<(&'static str, Value, &'static str, &'static str)> {
     let admin = |options: Value| {
         spec(
@@ -137,6 +140,29 @@ fn locking_specs() -> Vec<(&'static str, Value, &'static str, &'static str)> {
             delta(json!({"action": "rename_db", "name": "postgres", "new_name": "gone"})),
             "system-database",
             "/spec/delta_operations/0/name",
+        ),
+        (
+            "delete_db template1",
+            delta(json!({"action": "delete_db", "name": "template1"})),
+            "system-database",
+            "/spec/delta_operations/0/name",
+        ),
+        (
+            "rename_db template0",
+            delta(json!({"action": "rename_db", "name": "template0", "new_name": "gone"})),
+            "system-database",
+            "/spec/delta_operations/0/name",
+        ),
+        (
+            "a role named public between two good roles",
+            spec(
+                json!([{"name": "alice"}, {"name": "good_before"}, {"name": "public"},
+                       {"name": "good_after"}]),
+                json!([{"name": "app", "owner": "alice"}]),
+                json!([]),
+            ),
+            "reserved-role-name",
+            "/spec/cluster/roles/2/name",
         ),
     ]
 }

@@ -3,7 +3,8 @@
 //! what happened; https with a CA made by the real `openssl`, and an untrusted certificate
 //! refused), spec and config files that are not regular files or are too large (refused
 //! promptly), a hanging `--sync-safekeepers` (killed at its bound) and the pageserver's
-//! permanent faults (not retried; the error chain printed once).
+//! permanent faults (not retried; the error chain printed once) and a stalled basebackup
+//! (retried within the deadline, then the start fails at the stall timeout, not the stall's).
 
 #[allow(
     dead_code,
@@ -566,6 +567,43 @@ async fn permanent_pageserver_faults_fail_at_once_with_the_chain_printed_once() 
         assert_eq!(ps.records().len(), 1, "{fault:?} was not retried");
         assert!(took < Duration::from_secs(20), "{fault:?}: {took:?}");
     }
+}
+
+/// A pageserver that sends the first chunk and then nothing for 30 s: with
+/// `--basebackup-stall-timeout 1s` each attempt fails after a second of silence, the stall is
+/// retried within `--storage-retry-deadline 3s`, and the start fails well before the 30 s,
+/// the error naming the stall. Prints the time to fail.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_basebackup_fails_the_start_at_the_stall_timeout() {
+    let ps = pageserver(Some(neon_test_servers::Fault::Slow(Duration::from_secs(
+        30,
+    ))))
+    .await;
+    let sk = safekeeper(false).await;
+    let started = Instant::now();
+    let mut ctl = Ctl::start(Args {
+        extra: vec![
+            "-s".into(),
+            storage_spec(&ps.connstr(), &sk.addr()),
+            "--basebackup-stall-timeout".into(),
+            "1s".into(),
+            "--storage-retry-deadline".into(),
+            "3s".into(),
+            "--linger".into(),
+            "5s".into(),
+        ],
+        ..Args::default()
+    });
+    let error = failure(&mut ctl).await;
+    let took = started.elapsed();
+    let attempts = ps.records().len();
+    println!("time to fail, a basebackup stalled for 30 s: {took:?} ({attempts} attempts)");
+    assert!(error.starts_with("fetch basebackup: "), "{error}");
+    assert!(error.contains("sent nothing for 1s after "), "{error}");
+    assert_no_repeated_segment(&error);
+    assert!(attempts >= 2, "a stall is retried: {attempts} attempts");
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+    assert!(took < Duration::from_secs(15), "{took:?}");
 }
 
 /// A `--sync-safekeepers` that hangs is killed at `--sync-safekeepers-timeout` and the start

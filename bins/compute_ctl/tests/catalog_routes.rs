@@ -141,6 +141,60 @@ async fn catalog_routes_need_a_running_compute() {
     assert_eq!(code, 422);
 }
 
+/// Bodies `/grants` and `/extensions` refuse before anything else (the status does not
+/// matter): not JSON, of the wrong shape, not UTF-8, without the JSON content type. Each
+/// answer keeps axum's status and has the `{"error"}` body of every other refusal, as JSON.
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_bodies_of_grants_and_extensions_are_json_errors() {
+    let mut ctl = Ctl::start(Args::default());
+    ctl.wait_status("empty").await;
+    let addr = format!("127.0.0.1:{}", ctl.internal_http_port);
+    let json = Some("application/json");
+    // What the body is, its content type, its bytes; the status and a word of the message.
+    type Case = (
+        &'static str,
+        Option<&'static str>,
+        &'static [u8],
+        u16,
+        &'static str,
+    );
+    let cases: [Case; 6] = [
+        ("not JSON", json, b"{\"database\":", 400, "failed to parse"),
+        ("wrong shape", json, b"{}", 422, "missing field"),
+        (
+            "not UTF-8",
+            json,
+            b"{\"database\": \"\xff\"}",
+            400,
+            "unicode",
+        ),
+        ("text/plain", Some("text/plain"), b"{}", 415, "content-type"),
+        ("no content type", None, b"{}", 415, "content-type"),
+        ("not an object", json, b"[1]", 422, "invalid type"),
+    ];
+    for path in ["/grants", "/extensions"] {
+        for (case, content_type, body, code, reason) in cases {
+            let (got, headers, answer) = harness::http_request_bytes(
+                &addr,
+                "POST",
+                path,
+                content_type,
+                body.to_vec().into(),
+                &[],
+            )
+            .await
+            .unwrap();
+            assert_eq!(got, code, "{path} {case}: {answer}");
+            assert_eq!(headers["content-type"], "application/json", "{path} {case}");
+            let error: Value = serde_json::from_str(&answer)
+                .unwrap_or_else(|e| panic!("{path} {case}: {e}: {answer}"));
+            let message = error["error"].as_str().unwrap_or_default().to_lowercase();
+            assert!(message.contains(reason), "{path} {case}: {answer}");
+            assert_eq!(error.as_object().map(|o| o.len()), Some(1), "{answer}");
+        }
+    }
+}
+
 /// Grants and extensions in databases, schemas and roles with every hostile name: each
 /// request answers 201 with upstream's payload and has exactly its effect; unknown objects
 /// and bad values answer 4xx with the reason and change nothing.

@@ -333,6 +333,80 @@ async fn prelaunch_configure_reconfigure_and_reject_invalid_spec() {
     assert_eq!(exit.code(), Some(0), "{}", ctl.log());
 }
 
+/// Two `/terminate` calls from `running` while the stop takes a while (the postmaster
+/// SIGSTOPped for 1.5 s): the second, sent once `/status` says `termination_pending_fast`,
+/// waits with the first and gets the identical answer, code and body. Prints both times.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminate_during_a_pending_stop_gets_the_same_answer() {
+    let mut ctl = Ctl::start_running(&spec(&[], &[], "4MB"), &[]).await;
+    let postmaster = nix::unistd::Pid::from_raw(ctl.postmaster_pid());
+    nix::sys::signal::kill(postmaster, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let started = std::time::Instant::now();
+    let first = async {
+        let answer = ctl.request("POST", "/terminate", "", None).await;
+        (answer, started.elapsed())
+    };
+    let second = async {
+        let pending = eventually(Duration::from_secs(10), || async {
+            let status = ctl.get_json("/status").await;
+            (status["status"] == "termination_pending_fast").then_some(())
+        })
+        .await;
+        assert!(pending.is_some(), "the first call did not start the stop");
+        let sent = started.elapsed();
+        let answer = ctl.request("POST", "/terminate", "", None).await;
+        (answer, sent, started.elapsed())
+    };
+    let resume = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        nix::sys::signal::kill(postmaster, nix::sys::signal::Signal::SIGCONT).unwrap();
+    };
+    let ((first, first_took), (second, second_sent, second_took), ()) =
+        tokio::join!(first, second, resume);
+    println!(
+        "concurrent /terminate: first answered at {first_took:?}, second sent at \
+         {second_sent:?} and answered at {second_took:?}"
+    );
+    assert_eq!((first.0, first.1.as_str()), (200, r#"{"lsn":null}"#));
+    assert_eq!(second, first);
+    assert!(second_sent < Duration::from_millis(1500), "{second_sent:?}");
+    assert!(
+        second_took >= Duration::from_millis(1500),
+        "{second_took:?}"
+    );
+    let exit = ctl.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(exit.code(), Some(0), "{}", ctl.log());
+}
+
+/// `/configure` with a body that is not UTF-8 (a spec whose role name has a 0xff byte):
+/// 400 with the JSON `{"error"}` body naming the offset, and the compute stays `empty`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configure_body_that_is_not_utf8_is_a_json_400() {
+    let mut ctl = Ctl::start(Args::default());
+    ctl.wait_status("empty").await;
+    let body =
+        b"{\"spec\": {\"format_version\": 1.0, \"cluster\": {\"roles\": [{\"name\": \"\xff\"}]}}}";
+    let (code, headers, answer) = harness::http_request_bytes(
+        &format!("127.0.0.1:{}", ctl.http_port),
+        "POST",
+        "/configure",
+        Some("application/json"),
+        body.to_vec().into(),
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 400, "{answer}");
+    assert_eq!(headers["content-type"], "application/json");
+    let offset = body.iter().position(|b| *b == 0xff).unwrap();
+    let expected = format!("request body is not UTF-8 (invalid byte at offset {offset})");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&answer).unwrap(),
+        json!({ "error": expected })
+    );
+    assert_eq!(ctl.get_json("/status").await["status"], "empty");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn terminate_works_from_empty() {
     let mut ctl = Ctl::start(Args::default());
@@ -699,6 +773,37 @@ async fn a_hung_postmaster_is_killed_and_compute_ctl_exits_within_a_bound() {
         "{:?}\n{log}",
         started.elapsed()
     );
+    assert!(
+        processes_left(&ctl.pgdata.display().to_string())
+            .await
+            .is_empty()
+    );
+}
+
+/// A postmaster that never stops (SIGSTOPped for good) and a single SIGTERM: the fast stop
+/// escalates on its own (SIGQUIT after 5 s, SIGKILL 2 s later), compute_ctl exits within a
+/// bound and nothing of the compute is left. Prints the time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_single_sigterm_ends_a_hung_postmaster_within_a_bound() {
+    let spec = spec(&[], &[], "4MB").to_string();
+    let mut ctl = Ctl::start(Args {
+        extra: vec!["-s".into(), spec],
+        ..Args::default()
+    });
+    ctl.wait_status("running").await;
+    let postmaster = nix::unistd::Pid::from_raw(ctl.postmaster_pid());
+    nix::sys::signal::kill(postmaster, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let started = std::time::Instant::now();
+    nix::sys::signal::kill(ctl.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let exit = ctl.wait_exit(Duration::from_secs(20)).await;
+    let took = started.elapsed();
+    println!("a single SIGTERM with the postmaster stopped: compute_ctl exited in {took:?}");
+    let log = ctl.log();
+    assert!(log.contains("signal=SIGQUIT"), "{log}");
+    assert!(log.contains("signal=SIGKILL"), "{log}");
+    assert!(exit.code().is_some(), "{log}");
+    assert!(took >= Duration::from_secs(7), "{took:?}\n{log}");
+    assert!(took < Duration::from_secs(12), "{took:?}\n{log}");
     assert!(
         processes_left(&ctl.pgdata.display().to_string())
             .await

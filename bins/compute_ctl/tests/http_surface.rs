@@ -3,7 +3,7 @@
 //! by `promtool check metrics` and the Python `prometheus_client` parsers; the listeners'
 //! idle, header-read and connection bounds under a 1,024-descriptor limit; the catalog
 //! routes' session budget (a storm of `/dbs_and_roles` beside user connections) and their
-//! bound when the postmaster is stopped.
+//! bounds when the postmaster is stopped or a table they write is locked.
 
 #[allow(
     dead_code,
@@ -434,6 +434,36 @@ async fn a_stopped_postmaster_is_an_answer_within_the_bound() {
     drop(stopped);
     let (code, body) = ctl.request("GET", "/dbs_and_roles", "", None).await;
     assert_eq!(code, 200, "{body}");
+    let (code, body) = ctl.request("POST", "/check_writability", "", None).await;
+    assert_eq!((code, body.as_str()), (200, "true"));
+}
+
+/// Another session holding `public.health_check` (the table `/check_writability` writes) in
+/// ACCESS EXCLUSIVE mode: the catalog session's `lock_timeout` (half the 2 s statement
+/// timeout) fires and the answer is 503 with the server's reason and `Retry-After`, within
+/// the bound instead of a hang; once the lock is gone, 200. Prints the time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_locked_health_check_table_is_a_503_at_the_lock_timeout() {
+    let ctl = Ctl::start_running(&spec(&[]), &["--catalog-statement-timeout", "2s"]).await;
+    let holder = ctl.pg("postgres").await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE public.health_check IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let addr = format!("127.0.0.1:{}", ctl.http_port);
+    let started = Instant::now();
+    let (code, headers, body) = http_request(&addr, "POST", "/check_writability", "", &[])
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    println!("/check_writability with health_check locked: {code} in {took:?}");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("postgres did not answer in time"), "{body}");
+    assert!(body.contains("lock timeout"), "{body}");
+    assert_eq!(headers["retry-after"], "1");
+    assert!(took >= Duration::from_secs(1), "{took:?}");
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    holder.batch_execute("ROLLBACK").await.unwrap();
     let (code, body) = ctl.request("POST", "/check_writability", "", None).await;
     assert_eq!((code, body.as_str()), (200, "true"));
 }

@@ -484,6 +484,48 @@ async fn a_stalled_stream_fails_at_the_stall_timeout_and_leaves_no_partial_data(
     scratch.assert_nothing_outside();
 }
 
+/// A pageserver that answers nothing at all (no CopyOutResponse, no archive byte, as while
+/// it waits for the LSN) fails each attempt at the stall timeout too: retried, then reported
+/// with 0 bytes received, and PGDATA is left as it was. Prints the time to fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_before_the_first_byte_fails_at_the_stall_timeout() {
+    let mut config = server_config();
+    config.fault = Some(Fault::StallBefore(Duration::from_secs(30)));
+    let server = TestPageserver::start(config).await.unwrap();
+    let scratch = Scratch::new();
+    let started = std::time::Instant::now();
+    let err = fetch_basebackup(
+        &server.connstr(),
+        Some(TOKEN),
+        &request(true),
+        &scratch.pgdata(),
+        &BasebackupConfig {
+            stall_timeout: Duration::from_millis(300),
+            ..client_config(2)
+        },
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    let took = started.elapsed();
+    println!("time to fail, a stall before the first byte (2 attempts of 300ms): {took:?}");
+    assert!(
+        matches!(err, BasebackupError::Stalled { bytes: 0, .. }),
+        "{err}"
+    );
+    assert!(err.is_retryable());
+    assert!(
+        err.to_string()
+            .contains("sent nothing for 300ms after 0 bytes"),
+        "{err}"
+    );
+    assert_eq!(server.records().len(), 2, "the stall was retried once");
+    assert!(took >= Duration::from_millis(600), "{took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert_eq!(names(&scratch.pgdata()), ["postgresql.conf"]);
+    scratch.assert_nothing_outside();
+}
+
 /// The retry deadline ends the retries whatever the attempts left: with none, a retryable
 /// error is reported after the first attempt; with room, every attempt is made.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,7 +39,7 @@
 //! ```text
 //! test-pageserver --listen 127.0.0.1:6400 --pgdata-source DIR --tenant T --timeline TL --token TOK \
 //!     [--compression auto|none|gzip|zstd] [--fault close-after=N|corrupt|dotdot|absolute=/P|
-//!      symlink-escape|error-before|error-after|slow=MS] [--fault-count N] \
+//!      symlink-escape|error-before|error-after|slow=MS|stall-before=MS] [--fault-count N] \
 //!     [--lease-length-ms MS] [--gc-cutoff X/Y] [--lease-fault error|stall]
 //! test-safekeeper --listen 127.0.0.1:5454 --tenant T --timeline TL [--token TOK]
 //!     [--flush-lsn X/Y] [--commit-lsn X/Y] [--silent]

@@ -40,6 +40,9 @@ pub enum Fault {
     ErrorAfter,
     /// Sleep this long between chunks.
     Slow(Duration),
+    /// Sleep this long before answering at all (no CopyOutResponse, no archive byte), as a
+    /// pageserver waiting for the LSN does.
+    StallBefore(Duration),
 }
 
 /// The spellings of [`Fault`] on the command line, each with what it does: `--fault`'s
@@ -71,6 +74,10 @@ pub const FAULT_VALUES: &[(&str, &str)] = &[
         "send all the data, then an ErrorResponse instead of CopyDone",
     ),
     ("slow=MS", "sleep MS milliseconds between chunks"),
+    (
+        "stall-before=MS",
+        "sleep MS milliseconds before answering at all (no archive byte)",
+    ),
 ];
 
 /// `--fault`'s parser: [`Fault::from_str`], with [`FAULT_VALUES`] as the possible values
@@ -123,6 +130,7 @@ impl FromStr for Fault {
             "error-before" => Fault::ErrorBefore,
             "error-after" => Fault::ErrorAfter,
             "slow" => Fault::Slow(Duration::from_millis(number(value)?)),
+            "stall-before" => Fault::StallBefore(Duration::from_millis(number(value)?)),
             _ => {
                 let known: Vec<&str> = FAULT_VALUES.iter().map(|(v, _)| *v).collect();
                 return Err(format!(
@@ -658,6 +666,9 @@ async fn send_basebackup(
         )?;
         return Ok(true);
     }
+    if let Some(Fault::StallBefore(delay)) = fault {
+        tokio::time::sleep(delay).await;
+    }
     let compression = match config.compression {
         CompressionMode::Auto if cmd.gzip => CompressionMode::Gzip,
         CompressionMode::Auto => CompressionMode::None,
@@ -773,6 +784,10 @@ mod tests {
     fn parses_faults() {
         assert_eq!("close-after=100".parse(), Ok(Fault::CloseAfter(100)));
         assert_eq!("slow=5".parse(), Ok(Fault::Slow(Duration::from_millis(5))));
+        assert_eq!(
+            "stall-before=7".parse(),
+            Ok(Fault::StallBefore(Duration::from_millis(7)))
+        );
         assert_eq!(
             "absolute=/tmp/x".parse(),
             Ok(Fault::Absolute("/tmp/x".into()))

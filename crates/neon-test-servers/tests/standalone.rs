@@ -247,6 +247,7 @@ fn help_and_version_of_every_test_server() {
         "absolute=/PATH",
         "error-after",
         "slow=MS",
+        "stall-before=MS",
     ] {
         assert!(help.contains(&format!("- {value}:")), "{value}: {help}");
     }

@@ -316,6 +316,13 @@ pub(crate) fn error(code: StatusCode, message: impl Into<String>) -> Response {
     (code, axum::Json(body)).into_response()
 }
 
+/// A body axum's `Json` extractor refused (not JSON or not UTF-8: 400, the wrong shape: 422,
+/// not a JSON content type: 415, too large: 413): its status and message, in the
+/// `{"error"}` body of every other refusal instead of axum's plain text.
+pub(crate) fn json_rejection(rejection: axum::extract::rejection::JsonRejection) -> Response {
+    error(rejection.status(), rejection.body_text())
+}
+
 async fn require_auth(
     State(state): State<HttpState>,
     headers: HeaderMap,
@@ -388,6 +395,20 @@ mod tests {
             .body(Body::from("{}"))
             .unwrap();
         router.clone().oneshot(request).await.unwrap().status()
+    }
+
+    /// Without `--http-bind` the external listener is `::` with IPv4 mapped in (an IPv4
+    /// client connects), or `0.0.0.0` where the host has no IPv6.
+    #[tokio::test]
+    async fn the_default_external_bind_is_dual_stack() {
+        let listener = bind_dual_stack(0).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert!(addr.ip().is_unspecified(), "{addr}");
+        let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port());
+        let (connected, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(v4), listener.accept());
+        connected.unwrap();
+        accepted.unwrap();
     }
 
     /// Every listed route answers its method (and 405 for the other one); unknown paths 404;

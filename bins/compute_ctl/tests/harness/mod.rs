@@ -62,18 +62,33 @@ pub(crate) async fn http_request(
     body: &str,
     headers: &[(&str, String)],
 ) -> Result<(u16, hyper::HeaderMap, String), String> {
+    let content_type = (method == "POST").then_some("application/json");
+    let body = Bytes::from(body.to_owned());
+    http_request_bytes(addr, method, path, content_type, body, headers).await
+}
+
+/// Like [`http_request`], with the body's bytes (not necessarily UTF-8) and its
+/// `content-type` (none: no such header) as given.
+pub(crate) async fn http_request_bytes(
+    addr: &str,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Bytes,
+    headers: &[(&str, String)],
+) -> Result<(u16, hyper::HeaderMap, String), String> {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<Bytes>>();
     let mut req = hyper::Request::builder()
         .method(method)
         .uri(format!("http://{addr}{path}"));
-    if method == "POST" {
-        req = req.header("content-type", "application/json");
+    if let Some(content_type) = content_type {
+        req = req.header("content-type", content_type);
     }
     for (name, value) in headers {
         req = req.header(*name, value);
     }
-    let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
+    let req = req.body(Full::new(body)).unwrap();
     let resp = tokio::time::timeout(Duration::from_secs(120), client.request(req))
         .await
         .map_err(|_| format!("{method} {path}: no answer in 120 s"))?

@@ -3,9 +3,11 @@
 //! `crate::catalog_changes`); 412 unless `running`; **201** with
 //! [`ExtensionInstallResponse`], as upstream. A bad name is 400, an unknown database or an
 //! extension version this installation does not ship 404, an update the server refuses 400,
-//! each with the reason.
+//! each with the reason; a refused body (not JSON 400, the wrong shape 422, not a JSON
+//! content type 415) too, as the JSON `{"error"}` body.
 
 use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use compute_spec::api::{ExtensionInstallRequest, ExtensionInstallResponse};
@@ -14,8 +16,12 @@ use crate::http::HttpState;
 
 pub(crate) async fn post(
     State(state): State<HttpState>,
-    axum::Json(request): axum::Json<ExtensionInstallRequest>,
+    request: Result<axum::Json<ExtensionInstallRequest>, JsonRejection>,
 ) -> Response {
+    let axum::Json(request) = match request {
+        Ok(request) => request,
+        Err(rejection) => return crate::http::json_rejection(rejection),
+    };
     if let Some(refused) = crate::http::refuse_unless_running(&state) {
         return refused;
     }
