@@ -748,10 +748,9 @@ async fn second_signal_escalates_to_immediate_shutdown() {
     assert!(processes_mentioning(&ctl.pgdata.display().to_string()).is_empty());
 }
 
-/// A postmaster that never stops (SIGSTOPped for good): two SIGTERMs still end compute_ctl
-/// within a bound (fast, immediate, then SIGKILL), and nothing of the compute is left.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_hung_postmaster_is_killed_and_compute_ctl_exits_within_a_bound() {
+/// A running compute whose postmaster is SIGSTOPped for good, then one SIGTERM to
+/// compute_ctl; returns it and when the SIGTERM was sent.
+async fn sigterm_with_the_postmaster_stopped() -> (Ctl, std::time::Instant) {
     let spec = spec(&[], &[], "4MB").to_string();
     let mut ctl = Ctl::start(Args {
         extra: vec!["-s".into(), spec],
@@ -762,6 +761,14 @@ async fn a_hung_postmaster_is_killed_and_compute_ctl_exits_within_a_bound() {
     nix::sys::signal::kill(postmaster, nix::sys::signal::Signal::SIGSTOP).unwrap();
     let started = std::time::Instant::now();
     nix::sys::signal::kill(ctl.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    (ctl, started)
+}
+
+/// A postmaster that never stops (SIGSTOPped for good): two SIGTERMs still end compute_ctl
+/// within a bound (fast, immediate, then SIGKILL), and nothing of the compute is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_postmaster_is_killed_and_compute_ctl_exits_within_a_bound() {
+    let (mut ctl, started) = sigterm_with_the_postmaster_stopped().await;
     ctl.wait_log("signal=SIGINT").await;
     nix::sys::signal::kill(ctl.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
     let exit = ctl.wait_exit(Duration::from_secs(15)).await;
@@ -785,16 +792,7 @@ async fn a_hung_postmaster_is_killed_and_compute_ctl_exits_within_a_bound() {
 /// bound and nothing of the compute is left. Prints the time.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_single_sigterm_ends_a_hung_postmaster_within_a_bound() {
-    let spec = spec(&[], &[], "4MB").to_string();
-    let mut ctl = Ctl::start(Args {
-        extra: vec!["-s".into(), spec],
-        ..Args::default()
-    });
-    ctl.wait_status("running").await;
-    let postmaster = nix::unistd::Pid::from_raw(ctl.postmaster_pid());
-    nix::sys::signal::kill(postmaster, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    let started = std::time::Instant::now();
-    nix::sys::signal::kill(ctl.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let (mut ctl, started) = sigterm_with_the_postmaster_stopped().await;
     let exit = ctl.wait_exit(Duration::from_secs(20)).await;
     let took = started.elapsed();
     println!("a single SIGTERM with the postmaster stopped: compute_ctl exited in {took:?}");

@@ -445,20 +445,19 @@ async fn a_slow_transfer_can_be_cancelled_and_leaves_no_partial_data() {
     scratch.assert_nothing_outside();
 }
 
-/// A pageserver that stops sending fails each attempt at the stall timeout (retried, then
-/// reported with the bytes received), and leaves nothing of the partial archive.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_stream_fails_at_the_stall_timeout_and_leaves_no_partial_data() {
-    let mut config = server_config();
-    config.fault = Some(Fault::Slow(Duration::from_secs(30)));
-    config.chunk_size = 16 * 1024;
+/// Fetches from a stand-in started with `config` (a stalling fault) with two attempts of a
+/// 300 ms stall timeout; returns the server, the scratch PGDATA, the error and the start.
+async fn stalled_fetch(
+    config: PageserverConfig,
+    gzip: bool,
+) -> (TestPageserver, Scratch, BasebackupError, std::time::Instant) {
     let server = TestPageserver::start(config).await.unwrap();
     let scratch = Scratch::new();
     let started = std::time::Instant::now();
     let err = fetch_basebackup(
         &server.connstr(),
         Some(TOKEN),
-        &request(false),
+        &request(gzip),
         &scratch.pgdata(),
         &BasebackupConfig {
             stall_timeout: Duration::from_millis(300),
@@ -468,6 +467,17 @@ async fn a_stalled_stream_fails_at_the_stall_timeout_and_leaves_no_partial_data(
     )
     .await
     .unwrap_err();
+    (server, scratch, err, started)
+}
+
+/// A pageserver that stops sending fails each attempt at the stall timeout (retried, then
+/// reported with the bytes received), and leaves nothing of the partial archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_fails_at_the_stall_timeout_and_leaves_no_partial_data() {
+    let mut config = server_config();
+    config.fault = Some(Fault::Slow(Duration::from_secs(30)));
+    config.chunk_size = 16 * 1024;
+    let (_server, scratch, err, started) = stalled_fetch(config, false).await;
     assert!(
         matches!(err, BasebackupError::Stalled { bytes, .. } if bytes > 0),
         "{err}"
@@ -491,22 +501,7 @@ async fn a_stalled_stream_fails_at_the_stall_timeout_and_leaves_no_partial_data(
 async fn a_stall_before_the_first_byte_fails_at_the_stall_timeout() {
     let mut config = server_config();
     config.fault = Some(Fault::StallBefore(Duration::from_secs(30)));
-    let server = TestPageserver::start(config).await.unwrap();
-    let scratch = Scratch::new();
-    let started = std::time::Instant::now();
-    let err = fetch_basebackup(
-        &server.connstr(),
-        Some(TOKEN),
-        &request(true),
-        &scratch.pgdata(),
-        &BasebackupConfig {
-            stall_timeout: Duration::from_millis(300),
-            ..client_config(2)
-        },
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap_err();
+    let (server, scratch, err, started) = stalled_fetch(config, true).await;
     let took = started.elapsed();
     println!("time to fail, a stall before the first byte (2 attempts of 300ms): {took:?}");
     assert!(
