@@ -337,19 +337,23 @@ impl Session {
 /// statement, not as the statement of an error, not as a slow statement) or a statistics
 /// view: `pg_stat_statements` records no statement of the session
 /// (`pg_stat_statements.track = 'none'`), and `pg_stat_activity` shows no query text while a
-/// statement runs (`track_activities = off`).
+/// statement runs (`track_activities = off`). Nor a parse, rewrite or plan tree
+/// (`debug_print_*`: PostgreSQL 15 prints a utility statement's tree as `utilityStmt ?`, later
+/// versions print its fields, a password among them).
 /// `pgaudit.log` and `pg_stat_statements.track` whether or not the library is loaded (it can
 /// be preloaded by `cluster.postgresql_conf`, which the guard does not read); without it they
 /// are harmless placeholders. All are superuser settings: a session that may not set them
 /// fails here, before a secret is sent.
 const QUIET: &str = "SET log_statement = 'none'; SET log_min_error_statement = 'panic'; \
      SET log_min_duration_statement = -1; SET pgaudit.log = 'none'; \
-     SET pg_stat_statements.track = 'none'; SET track_activities = off";
+     SET pg_stat_statements.track = 'none'; SET track_activities = off; \
+     SET debug_print_parse = off; SET debug_print_rewritten = off; SET debug_print_plan = off";
 
 /// Back to the server's configuration.
 const UNQUIET: &str = "RESET log_statement; RESET log_min_error_statement; \
      RESET log_min_duration_statement; RESET pgaudit.log; RESET pg_stat_statements.track; \
-     RESET track_activities";
+     RESET track_activities; RESET debug_print_parse; RESET debug_print_rewritten; \
+     RESET debug_print_plan";
 
 type BoxedFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

@@ -573,6 +573,9 @@ async fn passwords_never_reach_the_server_log_even_when_a_statement_fails() {
             "log_statement = 'all'".into(),
             "log_min_duration_statement = 0".into(),
             "log_min_error_statement = 'info'".into(),
+            "debug_print_parse = on".into(),
+            "debug_print_rewritten = on".into(),
+            "debug_print_plan = on".into(),
         ],
         ..TestPostgresConfig::default()
     })
