@@ -392,6 +392,18 @@ fn flag_value<'a>(argv: &'a [String], flag: &str) -> &'a str {
     &argv[at + 1]
 }
 
+/// A free port whose socket lock file is not in `/tmp`: a postmaster killed by another test
+/// leaves `/tmp/.s.PGSQL.PORT.lock` behind, owned by the postgres user, which an
+/// unprivileged user's postgres may not remove (sticky `/tmp`) and so cannot listen on PORT.
+fn port_without_a_socket_lock_in_tmp() -> u16 {
+    loop {
+        let port = test_postgres::free_port();
+        if !Path::new(&format!("/tmp/.s.PGSQL.{port}.lock")).exists() {
+            return port;
+        }
+    }
+}
+
 /// Runs README's quick start (ports and data directory swapped for free ones; the binary
 /// and the example spec copied to a scratch directory as README's non-root recipe does) as
 /// `user` (`None`: root, as the test runs), and checks what README says: `running`, the
@@ -417,7 +429,7 @@ async fn quick_start_as(user: Option<&str>, via_socket: bool) -> String {
     };
     give(dir);
 
-    let pg_port = test_postgres::free_port();
+    let pg_port = port_without_a_socket_lock_in_tmp();
     let http_port = test_postgres::free_port();
     let pgdata = dir.join("compute");
     let readme_connstr = flag_value(&argv, "-C").to_owned();
