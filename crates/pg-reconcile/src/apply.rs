@@ -226,20 +226,14 @@ impl Session {
     /// The digest the last full apply recorded (`digest` module); `None` when there is none
     /// or it cannot be read.
     async fn recorded_digest(&self) -> Option<String> {
-        let first_cell = |messages: Vec<SimpleQueryMessage>| {
-            messages.iter().find_map(|m| match m {
-                SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-                _ => None,
-            })
-        };
         let exists = self.client.simple_query(crate::digest::EXISTS).await.ok()?;
         self.counters.round_trip();
-        if first_cell(exists).as_deref() != Some("t") {
+        if first_row(exists)?.get(0) != Some("t") {
             return None;
         }
         let read = self.client.simple_query(crate::digest::READ).await.ok()?;
         self.counters.round_trip();
-        first_cell(read)
+        first_row(read)?.get(0).map(str::to_owned)
     }
 
     /// Records `digest` after a successful full apply; a failure only costs the next start
@@ -331,6 +325,14 @@ impl Session {
         self.counters.round_trip();
         results
     }
+}
+
+/// The first row of a simple query's answer, if any.
+pub(crate) fn first_row(messages: Vec<SimpleQueryMessage>) -> Option<SimpleQueryRow> {
+    messages.into_iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => Some(row),
+        _ => None,
+    })
 }
 
 /// Session settings under which no statement text reaches the server log (not as a logged

@@ -20,6 +20,7 @@ mod tests;
 use tokio_postgres::{Client, Config};
 
 use crate::SessionGuards;
+use crate::apply::first_row;
 use crate::apply::{Connector, Counters};
 use crate::error::{OperationError, ReconcileError};
 
@@ -131,12 +132,6 @@ pub async fn migrate(
 /// common start of a migrated cluster. `None` when anything else is the case (or cannot be read): then the full
 /// path runs and reports.
 async fn already_done(client: &Client, privileged_role_name: &str) -> Option<Migrated> {
-    let first_row = |messages: Vec<tokio_postgres::SimpleQueryMessage>| {
-        messages.into_iter().find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
-            _ => None,
-        })
-    };
     let check = first_row(client.simple_query(FAST_CHECK).await.ok()?)?;
     let version: i32 = check.get(0)?.parse().ok()?;
     if check.get(1)? != "t" {
