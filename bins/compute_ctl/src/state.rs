@@ -78,9 +78,10 @@ pub(crate) struct ComputeData {
     pub(crate) pending_spec: Option<ValidatedSpec>,
     /// Requested shutdown, if any.
     pub(crate) shutdown: Option<ShutdownMode>,
-    /// Startup timings.
+    /// Startup timings (their `startup_phases` left empty: [`ComputeData::metrics`] fills it
+    /// from `clock`).
     pub(crate) startup: ComputeMetrics,
-    /// The start's wall clock, from launch (`startup.startup_phases` mirrors its phases).
+    /// The start's wall clock, from launch.
     pub(crate) clock: crate::startup_phases::PhaseClock,
     /// Last reconciliation outcome.
     pub(crate) last_apply: Option<ApplySummary>,
@@ -92,10 +93,17 @@ pub(crate) struct ComputeData {
 }
 
 impl ComputeData {
-    /// Ends the start's phase `phase` now, in the clock and in `startup.startup_phases`.
+    /// Ends the start's phase `phase` now.
     pub(crate) fn mark_phase(&mut self, phase: &str) {
         self.clock.mark(phase, Instant::now());
-        self.startup.startup_phases = self.clock.phases().to_vec();
+    }
+
+    /// The startup metrics as `/metrics.json` answers them, with the phases so far.
+    pub(crate) fn metrics(&self) -> ComputeMetrics {
+        ComputeMetrics {
+            startup_phases: self.clock.phases().to_vec(),
+            ..self.startup.clone()
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use crate::http::HttpState;
 use crate::metrics::Format;
 
 pub(crate) async fn json(State(state): State<HttpState>) -> Response {
-    axum::Json(state.compute.with(|s| s.startup.clone())).into_response()
+    axum::Json(state.compute.with(|s| s.metrics())).into_response()
 }
 
 pub(crate) async fn prometheus(State(state): State<HttpState>, headers: HeaderMap) -> Response {
