@@ -1,5 +1,8 @@
 //! Observe, plan and apply against a real PostgreSQL 15 started by the test.
 
+mod common;
+use common::{assert_converged, converge};
+
 use compute_spec::ValidatedSpec;
 use pg_reconcile::{
     Catalog, Connector, Counters, Outcome, PhaseKind, PlanOptions, Session, SessionGuards,
@@ -61,61 +64,6 @@ async fn observe(pg: &TestPostgres) -> Catalog {
         .await
         .unwrap();
     session.observe().await.unwrap()
-}
-
-/// Reconciles and asserts every operation succeeded; returns the plan's text.
-async fn converge(pg: &TestPostgres, spec: &ValidatedSpec) -> String {
-    let done = reconcile(
-        spec,
-        &PlanOptions::default(),
-        &config(pg),
-        &Counters::default(),
-    )
-    .await
-    .unwrap();
-    let errors: Vec<String> = done.report.errors().map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "{errors:#?}\n{}", done.plan);
-    assert_eq!(done.report.outcomes.len(), done.plan.operation_count());
-    done.plan.to_string()
-}
-
-/// Plans against the live cluster, fully observed, and asserts there is nothing to do,
-/// observed in one round trip on one connection per database: the system database (catalog
-/// and contents together) and each other spec database (its contents). Then `reconcile` itself
-/// plans nothing, and once it has recorded its digest, recognises the cluster in three round
-/// trips (the catalog, whether a digest is kept, the digest) on one connection.
-async fn assert_converged(pg: &TestPostgres, spec: &ValidatedSpec) {
-    let counters = Counters::default();
-    let connector = Connector::new(&config(pg), SessionGuards::for_spec(spec), &counters);
-    let (catalog, _sessions) = observe_cluster(spec, &connector, "postgres").await.unwrap();
-    let planned = plan(spec, &catalog, &PlanOptions::default()).unwrap();
-    assert!(planned.is_empty(), "not converged:\n{planned}");
-    let others = spec
-        .databases()
-        .filter(|(d, _)| d.name != "postgres")
-        .count() as u64;
-    assert_eq!(
-        (counters.round_trips(), counters.connections()),
-        (1 + others, 1 + others)
-    );
-    // The first may observe everything (a cluster converged by `apply` alone has no digest
-    // recorded); it records one, and the second is the short check.
-    for _ in 0..2 {
-        let done = reconcile(
-            spec,
-            &PlanOptions::default(),
-            &config(pg),
-            &Counters::default(),
-        )
-        .await
-        .unwrap();
-        assert!(done.plan.is_empty(), "not converged:\n{}", done.plan);
-    }
-    let counters = Counters::default();
-    reconcile(spec, &PlanOptions::default(), &config(pg), &counters)
-        .await
-        .unwrap();
-    assert_eq!((counters.round_trips(), counters.connections()), (3, 1));
 }
 
 #[tokio::test]

@@ -1,11 +1,12 @@
 //! Per-database privileges, system-database objects and admin session options, against a real
 //! PostgreSQL 15 started by the test, with hostile database and role names.
 
+mod common;
+use common::{assert_converged, converge};
+
 use compute_spec::ValidatedSpec;
 use pg_quote::{quote_ident, quote_literal};
-use pg_reconcile::{
-    Connector, Counters, PlanOptions, Session, SessionGuards, observe_cluster, plan, reconcile,
-};
+use pg_reconcile::{Connector, Counters, Session, SessionGuards};
 use serde_json::{Value, json};
 use test_postgres::{TestPostgres, TestPostgresConfig, hostile_names};
 use tokio_postgres::Config;
@@ -40,40 +41,6 @@ async fn rows(session: &Session, query: &str) -> Vec<String> {
             _ => None,
         })
         .collect()
-}
-
-/// Reconciles, asserts success and returns the plan's text.
-async fn converge(pg: &TestPostgres, spec: &ValidatedSpec) -> String {
-    let done = reconcile(
-        spec,
-        &PlanOptions::default(),
-        &config(pg),
-        &Counters::default(),
-    )
-    .await
-    .unwrap();
-    let errors: Vec<String> = done.report.errors().map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "{errors:#?}\n{}", done.plan);
-    done.plan.to_string()
-}
-
-/// Fully observed, the cluster needs nothing, seen in 1 + N round trips on 1 + N
-/// connections; and a second apply, which trusts the digest the first recorded, plans nothing
-/// in 3 round trips on 1 connection.
-async fn assert_converged(pg: &TestPostgres, spec: &ValidatedSpec) {
-    let counters = Counters::default();
-    let connector = Connector::new(&config(pg), SessionGuards::for_spec(spec), &counters);
-    let (catalog, _sessions) = observe_cluster(spec, &connector, "postgres").await.unwrap();
-    let planned = plan(spec, &catalog, &PlanOptions::default()).unwrap();
-    assert!(planned.is_empty(), "not converged:\n{planned}");
-    let n = 1 + spec.databases().count() as u64;
-    assert_eq!((counters.round_trips(), counters.connections()), (n, n));
-    let counters = Counters::default();
-    let done = reconcile(spec, &PlanOptions::default(), &config(pg), &counters)
-        .await
-        .unwrap();
-    assert!(done.plan.is_empty(), "not converged:\n{}", done.plan);
-    assert_eq!((counters.round_trips(), counters.connections()), (3, 1));
 }
 
 #[tokio::test]

@@ -2,6 +2,9 @@
 //! before their database is (`delete_db`), and once per timeline with
 //! `drop_subscriptions_before_start`; hostile database and subscription names throughout.
 
+mod common;
+use common::{assert_converged, converge};
+
 use std::time::{Duration, Instant};
 
 use compute_spec::ValidatedSpec;
@@ -50,70 +53,6 @@ async fn observe(pg: &TestPostgres) -> Catalog {
         .await
         .unwrap();
     session.observe().await.unwrap()
-}
-
-/// Reconciles, asserts every operation succeeded, and returns the plan's text.
-async fn converge(pg: &TestPostgres, spec: &ValidatedSpec) -> String {
-    let done = reconcile(
-        spec,
-        &PlanOptions::default(),
-        &config(pg, "postgres"),
-        &Counters::default(),
-    )
-    .await
-    .unwrap();
-    let errors: Vec<String> = done.report.errors().map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "{errors:#?}\n{}", done.plan);
-    done.plan.to_string()
-}
-
-/// Plans against the live cluster, fully observed: nothing to do, one round trip on the system
-/// database and one on each other spec database (their contents). Then `reconcile` plans
-/// nothing either, and once its digest is recorded, in three round trips on one connection.
-async fn assert_converged(pg: &TestPostgres, spec: &ValidatedSpec) {
-    let counters = Counters::default();
-    let connector = pg_reconcile::Connector::new(
-        &config(pg, "postgres"),
-        pg_reconcile::SessionGuards::for_spec(spec),
-        &counters,
-    );
-    let (catalog, _sessions) = pg_reconcile::observe_cluster(spec, &connector, "postgres")
-        .await
-        .unwrap();
-    let planned = pg_reconcile::plan(spec, &catalog, &PlanOptions::default()).unwrap();
-    assert!(planned.is_empty(), "not converged:\n{planned}");
-    let others = spec
-        .spec()
-        .cluster
-        .databases
-        .iter()
-        .filter(|d| d.name != "postgres")
-        .count() as u64;
-    assert_eq!(
-        (counters.round_trips(), counters.connections()),
-        (1 + others, 1 + others)
-    );
-    for _ in 0..2 {
-        let done = reconcile(
-            spec,
-            &PlanOptions::default(),
-            &config(pg, "postgres"),
-            &Counters::default(),
-        )
-        .await
-        .unwrap();
-        assert!(done.plan.is_empty(), "not converged:\n{}", done.plan);
-    }
-    let counters = Counters::default();
-    reconcile(
-        spec,
-        &PlanOptions::default(),
-        &config(pg, "postgres"),
-        &counters,
-    )
-    .await
-    .unwrap();
-    assert_eq!((counters.round_trips(), counters.connections()), (3, 1));
 }
 
 /// A publisher (`wal_level = logical`) with database `pub`: table `t` with one row, publication
