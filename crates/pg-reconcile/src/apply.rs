@@ -101,7 +101,7 @@ impl Connector {
     }
 
     /// Bounds each session's connection, ready to answer, by `bound` instead of
-    /// [`CONNECT_BOUND`].
+    /// [`CONNECT_BOUND`] (a longer `connect_timeout` in the base settings wins).
     pub fn connect_bound(mut self, bound: Duration) -> Connector {
         self.connect_bound = bound;
         self
@@ -133,11 +133,15 @@ impl Connector {
             config.application_name("compute_ctl:apply_config");
         }
         self.guards.apply_to(&mut config);
-        let connected = tokio::time::timeout(self.connect_bound, config.connect(NoTls)).await;
+        // A longer `connect_timeout` of the connection string is kept.
+        let bound = config
+            .get_connect_timeout()
+            .map_or(self.connect_bound, |t| (*t).max(self.connect_bound));
+        let connected = tokio::time::timeout(bound, config.connect(NoTls)).await;
         let (client, connection) = connected
             .map_err(|_| ReconcileError::ConnectTimedOut {
                 database: database.to_owned(),
-                after: self.connect_bound,
+                after: bound,
             })?
             .map_err(|source| ReconcileError::Connect {
                 database: database.to_owned(),
@@ -146,7 +150,7 @@ impl Connector {
         self.counters.connections.fetch_add(1, Ordering::Relaxed);
         let task = tokio::spawn(async move {
             if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "reconcile connection ended");
+                tracing::warn!(error = %crate::error::chained(&e), "reconcile connection ended");
             }
         });
         Ok(Session {
@@ -245,7 +249,9 @@ impl Session {
             .await
         {
             Ok(()) => self.counters.round_trip(),
-            Err(e) => tracing::warn!(error = %e, "could not record the catalog digest"),
+            Err(e) => {
+                tracing::warn!(error = %crate::error::chained(&e), "could not record the catalog digest")
+            }
         }
     }
 
@@ -315,7 +321,7 @@ impl Session {
         if secret {
             futures.push(Box::pin(async move {
                 if let Err(e) = self.client.simple_query(UNQUIET).await {
-                    tracing::warn!(error = %e, "reconcile: cannot restore statement logging");
+                    tracing::warn!(error = %crate::error::chained(&e), "reconcile: cannot restore statement logging");
                 }
                 Ok(())
             }));
@@ -458,12 +464,13 @@ pub async fn apply(plan: &Plan, connector: &Connector, open: &[Session]) -> Appl
                 Ok(s) => own = Some(s),
                 Err(e) => {
                     let retryable = e.is_retryable();
-                    tracing::warn!(database = %phase.database, error = %e, "reconcile: cannot connect");
+                    let message = crate::error::chained(&e);
+                    tracing::warn!(database = %phase.database, error = %message, "reconcile: cannot connect");
                     outcomes.extend(phase.operations.iter().map(|op| {
                         Outcome::Failed(OperationError {
                             object: op.object.to_string(),
                             sqlstate: None,
-                            message: e.to_string(),
+                            message: message.clone(),
                             retryable,
                         })
                     }));
@@ -565,7 +572,8 @@ async fn connect_extra(connector: &Connector, database: &str, count: usize) -> V
         match attempt {
             Ok(s) => sessions.push(s),
             Err(e) => {
-                tracing::warn!(%database, error = %e, "reconcile: one session fewer for a phase")
+                let error = crate::error::chained(&e);
+                tracing::warn!(%database, %error, "reconcile: one session fewer for a phase")
             }
         }
     }

@@ -106,7 +106,7 @@ impl OperationError {
             None => OperationError {
                 object,
                 sqlstate: None,
-                message: e.to_string(),
+                message: chained(e),
                 retryable: true,
             },
         }
@@ -122,6 +122,19 @@ pub fn sqlstate_is_retryable(code: &str) -> bool {
             code,
             "55006" | "55P03" | "57P01" | "57P02" | "57P03" | "57P05"
         )
+}
+
+/// `e` and its sources, `: `-separated: how an error whose cause is its source (a client
+/// error under [`ReconcileError::Connect`]) is logged or put into an [`OperationError`].
+pub(crate) fn chained(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
 }
 
 /// Observing, planning or applying could not proceed.
@@ -181,13 +194,7 @@ mod tests {
 
     /// The message and its sources, as a chain printer (anyhow's `{:#}`) shows them.
     fn chain(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
-        let mut parts = vec![e.to_string()];
-        let mut next = e.source();
-        while let Some(cause) = next {
-            parts.push(cause.to_string());
-            next = cause.source();
-        }
-        parts
+        chained(e).split(": ").map(str::to_owned).collect()
     }
 
     /// A client error is the source of a connect error, not repeated in its message.

@@ -37,7 +37,10 @@
 //!   [`Session::observe_contents`], [`observe_cluster`], [`apply`]; [`Counters`] counts round
 //!   trips and connections. Every session's connection, ready to answer, is bounded
 //!   ([`CONNECT_BOUND`], [`Connector::connect_bound`]): a server that accepts the socket and
-//!   never answers is an error, not a hang.
+//!   never answers is an error, not a hang. Statements are not bounded (`statement_timeout`
+//!   and `lock_timeout` are 0 in admin sessions, so that a `CREATE DATABASE` may
+//!   take its time): a server that stops answering after the connection holds the apply until
+//!   the caller drops it, as compute_ctl does at a signal.
 //!
 //! Semantics in short (details in the `plan` module docs):
 //! - Passwords: md5 with or without the `md5` prefix compare equal; SCRAM verifiers exactly;

@@ -75,7 +75,7 @@ pub struct Migrated {
 #[non_exhaustive]
 pub enum MigrationError {
     /// Could not connect (the cause is the source: print the chain).
-    #[error("migrations")]
+    #[error("migrations could not start")]
     Connect(#[from] ReconcileError),
     /// Reading the server version or preparing or reading the bookkeeping failed; no
     /// migration ran.
