@@ -17,8 +17,8 @@
 //!    no flag makes a user's files compute_ctl's to delete);
 //! 5. unless forced, never a non-empty directory without `PG_VERSION` (but for what an
 //!    interrupted start leaves: `postgresql.conf` beside other entries of a data directory,
-//!    or only the subdirectories initdb makes before `PG_VERSION`): `--force-wipe` is for a
-//!    damaged data directory whose `PG_VERSION` is gone.
+//!    or only the subdirectories initdb makes before `PG_VERSION`, holding no file):
+//!    `--force-wipe` is for a damaged data directory whose `PG_VERSION` is gone.
 //!
 //! The decision is pure ([`protected`], [`foreign_entries`]) over what [`survey`] reads.
 
@@ -251,14 +251,54 @@ fn foreign_entries(names: &[OsString]) -> Vec<String> {
     foreign
 }
 
+/// The top-level directories initdb makes before it writes `PG_VERSION` (PostgreSQL 15's
+/// `initdb.c`: `pg_wal`, then its `subdirs`).
+const INITDB_SUBDIRECTORIES: &[&str] = &[
+    "pg_wal",
+    "global",
+    "pg_commit_ts",
+    "pg_dynshmem",
+    "pg_notify",
+    "pg_serial",
+    "pg_snapshots",
+    "pg_subtrans",
+    "pg_twophase",
+    "pg_multixact",
+    "base",
+    "pg_replslot",
+    "pg_tblspc",
+    "pg_stat",
+    "pg_stat_tmp",
+    "pg_xact",
+    "pg_logical",
+];
+
 /// Whether a directory without `PG_VERSION` holds only what an interrupted start of a compute
-/// leaves, which the next start must be able to wipe; nothing that neither PostgreSQL nor
+/// leaves, which the next start must be able to wipe: nothing that neither PostgreSQL nor
 /// compute_ctl makes, and either compute_ctl's `postgresql.conf` (written before
-/// sync-safekeepers, which reads it; a basebackup's first entries beside it) or only
-/// directories (initdb makes its subdirectories before it writes `PG_VERSION`).
-fn interrupted_start(names: &[OsString], only_directories: bool) -> bool {
+/// sync-safekeepers, which reads it; a basebackup's first entries beside it) or only initdb's
+/// subdirectories holding no file (`empty_directories`: what initdb leaves before it writes
+/// `PG_VERSION`).
+fn interrupted_start(names: &[OsString], empty_directories: bool) -> bool {
+    let initdb_made = |n: &OsString| INITDB_SUBDIRECTORIES.iter().any(|d| n == d);
     foreign_entries(names).is_empty()
-        && (only_directories || names.iter().any(|n| n == "postgresql.conf"))
+        && (names.iter().any(|n| n == "postgresql.conf")
+            || (empty_directories && names.iter().all(initdb_made)))
+}
+
+/// Whether `dir` holds nothing but directories, down to `depth` levels (symlinks not
+/// followed: a link is not a directory); deeper than that counts as holding something.
+fn holds_only_directories(dir: &Path, depth: usize) -> io::Result<bool> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir()
+            || depth == 0
+            || !holds_only_directories(&entry.path(), depth - 1)?
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// What the decision looks at, read from the filesystem.
@@ -285,8 +325,9 @@ enum Found {
     Directory {
         /// The names.
         names: Vec<OsString>,
-        /// Whether every one of them is a directory (symlinks not followed).
-        only_directories: bool,
+        /// Whether it holds nothing but directories, three levels down (initdb's
+        /// `base/1`, `pg_wal/archive_status`, `pg_multixact/members`).
+        empty_directories: bool,
     },
 }
 
@@ -299,17 +340,15 @@ fn survey(path: &Path) -> Result<Survey, PgdataError> {
     }
     let found = match std::fs::symlink_metadata(&canonical) {
         Ok(meta) if !meta.is_dir() => Found::NotADirectory,
-        Ok(_) => {
-            let entries = std::fs::read_dir(&canonical)
+        Ok(_) => Found::Directory {
+            names: std::fs::read_dir(&canonical)
                 .map_err(io_err("read", path))?
-                .map(|e| e.and_then(|e| Ok((e.file_name(), e.file_type()?.is_dir()))))
+                .map(|e| e.map(|e| e.file_name()))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(io_err("read", path))?;
-            Found::Directory {
-                only_directories: entries.iter().all(|(_, dir)| *dir),
-                names: entries.into_iter().map(|(name, _)| name).collect(),
-            }
-        }
+                .map_err(io_err("read", path))?,
+            empty_directories: holds_only_directories(&canonical, 3)
+                .map_err(io_err("read", path))?,
+        },
         Err(e) if e.kind() == io::ErrorKind::NotFound => Found::Missing,
         Err(e) => return Err(io_err("stat", path)(e)),
     };
@@ -330,7 +369,7 @@ pub(crate) fn check_wipe_allowed(path: &Path, force: bool) -> Result<(), PgdataE
             what,
         });
     }
-    let (entries, only_directories) = match survey.found {
+    let (entries, empty_directories) = match survey.found {
         Found::Missing => return Ok(()),
         Found::NotADirectory => {
             return Err(PgdataError::NotADirectory {
@@ -339,8 +378,8 @@ pub(crate) fn check_wipe_allowed(path: &Path, force: bool) -> Result<(), PgdataE
         }
         Found::Directory {
             names,
-            only_directories,
-        } => (names, only_directories),
+            empty_directories,
+        } => (names, empty_directories),
     };
     if let Some(pid) = live_postmaster(&survey.canonical) {
         return Err(PgdataError::InUse {
@@ -369,7 +408,7 @@ pub(crate) fn check_wipe_allowed(path: &Path, force: bool) -> Result<(), PgdataE
     if !entries.is_empty()
         && !force
         && !survey.has_pg_version
-        && !interrupted_start(&entries, only_directories)
+        && !interrupted_start(&entries, empty_directories)
     {
         return Err(PgdataError::NotADataDirectory {
             path: path.to_owned(),
@@ -555,10 +594,22 @@ mod tests {
         check(&dir.join("interrupted"), true, "do not make (notes.txt)");
         check(&dir.join("stuff"), false, "do not make (notes.txt)");
         check(&dir.join("stuff"), true, "do not make (notes.txt)");
-        // What an initdb killed before PG_VERSION leaves: its subdirectories only.
+        // What an initdb killed before PG_VERSION leaves: its subdirectories only, empty.
         std::fs::create_dir(dir.join("initdb")).unwrap();
-        std::fs::create_dir(dir.join("initdb/pg_wal")).unwrap();
-        std::fs::create_dir(dir.join("initdb/global")).unwrap();
+        std::fs::create_dir_all(dir.join("initdb/pg_wal/archive_status")).unwrap();
+        std::fs::create_dir_all(dir.join("initdb/base/1")).unwrap();
+        check(&dir.join("initdb"), false, "ok");
+        // A file below them, a link among them, or a name initdb does not make first: refused.
+        std::fs::write(dir.join("initdb/base/1/16384"), "data").unwrap();
+        check(&dir.join("initdb"), false, "has no PG_VERSION");
+        std::fs::remove_file(dir.join("initdb/base/1/16384")).unwrap();
+        std::os::unix::fs::symlink(dir.join("stuff"), dir.join("initdb/global")).unwrap();
+        check(&dir.join("initdb"), false, "has no PG_VERSION");
+        std::fs::remove_file(dir.join("initdb/global")).unwrap();
+        std::fs::create_dir_all(dir.join("logs-only/log")).unwrap();
+        check(&dir.join("logs-only"), false, "has no PG_VERSION");
+        std::fs::write(dir.join("logs-only/log/app.log"), "x").unwrap();
+        check(&dir.join("logs-only"), false, "has no PG_VERSION");
         check(&dir.join("initdb"), false, "ok");
         // A data directory that lost its PG_VERSION: only forced.
         std::fs::create_dir(dir.join("damaged")).unwrap();
