@@ -92,18 +92,17 @@ fn zombie_children(parent: i32) -> Vec<i32> {
         .collect()
 }
 
-/// The `sleep` orphans `parent` adopted (the storm's background jobs): (alive, zombies).
-fn adopted_sleeps(parent: i32) -> (usize, usize) {
-    let sleeps = all_pids().into_iter().filter(|pid| {
-        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
-    });
-    let states: Vec<char> = sleeps
-        .filter_map(stat)
-        .filter(|(_, ppid, _)| *ppid == parent)
-        .map(|(state, _, _)| state)
-        .collect();
-    let zombies = states.iter().filter(|s| **s == 'Z').count();
-    (states.len() - zombies, zombies)
+/// The `sleep` orphans `parent` adopted (the storm's background jobs): pid and state of each.
+fn adopted_sleeps(parent: i32) -> Vec<(i32, char)> {
+    all_pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+        .filter_map(|pid| stat(pid).map(|(state, ppid, _)| (pid, state, ppid)))
+        .filter(|(_, _, ppid)| *ppid == parent)
+        .map(|(pid, state, _)| (pid, state))
+        .collect()
 }
 
 /// What a SIGKILL of compute_ctl left.
@@ -617,7 +616,7 @@ async fn orphans_are_reaped_and_exit_codes_kept(wrapper: &[&str], role: &str) {
             client
                 // The program reads its input first: exiting before postgres wrote is an
                 // EPIPE for the COPY.
-                .batch_execute("COPY (SELECT 1) TO PROGRAM 'cat >/dev/null; (sleep 0.5 &) ; true'")
+                .batch_execute("COPY (SELECT 1) TO PROGRAM 'cat >/dev/null; (sleep 30 &) ; true'")
                 .await
                 .unwrap();
         }
@@ -627,17 +626,25 @@ async fn orphans_are_reaped_and_exit_codes_kept(wrapper: &[&str], role: &str) {
     let (code, answer) = ctl.request("POST", "/configure", &body, None).await;
     assert_eq!(code, 200, "{answer}\n{}", ctl.log());
     storm.await.unwrap();
-    // The last orphans are still sleeping: they were adopted (else the check below would
-    // prove nothing).
-    let (alive, _) = adopted_sleeps(init);
-    assert!(
-        alive > 0,
-        "no orphan was adopted by compute_ctl\n{}",
-        ctl.log()
-    );
-    // Each exits 500 ms after its COPY; the reaper runs at each SIGCHLD.
+    // Every orphan was adopted by compute_ctl (else the check below would prove nothing);
+    // then they are ended, and the reaper (run at each SIGCHLD) must take every one.
+    let adopted = eventually(Duration::from_secs(10), || async {
+        let sleeps = adopted_sleeps(init);
+        (sleeps.len() == 20).then_some(sleeps)
+    })
+    .await;
+    let adopted = adopted.unwrap_or_else(|| {
+        panic!(
+            "{} of 20 orphans adopted by compute_ctl\n{}",
+            adopted_sleeps(init).len(),
+            ctl.log()
+        )
+    });
+    for (pid, _) in adopted {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
     let zombies = eventually(Duration::from_secs(10), || async {
-        (adopted_sleeps(init) == (0, 0) && zombie_children(init).is_empty()).then_some(())
+        (adopted_sleeps(init).is_empty() && zombie_children(init).is_empty()).then_some(())
     })
     .await;
     let left = zombie_children(init);
