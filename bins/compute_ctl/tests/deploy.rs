@@ -290,13 +290,21 @@ fn kubernetes_manifests_agree_with_the_code_and_the_image() {
         assert_eq!(get["port"], "http", "{probe}");
         let (readme_path, settings) = readme_probe_row(probe);
         assert_eq!(readme_path, path, "README's {probe} row");
-        for (key, value) in settings {
-            assert_eq!(
-                container[probe][&key].as_u64(),
-                Some(value),
-                "README's {probe} row says {key}: {value}"
-            );
-        }
+        let manifest: Vec<(String, u64)> = container[probe]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter_map(|(key, value)| Some((key.clone(), value.as_u64()?)))
+            .collect();
+        let sorted = |mut v: Vec<(String, u64)>| {
+            v.sort();
+            v
+        };
+        assert_eq!(
+            sorted(settings),
+            sorted(manifest),
+            "README's {probe} row and the manifest's numbers"
+        );
     }
     assert!(
         container["lifecycle"].is_null(),
@@ -396,12 +404,10 @@ fn flag_value<'a>(argv: &'a [String], flag: &str) -> &'a str {
 /// leaves `/tmp/.s.PGSQL.PORT.lock` behind, owned by the postgres user, which an
 /// unprivileged user's postgres may not remove (sticky `/tmp`) and so cannot listen on PORT.
 fn port_without_a_socket_lock_in_tmp() -> u16 {
-    loop {
-        let port = test_postgres::free_port();
-        if !Path::new(&format!("/tmp/.s.PGSQL.{port}.lock")).exists() {
-            return port;
-        }
-    }
+    (0..1000)
+        .map(|_| test_postgres::free_port())
+        .find(|port| !Path::new(&format!("/tmp/.s.PGSQL.{port}.lock")).exists())
+        .expect("a free port without a socket lock in /tmp within 1,000 tries")
 }
 
 /// Runs README's quick start (ports and data directory swapped for free ones; the binary

@@ -1,7 +1,7 @@
 //! Observe, plan and apply against a real PostgreSQL 15 started by the test.
 
-mod common;
-use common::{assert_converged, converge};
+mod convergence;
+use convergence::{assert_converged, converge};
 
 use compute_spec::ValidatedSpec;
 use pg_reconcile::{

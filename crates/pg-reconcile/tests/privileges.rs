@@ -1,8 +1,8 @@
 //! Per-database privileges, system-database objects and admin session options, against a real
 //! PostgreSQL 15 started by the test, with hostile database and role names.
 
-mod common;
-use common::{assert_converged, converge};
+mod convergence;
+use convergence::{assert_converged, converge};
 
 use compute_spec::ValidatedSpec;
 use pg_quote::{quote_ident, quote_literal};

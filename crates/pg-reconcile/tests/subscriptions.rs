@@ -2,8 +2,8 @@
 //! before their database is (`delete_db`), and once per timeline with
 //! `drop_subscriptions_before_start`; hostile database and subscription names throughout.
 
-mod common;
-use common::{assert_converged, converge};
+mod convergence;
+use convergence::{assert_converged, converge};
 
 use std::time::{Duration, Instant};
 
