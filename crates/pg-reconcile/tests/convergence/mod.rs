@@ -3,7 +3,7 @@
 
 use compute_spec::ValidatedSpec;
 use pg_reconcile::{
-    Connector, Counters, PlanOptions, SessionGuards, observe_cluster, plan, reconcile,
+    Connector, Counters, PlanOptions, Reconciled, SessionGuards, observe_cluster, plan, reconcile,
 };
 use test_postgres::TestPostgres;
 use tokio_postgres::Config;
@@ -13,17 +13,21 @@ fn config(pg: &TestPostgres) -> Config {
     pg.connstr("postgres").parse().unwrap()
 }
 
+/// One `reconcile` of `spec` with default options, counted in `counters`.
+async fn reconcile_counted(
+    pg: &TestPostgres,
+    spec: &ValidatedSpec,
+    counters: &Counters,
+) -> Reconciled {
+    reconcile(spec, &PlanOptions::default(), &config(pg), counters)
+        .await
+        .unwrap()
+}
+
 /// Reconciles, asserts every operation succeeded (and has an outcome), and returns the plan's
 /// text.
 pub(crate) async fn converge(pg: &TestPostgres, spec: &ValidatedSpec) -> String {
-    let done = reconcile(
-        spec,
-        &PlanOptions::default(),
-        &config(pg),
-        &Counters::default(),
-    )
-    .await
-    .unwrap();
+    let done = reconcile_counted(pg, spec, &Counters::default()).await;
     let errors: Vec<String> = done.report.errors().map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{errors:#?}\n{}", done.plan);
     assert_eq!(done.report.outcomes.len(), done.plan.operation_count());
@@ -51,19 +55,10 @@ pub(crate) async fn assert_converged(pg: &TestPostgres, spec: &ValidatedSpec) {
         (1 + others, 1 + others)
     );
     for _ in 0..2 {
-        let done = reconcile(
-            spec,
-            &PlanOptions::default(),
-            &config(pg),
-            &Counters::default(),
-        )
-        .await
-        .unwrap();
+        let done = reconcile_counted(pg, spec, &Counters::default()).await;
         assert!(done.plan.is_empty(), "not converged:\n{}", done.plan);
     }
     let counters = Counters::default();
-    reconcile(spec, &PlanOptions::default(), &config(pg), &counters)
-        .await
-        .unwrap();
+    reconcile_counted(pg, spec, &counters).await;
     assert_eq!((counters.round_trips(), counters.connections()), (3, 1));
 }
