@@ -6,12 +6,13 @@
 //!
 //! Run: `cargo bench -p compute_ctl --bench cold_start`.
 
+mod json_get;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
+use json_get::get;
 use serde_json::json;
 
 const TENANT: &str = "b0554b632bd4d547a63b86c3630317e8";
@@ -35,17 +36,6 @@ fn spec(pageserver: &str, safekeeper: &str) -> serde_json::Value {
             {"name": "fsync", "value": "off", "vartype": "bool"}
         ]}
     })
-}
-
-async fn get(port: u16, path: &str) -> Option<serde_json::Value> {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<Bytes>>();
-    let resp = client
-        .get(format!("http://127.0.0.1:{port}{path}").parse().ok()?)
-        .await
-        .ok()?;
-    let body = resp.into_body().collect().await.ok()?.to_bytes();
-    serde_json::from_slice(&body).ok()
 }
 
 struct Run {

@@ -28,12 +28,13 @@
 //! Without `--bench` (as `cargo test --benches` runs it): one round of the 2-database plain
 //! case, as a smoke test.
 
+mod json_get;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
+use json_get::get;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::json;
@@ -111,30 +112,6 @@ fn wake_spec(databases: usize, pageserver: &str, safekeeper: &str) -> serde_json
         "safekeeper_connstrings": [safekeeper],
         "cluster": cluster(databases),
     })
-}
-
-type HttpClient = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    Empty<Bytes>,
->;
-
-/// One HTTP client for the whole bench: its connections are kept alive, so a poll of
-/// `/status` costs compute_ctl a request, not a TCP connection.
-fn client() -> &'static HttpClient {
-    static CLIENT: std::sync::OnceLock<HttpClient> = std::sync::OnceLock::new();
-    CLIENT.get_or_init(|| {
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http::<Empty<Bytes>>()
-    })
-}
-
-async fn get(port: u16, path: &str) -> Option<serde_json::Value> {
-    let resp = client()
-        .get(format!("http://127.0.0.1:{port}{path}").parse().ok()?)
-        .await
-        .ok()?;
-    let body = resp.into_body().collect().await.ok()?.to_bytes();
-    serde_json::from_slice(&body).ok()
 }
 
 /// A compute_ctl process and its external HTTP port.
