@@ -272,13 +272,7 @@ impl<'a> Sides<'a> {
     /// `fetch_basebackup` as compute_ctl runs it (the files given to the owner when root).
     fn ours(&self, round: &str) -> Result<(Duration, PathBuf), BoxError> {
         let dest = self.fresh("ours", round)?;
-        let request = BasebackupRequest {
-            tenant_id: TENANT.parse()?,
-            timeline_id: TIMELINE.parse()?,
-            lsn: compute_spec::Lsn::INVALID,
-            mode: ComputeMode::Primary,
-            gzip: false,
-        };
+        let request = request()?;
         let config = BasebackupConfig {
             owner: self.owner,
             ..BasebackupConfig::default()
@@ -542,19 +536,24 @@ fn make_archive(work: &Path, source: &Path, format: &str) -> Result<PathBuf, Box
     Ok(path)
 }
 
+/// The request every fetch of the bench makes: the test timeline's latest LSN, a plain stream.
+fn request() -> Result<BasebackupRequest, BoxError> {
+    Ok(BasebackupRequest {
+        tenant_id: TENANT.parse()?,
+        timeline_id: TIMELINE.parse()?,
+        lsn: compute_spec::Lsn::INVALID,
+        mode: ComputeMode::Primary,
+        gzip: false,
+    })
+}
+
 /// The measured process: fetch and unpack, then print the peak RSS in KiB.
 fn child_fetch(connstr: &str, dest: &Path) -> Result<(), BoxError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let request = BasebackupRequest {
-        tenant_id: TENANT.parse()?,
-        timeline_id: TIMELINE.parse()?,
-        lsn: compute_spec::Lsn::INVALID,
-        mode: ComputeMode::Primary,
-        gzip: false,
-    };
+    let request = request()?;
     runtime.block_on(fetch_basebackup(
         connstr,
         None,
