@@ -254,14 +254,10 @@ impl PgBinary {
             .collect();
         known.extend(pg.confirm_settings(&hidden)?.into_iter().map(str::to_owned));
         pg.libdir = find_libdir(&pg.postgres);
-        let libraries = library_files(&pg.libdir);
         pg.support = ServerSupport {
             known_settings: known,
-            libdir: pg.libdir.display().to_string(),
-            walproposer: false,
-            libraries,
+            ..library_support(&pg.libdir)
         };
-        pg.support.walproposer = pg.has_library("neon");
         Ok(pg)
     }
 
@@ -352,16 +348,20 @@ impl PgBinary {
 /// `libdir`, `libraries` and `walproposer` are known: `known_settings` is empty, so it answers
 /// [`ServerSupport::has_library`] and nothing about settings.
 pub fn probe_libraries(postgres_path: &Path) -> Result<ServerSupport, ProbeError> {
-    let libdir = find_libdir(&resolve(postgres_path)?);
-    let libraries = library_files(&libdir);
+    Ok(library_support(&find_libdir(&resolve(postgres_path)?)))
+}
+
+/// What the library directory `libdir` tells: its libraries, and whether the `neon` library
+/// (and so the walproposer) is among them; no settings known.
+fn library_support(libdir: &Path) -> ServerSupport {
     let mut support = ServerSupport {
         known_settings: BTreeSet::new(),
         libdir: libdir.display().to_string(),
         walproposer: false,
-        libraries,
+        libraries: library_files(libdir),
     };
     support.walproposer = support.has_library("neon") == Some(true);
-    Ok(support)
+    support
 }
 
 /// The absolute path of the binary `postgres_path` names (or of `postgres` in that directory).
